@@ -1,0 +1,90 @@
+"""``AzureQueueTaskQueue``: the TaskQueue port on azure-storage-queue.
+
+Messages are JSON, base64-encoded: that is what the Functions host expects by
+default (``messageEncoding: base64`` in host.json) and what it writes to
+``<queue>-poison``. Credentials are read like ``core.clouds.azure_blob``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from azure.core import exceptions as aexc
+from azure.storage.queue import (
+    BinaryBase64DecodePolicy,
+    BinaryBase64EncodePolicy,
+    QueueClient,
+)
+
+from core.clouds.azure_blob import ACCOUNT_URL_VAR, CONNECTION_STRING_VAR, translate_errors
+from core.errors import BadRequest, ConfigError, NotFound
+
+MAX_MESSAGE_BYTES = 64 * 1024  # Azure's limit, counted after base64
+
+
+def make_queue_client(queue: str) -> QueueClient:
+    """A queue client that base64-encodes and -decodes message bodies, as the Functions host does."""
+    policies: dict[str, Any] = {
+        "message_encode_policy": BinaryBase64EncodePolicy(),
+        "message_decode_policy": BinaryBase64DecodePolicy(),
+    }
+    connection_string = os.environ.get(CONNECTION_STRING_VAR, "").strip()
+    if connection_string:
+        return QueueClient.from_connection_string(connection_string, queue, **policies)
+    account_url = os.environ.get(ACCOUNT_URL_VAR, "").strip()
+    if account_url:
+        from azure.identity import DefaultAzureCredential
+
+        queue_url = account_url.replace(".blob.", ".queue.")
+        return QueueClient(queue_url, queue, credential=DefaultAzureCredential(), **policies)
+    raise ConfigError(f"set {CONNECTION_STRING_VAR} (UseDevelopmentStorage=true for Azurite) or {ACCOUNT_URL_VAR}")
+
+
+def encode(payload: Mapping[str, Any]) -> bytes:
+    """The message body before base64: compact UTF-8 JSON."""
+    return json.dumps(dict(payload), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode(body: bytes | str) -> Any:
+    """Parse a message body as JSON, whether the client already decoded base64 or not."""
+    text = body.decode() if isinstance(body, bytes) else body
+    return json.loads(text)
+
+
+class AzureQueueTaskQueue:
+    """A ``TaskQueue`` on one Azure Storage Queue; creates the queue on first use."""
+
+    def __init__(self, queue: str, *, client: QueueClient | None = None) -> None:
+        self.queue_name = queue
+        self._client = client
+
+    @property
+    def client(self) -> QueueClient:
+        if self._client is None:
+            self._client = make_queue_client(self.queue_name)
+        return self._client
+
+    def create_queue(self) -> None:
+        """Create the queue if it does not exist."""
+        with translate_errors(self.queue_name):
+            try:
+                self.client.create_queue()
+            except aexc.ResourceExistsError:
+                pass
+
+    def send(self, payload: Mapping[str, Any]) -> str:
+        body = encode(payload)
+        size = len(base64.b64encode(body))
+        if size > MAX_MESSAGE_BYTES:
+            raise BadRequest(f"message of {size} bytes (base64) is over Azure's {MAX_MESSAGE_BYTES}")
+        try:
+            with translate_errors(self.queue_name):
+                return str(self.client.send_message(body).id)
+        except NotFound:
+            self.create_queue()
+            with translate_errors(self.queue_name):
+                return str(self.client.send_message(body).id)

@@ -1,0 +1,65 @@
+"""``PubSubTaskQueue``: the TaskQueue port on google-cloud-pubsub.
+
+The payload is published as UTF-8 JSON in the message data. The client honours
+``PUBSUB_EMULATOR_HOST``; the project comes from the argument or
+``GOOGLE_CLOUD_PROJECT``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import pubsub_v1
+
+from core import config
+from core.errors import BadRequest, NotFound, TransientError
+
+PROJECT_VAR = "GOOGLE_CLOUD_PROJECT"
+MAX_MESSAGE_BYTES = 10 * 1024 * 1024  # Pub/Sub's limit on data per message
+
+
+def project_id(project: str | None = None) -> str:
+    """The project: argument, then ``GOOGLE_CLOUD_PROJECT``; ``ConfigError`` naming it otherwise."""
+    return config.require(PROJECT_VAR, project)
+
+
+class PubSubTaskQueue:
+    """A ``TaskQueue`` that publishes to one Pub/Sub topic."""
+
+    def __init__(
+        self,
+        topic: str,
+        *,
+        project: str | None = None,
+        publisher: pubsub_v1.PublisherClient | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        self.topic_path = topic if topic.startswith("projects/") else f"projects/{project_id(project)}/topics/{topic}"
+        self._publisher = publisher
+        self.timeout = timeout
+
+    @property
+    def publisher(self) -> pubsub_v1.PublisherClient:
+        if self._publisher is None:
+            self._publisher = pubsub_v1.PublisherClient()
+        return self._publisher
+
+    def send(self, payload: Mapping[str, Any]) -> str:
+        data = json.dumps(dict(payload), separators=(",", ":")).encode()
+        if len(data) > MAX_MESSAGE_BYTES:
+            raise BadRequest(f"message of {len(data)} bytes is over Pub/Sub's {MAX_MESSAGE_BYTES}")
+        try:
+            return str(self.publisher.publish(self.topic_path, data).result(timeout=self.timeout))
+        except gexc.NotFound as exc:
+            raise NotFound(f"no Pub/Sub topic {self.topic_path}") from exc
+        except (gexc.GoogleAPICallError, gexc.RetryError, TimeoutError) as exc:
+            raise TransientError(f"cannot publish to {self.topic_path}: {exc}") from exc
+
+
+def emulator_host() -> str | None:
+    """``PUBSUB_EMULATOR_HOST`` when the emulator is in use."""
+    return os.environ.get("PUBSUB_EMULATOR_HOST") or None

@@ -1,0 +1,77 @@
+"""Settings, read from the environment each time they are asked for.
+
+The order is always: explicit argument, then environment variable, then default.
+Nothing is read at import time, so callers and tests may change ``os.environ``
+at any moment. A malformed or missing value raises ``ConfigError`` naming the
+variable.
+"""
+
+from __future__ import annotations
+
+import os
+
+from core.errors import ConfigError
+
+MAX_PIXELS_VAR = "GRAYSCALE_MAX_PIXELS"
+MAX_UPLOAD_BYTES_VAR = "GRAYSCALE_MAX_UPLOAD_BYTES"
+JPEG_QUALITY_VAR = "GRAYSCALE_JPEG_QUALITY"
+PNG_COMPRESS_LEVEL_VAR = "GRAYSCALE_PNG_COMPRESS_LEVEL"
+LEASE_SECONDS_VAR = "GRAYSCALE_LEASE_SECONDS"
+
+DEFAULT_MAX_PIXELS = 64_000_000  # a 64 MP raster: 64 MB as L, 256 MB as RGBA while decoding
+DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024
+DEFAULT_JPEG_QUALITY = 85
+# zlib level 1 with PNG's adaptive filters: about 4x faster than Pillow's default
+# level 6 on photos, for files a few percent larger (bench/grayscale.py measures it).
+DEFAULT_PNG_COMPRESS_LEVEL = 1
+DEFAULT_LEASE_SECONDS = 120
+
+
+def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """Return the integer in ``$name``, or ``default`` when it is unset or empty."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        upper = f" and at most {maximum}" if maximum is not None else ""
+        raise ConfigError(f"{name} must be at least {minimum}{upper}, got {value}")
+    return value
+
+
+def require(name: str, value: str | None = None) -> str:
+    """Return ``value`` if given, else ``$name``; raise ``ConfigError`` naming it when unset."""
+    if value:
+        return value
+    found = os.environ.get(name, "").strip()
+    if not found:
+        raise ConfigError(f"{name} is not set: export {name}=... (see README, Configuration)")
+    return found
+
+
+def max_pixels() -> int:
+    """Largest raster, in pixels over all frames, that ``grayscale`` will decode."""
+    return env_int(MAX_PIXELS_VAR, DEFAULT_MAX_PIXELS, minimum=1)
+
+
+def max_upload_bytes() -> int:
+    """Largest upload, in bytes, that the HTTP API accepts."""
+    return env_int(MAX_UPLOAD_BYTES_VAR, DEFAULT_MAX_UPLOAD_BYTES, minimum=1)
+
+
+def jpeg_quality() -> int:
+    """Quality of grayscale JPEG output (1-95)."""
+    return env_int(JPEG_QUALITY_VAR, DEFAULT_JPEG_QUALITY, minimum=1, maximum=95)
+
+
+def png_compress_level() -> int:
+    """zlib level for PNG output (0-9)."""
+    return env_int(PNG_COMPRESS_LEVEL_VAR, DEFAULT_PNG_COMPRESS_LEVEL, minimum=0, maximum=9)
+
+
+def lease_seconds() -> int:
+    """How long a PROCESSING job belongs to its worker before a retry may take it over."""
+    return env_int(LEASE_SECONDS_VAR, DEFAULT_LEASE_SECONDS, minimum=1)

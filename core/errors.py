@@ -1,0 +1,84 @@
+"""The one exception tree of the project.
+
+Every failure that crosses a module boundary is one of these; adapters in
+``core.clouds`` translate SDK errors with ``raise X(...) from exc``::
+
+    CoreError
+     ├── NotFound            (also LookupError)  the key, job or object does not exist
+     ├── Conflict                                a conditional write lost: re-read and retry
+     ├── BadRequest          (also ValueError)   the caller sent something unusable
+     │    ├── PayloadTooLarge                    more bytes than the upload cap
+     │    └── InvalidImage                       not a supported image, or a damaged one
+     │         └── ImageTooLarge                 a raster over the pixel limit (seen in the header)
+     ├── ConfigError         (also RuntimeError) a setting is missing or malformed; names the variable
+     └── TransientError                          worth retrying: network, throttling, a busy job
+          └── Busy                               another worker holds the job right now
+
+Each class has a ``code``: the stable machine-readable string the HTTP API
+puts in ``{"error": code, "message": str(exc)}``.
+"""
+
+from __future__ import annotations
+
+
+class CoreError(Exception):
+    """Base of every error raised on purpose by this project."""
+
+    code = "internal"
+
+
+class NotFound(CoreError, LookupError):
+    """The requested object, job or record does not exist."""
+
+    code = "not_found"
+
+    def __str__(self) -> str:  # LookupError would repr() the message otherwise
+        return str(self.args[0]) if self.args else "not found"
+
+
+class Conflict(CoreError):
+    """A conditional write failed: somebody else changed the object first."""
+
+    code = "conflict"
+
+
+class BadRequest(CoreError, ValueError):
+    """The input cannot be used as it is; retrying the same input fails again."""
+
+    code = "bad_request"
+
+
+class PayloadTooLarge(BadRequest):
+    """The upload has more bytes than the configured cap."""
+
+    code = "payload_too_large"
+
+
+class InvalidImage(BadRequest):
+    """The bytes are not a supported image, or the image is damaged or truncated."""
+
+    code = "unsupported_media_type"
+
+
+class ImageTooLarge(InvalidImage):
+    """The image header declares a raster over the pixel limit; nothing was decoded."""
+
+    code = "image_too_large"
+
+
+class ConfigError(CoreError, RuntimeError):
+    """A setting is missing or malformed. The message names the variable."""
+
+    code = "config_error"
+
+
+class TransientError(CoreError):
+    """A failure that may succeed if retried later (network, throttling, 5xx)."""
+
+    code = "unavailable"
+
+
+class Busy(TransientError):
+    """Another worker is processing this job right now; retry after its lease."""
+
+    code = "busy"

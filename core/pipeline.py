@@ -1,0 +1,189 @@
+"""The use cases both clouds call. Each is safe to run twice with the same input.
+
+- ``submit_upload``: the HTTP upload. Checks size and type, stores the bytes under
+  ``uploads/`` and accepts the job.
+- ``accept_upload``: an upload event becomes a PENDING job and one queue message.
+  Keys outside ``uploads/`` are ignored: that is the loop guard for ``results/``.
+- ``process_job``: one queue message. Renders the grayscale copy into ``results/``
+  and marks the job DONE. A bad image ends it FAILED with a reason; anything
+  that may succeed later raises so the platform retries.
+- ``fail_job``: the dead-letter path, which ends a job FAILED.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import posixpath
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from core import config, imaging
+from core.errors import BadRequest, Conflict, InvalidImage, NotFound, PayloadTooLarge
+from core.jobs import Job, JsonJobStore, Status, job_id_for
+from core.ports import JobStore, ObjectStore, TaskQueue
+
+log = logging.getLogger(__name__)
+
+UPLOADS = "uploads/"
+RESULTS = "results/"
+
+
+@dataclass
+class Services:
+    """What the use cases need; each cloud builds one, tests build one from fakes."""
+
+    store: ObjectStore
+    queue: TaskQueue
+    jobs: JobStore
+    render: Callable[[bytes], imaging.Rendered] = imaging.grayscale
+
+    @classmethod
+    def over(cls, store: ObjectStore, queue: TaskQueue) -> Services:
+        """Services whose job records live in ``store`` under ``jobs/``."""
+        return cls(store, queue, JsonJobStore(store))
+
+
+def job_message(job_id: str) -> dict[str, Any]:
+    """The queue payload that asks for one job to be processed."""
+    return {"job_id": job_id}
+
+
+def parse_job_message(payload: Mapping[str, Any] | Any) -> str:
+    """The job id in a queue payload; ``BadRequest`` if there is none."""
+    job_id = payload.get("job_id") if isinstance(payload, Mapping) else None
+    if not isinstance(job_id, str) or not job_id:
+        raise BadRequest(f"queue message has no job_id: {payload!r:.200}")
+    return job_id
+
+
+def submit_upload(
+    services: Services,
+    data: bytes,
+    *,
+    filename: str | None = None,
+    max_bytes: int | None = None,
+) -> Job:
+    """Store an HTTP upload under ``uploads/`` and accept it as a job.
+
+    Raises ``BadRequest`` (empty), ``PayloadTooLarge`` (over the cap),
+    ``InvalidImage`` (not an image, sniffed from the bytes) or ``ImageTooLarge``.
+    The key is ``uploads/<md5 prefix>-<safe filename>``: the same bytes under
+    the same name are the same job, and different bytes never overwrite each other.
+    """
+    cap = config.max_upload_bytes() if max_bytes is None else max_bytes
+    if not data:
+        raise BadRequest("the upload is empty: send the image bytes in the body or as form field 'file'")
+    if len(data) > cap:
+        raise PayloadTooLarge(
+            f"the upload is {len(data):,} bytes; the limit is {cap:,} ({config.MAX_UPLOAD_BYTES_VAR})"
+        )
+    info = imaging.probe(data)
+    md5 = hashlib.md5(data).hexdigest()
+    key = f"{UPLOADS}{md5[:12]}-{safe_name(filename, info.format.lower())}"
+    try:
+        services.store.put(key, data, content_type=info.content_type, if_none_match=True)
+    except Conflict:
+        pass  # uploaded before: same name, same leading hash; the job id checks the whole hash
+    job = accept_upload(services, key, md5=md5, content_type=info.content_type)
+    assert job is not None  # the key is under uploads/
+    return job
+
+
+def accept_upload(
+    services: Services,
+    key: str,
+    *,
+    md5: str | None = None,
+    content_type: str | None = None,
+) -> Job | None:
+    """Turn an upload event into a job and a queue message; ``None`` if the key is not an upload.
+
+    Idempotent: a duplicate event finds the same job. The message is sent
+    again while the job is PENDING (a crash may have come between the record
+    and the message); ``process_job`` takes duplicates in its stride.
+    """
+    if not is_upload(key):
+        return None
+    if md5 is None or content_type is None:
+        try:
+            head = services.store.head(key)
+        except NotFound:
+            log.info("upload %r is gone; nothing to accept", key)
+            return None
+        md5 = md5 or head.md5 or hashlib.md5(services.store.get(key).data).hexdigest()
+        content_type = content_type or head.content_type
+    job = services.jobs.create(Job.new(job_id_for(key, md5), key, content_type))
+    if job.status is Status.PENDING:
+        services.queue.send(job_message(job.id))
+    return job
+
+
+def process_job(services: Services, job_id: str) -> Job:
+    """Render the job's upload in grayscale; return the final record.
+
+    Permanent failures (a bad image, a missing or replaced upload) end the job
+    FAILED and return normally, so the message is not redelivered. Anything
+    else (``TransientError``, network, ``Busy``) propagates for a retry.
+    """
+    lease = timedelta(seconds=config.lease_seconds())
+    job = services.jobs.update(job_id, lambda j: j.start(lease=lease))
+    if job.terminal:
+        return job
+    try:
+        upload = services.store.get(job.source)
+    except NotFound:
+        return _fail(services, job, f"the upload {job.source} no longer exists")
+    if job_id_for(job.source, hashlib.md5(upload.data).hexdigest()) != job.id:
+        return _fail(services, job, f"the upload {job.source} was replaced by newer content, which has its own job")
+    try:
+        rendered = services.render(upload.data)
+    except InvalidImage as exc:
+        return _fail(services, job, str(exc))
+    result_key = result_key_for(job.source, rendered.extension)
+    services.store.put(
+        result_key,
+        rendered.data,
+        content_type=rendered.content_type,
+        metadata={"job_id": job.id, "source": job.source},
+    )
+    return services.jobs.update(job.id, lambda j: j.complete(result_key))
+
+
+def fail_job(services: Services, job_id: str, reason: str) -> Job | None:
+    """End a job FAILED (the dead-letter path); a DONE job stays DONE. ``None`` if unknown."""
+    try:
+        return services.jobs.update(job_id, lambda j: j.fail(reason))
+    except NotFound:
+        log.warning("dead letter for unknown job %r: %s", job_id, reason)
+        return None
+
+
+def _fail(services: Services, job: Job, reason: str) -> Job:
+    log.info("job %s failed: %s", job.id, reason)
+    return services.jobs.update(job.id, lambda j: j.fail(reason))
+
+
+def is_upload(key: str) -> bool:
+    """True for an object under ``uploads/`` (not the folder placeholder itself)."""
+    return key.startswith(UPLOADS) and len(key) > len(UPLOADS) and not key.endswith("/")
+
+
+def result_key_for(source_key: str, extension: str) -> str:
+    """``uploads/a/b.jpg`` -> ``results/a/b.jpg``; the extension is appended when the format changes."""
+    name = source_key[len(UPLOADS) :] if source_key.startswith(UPLOADS) else source_key
+    current = posixpath.splitext(name)[1].lower()
+    same = current == extension or (extension == ".jpg" and current in (".jpeg", ".jpe", ".jfif"))
+    return f"{RESULTS}{name if same else name + extension}"
+
+
+def safe_name(filename: str | None, fallback_ext: str) -> str:
+    """A filename made safe as the last part of a key: no folders, no control characters."""
+    name = unicodedata.normalize("NFC", filename or "")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip().strip(".")
+    name = name[:200]
+    return name or f"upload.{'jpg' if fallback_ext == 'jpeg' else fallback_ext}"

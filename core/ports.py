@@ -1,0 +1,152 @@
+"""The ports: what the core needs from storage and queues.
+
+Each Protocol's docstring is the contract every implementation must keep;
+``tests/contracts`` runs the same suite against the in-memory fakes
+(``core.memory``), fake-gcs-server and Azurite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from core.jobs import Job
+
+DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024
+DEFAULT_PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a store knows about one object, without its bytes."""
+
+    key: str
+    size: int
+    version: str
+    """Opaque token for conditional writes: GCS generation, Azure ETag."""
+    md5: str | None = None
+    """Lowercase hex MD5 of the bytes, when the store has one."""
+    content_type: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    updated: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object's bytes with the info that was current when they were read."""
+
+    data: bytes
+    info: ObjectInfo
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """A flat namespace of immutable-per-version objects: a bucket or a container.
+
+    Every implementation must guarantee:
+
+    - Keys are any non-empty Unicode string without NUL, including spaces,
+      ``#``, ``?``, ``%`` and ``/``; a key reads back exactly as written.
+    - ``get`` returns bytes and info from one version: ``info.version`` is the
+      version those bytes belong to, so it can guard a later ``put``.
+    - ``put`` replaces the whole object atomically. With ``if_match`` it
+      succeeds only if the current version equals it, and raises ``Conflict``
+      otherwise, also when the object is gone. With ``if_none_match=True`` it
+      succeeds only if no object exists, and raises ``Conflict`` otherwise.
+      A reader never sees a partial object.
+    - ``put`` stores ``content_type`` and ``metadata`` (lowercase ASCII
+      identifiers as keys, any ``str`` as values) and they read back unchanged.
+    - ``head`` and ``list`` report ``size`` and lowercase hex ``md5`` of what
+      ``put`` stored.
+    - ``list`` yields every object whose key starts with ``prefix``, in
+      ascending key order, fetching pages lazily so memory stays constant.
+    - ``get``, ``get_stream``, ``head`` and ``delete`` raise ``NotFound`` for a
+      missing key.
+    - SDK and network errors surface as ``core.errors`` types: ``NotFound``,
+      ``Conflict``, or ``TransientError`` for what may succeed on retry.
+    """
+
+    def get(self, key: str) -> StoredObject:
+        """Read the whole object."""
+        ...
+
+    def get_stream(self, key: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
+        """Read the object in chunks of at most ``chunk_size`` bytes, all from one version."""
+        ...
+
+    def head(self, key: str) -> ObjectInfo:
+        """Describe the object without reading its bytes."""
+        ...
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> ObjectInfo:
+        """Write the object, optionally on a precondition; return its new info."""
+        ...
+
+    def list(self, prefix: str = "", *, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[ObjectInfo]:
+        """Yield the objects under ``prefix`` in key order, one page at a time."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object."""
+        ...
+
+
+@runtime_checkable
+class TaskQueue(Protocol):
+    """A queue of work items: Pub/Sub topic, Azure Storage Queue, or an in-memory list.
+
+    Every implementation must guarantee:
+
+    - ``send`` returns only once the message is durably accepted, and returns
+      the message id the platform assigned.
+    - The payload is a JSON object, delivered to the consumer as the same
+      JSON object (consumers must tolerate duplicates: delivery is at least once).
+    - A payload the platform cannot carry (Azure: over 64 KiB once encoded)
+      raises ``BadRequest`` before anything is sent.
+    """
+
+    def send(self, payload: Mapping[str, Any]) -> str:
+        """Enqueue one JSON object; return the message id."""
+        ...
+
+
+@runtime_checkable
+class JobStore(Protocol):
+    """Job records, one per job, updated without lost writes.
+
+    Every implementation must guarantee:
+
+    - ``create`` stores a new record, or, if one with that id exists already,
+      stores nothing and returns the existing one (duplicate events are normal).
+    - ``update`` applies ``change`` to the current record and writes the result
+      conditionally. When another writer got there first it re-reads and
+      applies ``change`` again, so no update is ever lost; ``change`` must
+      therefore be a pure function of the record. If ``change`` returns the
+      record unchanged, nothing is written. After too many lost races it
+      raises ``Conflict``.
+    - ``get`` and ``update`` raise ``NotFound`` for an unknown id.
+    """
+
+    def get(self, job_id: str) -> Job:
+        """Return the current record."""
+        ...
+
+    def create(self, job: Job) -> Job:
+        """Store ``job`` if its id is new; return the record now stored."""
+        ...
+
+    def update(self, job_id: str, change: Callable[[Job], Job]) -> Job:
+        """Apply ``change`` with optimistic concurrency; return the record now stored."""
+        ...

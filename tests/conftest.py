@@ -1,0 +1,78 @@
+"""Session fixtures for the real emulators, started on free ports of 127.0.0.1.
+
+Each fixture starts its emulator only when a test asks for it, and stops it
+at the end of the session. An emulator that is not installed fails the test
+(fake-gcs-server, Azurite: CI installs them) or skips it with the reason
+(Google's Pub/Sub emulator, which comes only with some google-cloud-cli installs).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from devstack.emulators import Azurite, EmulatorUnavailable, FakeGcs, PubSubEmulator
+
+
+def unique_name(prefix: str = "t") -> str:
+    """A fresh bucket, container or topic name, valid on GCS and Azure."""
+    return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+
+@pytest.fixture(scope="session")
+def fake_gcs() -> Iterator[FakeGcs]:
+    with FakeGcs() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    with Azurite() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator() -> Iterator[PubSubEmulator]:
+    try:
+        emulator = PubSubEmulator()
+        emulator.start()
+    except EmulatorUnavailable as exc:
+        pytest.skip(f"Pub/Sub emulator absent: {exc}")
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture
+def gcs_env(fake_gcs: FakeGcs, monkeypatch: pytest.MonkeyPatch) -> FakeGcs:
+    """Point google-cloud-storage at fake-gcs-server for this test."""
+    for name, value in fake_gcs.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "local")
+    return fake_gcs
+
+
+@pytest.fixture
+def azure_env(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Azurite:
+    """Point the Azure SDKs at Azurite for this test."""
+    for name, value in azurite.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AZURE_STORAGE_ACCOUNT_URL", raising=False)
+    return azurite
+
+
+@pytest.fixture
+def pubsub_env(pubsub_emulator: PubSubEmulator, monkeypatch: pytest.MonkeyPatch) -> PubSubEmulator:
+    """Point google-cloud-pubsub at the emulator for this test."""
+    for name, value in pubsub_emulator.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "local")
+    return pubsub_emulator
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [f"emulator hosts are started on demand on 127.0.0.1 (pid {os.getpid()})"]

@@ -1,0 +1,26 @@
+"""Fresh stores on the real emulators, one bucket or container per test."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.clouds.azure_blob import AzureBlobObjectStore
+from core.clouds.gcs import GcsObjectStore
+from devstack.emulators import Azurite, FakeGcs
+from tests.conftest import unique_name
+
+pytestmark = pytest.mark.emulator
+
+
+@pytest.fixture
+def gcs_store(gcs_env: FakeGcs) -> GcsObjectStore:
+    store = GcsObjectStore(unique_name())
+    store.create_bucket()
+    return store
+
+
+@pytest.fixture
+def azure_store(azure_env: Azurite) -> AzureBlobObjectStore:
+    store = AzureBlobObjectStore(unique_name())
+    store.create_container()
+    return store
