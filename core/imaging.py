@@ -20,8 +20,9 @@ import io
 import struct
 import warnings
 from dataclasses import dataclass
+from typing import cast
 
-from PIL import ExifTags, Image, ImageCms
+from PIL import ExifTags, Image, ImageCms, UnidentifiedImageError
 
 from core import config
 from core.errors import ImageTooLarge, InvalidImage
@@ -129,7 +130,7 @@ def _open(data: bytes) -> Image.Image:
             return Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(str(exc)) from exc
-    except Image.UnidentifiedImageError as exc:
+    except UnidentifiedImageError as exc:
         raise InvalidImage(f"not a supported image ({len(data)} bytes); expected one of {', '.join(FORMATS)}") from exc
     except _DECODE_ERRORS as exc:
         raise InvalidImage(f"unreadable image header: {exc}") from exc
@@ -246,9 +247,9 @@ def _to_luma(im: Image.Image) -> Image.Image:
 def _scale_to_8_bits(im: Image.Image) -> Image.Image:
     """Scale 16-bit (or 32-bit) samples linearly into 0..255; never clip."""
     wide = im.convert("I") if im.mode != "F" else im
-    low, high = wide.getextrema()
+    low, high = cast(tuple[float, float], wide.getextrema())
     top = 65535 if im.mode != "F" and low >= 0 and high <= 65535 else max(float(high), 1.0)
-    scaled: Image.Image = wide.point(lambda v: v * (255.0 / top) + 0.5)  # type: ignore[arg-type,operator]
+    scaled: Image.Image = wide.point(lambda v: v * (255.0 / top) + 0.5)
     return scaled.convert("L")
 
 

@@ -26,14 +26,11 @@ JOBS_PREFIX = "jobs/"
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     PENDING = "PENDING"
     PROCESSING = "PROCESSING"
     DONE = "DONE"
     FAILED = "FAILED"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 TERMINAL = frozenset({Status.DONE, Status.FAILED})

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import posixpath
@@ -84,10 +85,9 @@ def submit_upload(
     info = imaging.probe(data)
     md5 = hashlib.md5(data).hexdigest()
     key = f"{UPLOADS}{md5[:12]}-{safe_name(filename, info.format.lower())}"
-    try:
+    # A Conflict means it was uploaded before (same name, same leading hash); the job id checks the whole hash.
+    with contextlib.suppress(Conflict):
         services.store.put(key, data, content_type=info.content_type, if_none_match=True)
-    except Conflict:
-        pass  # uploaded before: same name, same leading hash; the job id checks the whole hash
     job = accept_upload(services, key, md5=md5, content_type=info.content_type)
     assert job is not None  # the key is under uploads/
     return job

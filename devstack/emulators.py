@@ -277,10 +277,8 @@ def main() -> int:
             print(f"export {name}='{value}'")
         print("# emulators running; Ctrl-C stops them", file=sys.stderr, flush=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
-        except KeyboardInterrupt:
-            pass
     return 0
 
 

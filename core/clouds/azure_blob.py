@@ -17,7 +17,7 @@ import hashlib
 import os
 import urllib.parse
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from azure.core import MatchConditions
@@ -92,11 +92,8 @@ class AzureBlobObjectStore:
 
     def create_container(self) -> None:
         """Create the container if it does not exist (for local stacks and tests)."""
-        with translate_errors(self.container_name):
-            try:
-                self.container.create_container()
-            except aexc.ResourceExistsError:
-                pass
+        with translate_errors(self.container_name), suppress(aexc.ResourceExistsError):
+            self.container.create_container()
 
     def get(self, key: str) -> StoredObject:
         with translate_errors(key):

@@ -8,6 +8,7 @@ default (``messageEncoding: base64`` in host.json) and what it writes to
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 from collections.abc import Mapping
@@ -70,11 +71,8 @@ class AzureQueueTaskQueue:
 
     def create_queue(self) -> None:
         """Create the queue if it does not exist."""
-        with translate_errors(self.queue_name):
-            try:
-                self.client.create_queue()
-            except aexc.ResourceExistsError:
-                pass
+        with translate_errors(self.queue_name), contextlib.suppress(aexc.ResourceExistsError):
+            self.client.create_queue()
 
     def send(self, payload: Mapping[str, Any]) -> str:
         body = encode(payload)

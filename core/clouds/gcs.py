@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import requests
@@ -29,7 +29,7 @@ def make_client(project: str | None = None) -> storage.Client:
     """A storage client: the emulator's when ``STORAGE_EMULATOR_HOST`` is set, else ADC."""
     project = project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
     if os.environ.get("STORAGE_EMULATOR_HOST"):
-        return storage.Client(project=project or "local", credentials=AnonymousCredentials())
+        return storage.Client(project=project or "local", credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
     return storage.Client(project=project)
 
 
@@ -69,11 +69,8 @@ class GcsObjectStore:
 
     def create_bucket(self) -> None:
         """Create the bucket if it does not exist (for local stacks and tests)."""
-        with translate_errors(self.bucket_name):
-            try:
-                self.client.create_bucket(self.bucket_name)
-            except gexc.Conflict:
-                pass
+        with translate_errors(self.bucket_name), suppress(gexc.Conflict):
+            self.client.create_bucket(self.bucket_name)
 
     def get(self, key: str) -> StoredObject:
         with translate_errors(key):
