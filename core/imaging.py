@@ -129,7 +129,7 @@ def _open(data: bytes) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError as exc:
-        raise ImageTooLarge(str(exc)) from exc
+        raise ImageTooLarge(f"the image is over the pixel limit ({config.MAX_PIXELS_VAR}): {exc}") from exc
     except UnidentifiedImageError as exc:
         raise InvalidImage(f"not a supported image ({len(data)} bytes); expected one of {', '.join(FORMATS)}") from exc
     except _DECODE_ERRORS as exc:

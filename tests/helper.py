@@ -1,0 +1,69 @@
+"""Image helpers in the manner of Pillow's Tests/helper.py."""
+
+from __future__ import annotations
+
+import functools
+import io
+import struct
+import zlib
+
+from PIL import Image, ImageChops, ImageStat
+
+
+@functools.cache
+def _hopper() -> Image.Image:
+    """A small, colourful, non-symmetric test picture (built, not committed)."""
+    width, height = 64, 48
+    im = Image.new("RGB", (width, height))
+    im.putdata(
+        [((x * 4) % 256, (y * 5) % 256, ((x + y) * 3) % 256) for y in range(height) for x in range(width)]
+    )
+    im.paste((255, 255, 255), (0, 0, 16, 12))  # a white block marks the top-left corner
+    return im
+
+
+def hopper(mode: str = "RGB") -> Image.Image:
+    """A fresh copy of the test picture in ``mode``."""
+    return _hopper().convert(mode) if mode != "RGB" else _hopper().copy()
+
+
+def noise(size: tuple[int, int] = (128, 96), mode: str = "RGB") -> Image.Image:
+    """Incompressible content, so that truncation always cuts pixel data."""
+    bands = len(mode)
+    data = bytes((i * 2654435761 >> 13) & 0xFF for i in range(size[0] * size[1] * bands))
+    return Image.frombytes(mode, size, data)
+
+
+def encode(im: Image.Image, fmt: str, **params: object) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def decode(data: bytes) -> Image.Image:
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    return im
+
+
+def mean_abs_diff(a: Image.Image, b: Image.Image) -> float:
+    assert a.size == b.size, f"sizes differ: {a.size} != {b.size}"
+    diff = ImageChops.difference(a.convert("L"), b.convert("L"))
+    return float(ImageStat.Stat(diff).mean[0])
+
+
+def assert_image_similar(a: Image.Image, b: Image.Image, epsilon: float) -> None:
+    """Mean absolute difference of the luma planes is at most ``epsilon``."""
+    diff = mean_abs_diff(a, b)
+    assert diff <= epsilon, f"images differ by {diff:.2f} > {epsilon}"
+
+
+def png_bytes(width: int, height: int, bit_depth: int, color_type: int, raw_rows: bytes | None = None) -> bytes:
+    """A PNG written by hand: for 16-bit colour, and for headers that lie about their size."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    idat = zlib.compress(raw_rows if raw_rows is not None else b"\0" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
