@@ -111,7 +111,7 @@ def grayscale(data: bytes, *, max_pixels: int | None = None) -> Rendered:
         except Image.DecompressionBombError as exc:
             raise ImageTooLarge(str(exc)) from exc
         except _DECODE_ERRORS as exc:
-            raise InvalidImage(f"damaged {info.format} image: {exc}") from exc
+            raise InvalidImage(f"damaged or truncated {info.format} image: {exc}") from exc
     finally:
         im.close()
 
@@ -133,7 +133,7 @@ def _open(data: bytes) -> Image.Image:
     except UnidentifiedImageError as exc:
         raise InvalidImage(f"not a supported image ({len(data)} bytes); expected one of {', '.join(FORMATS)}") from exc
     except _DECODE_ERRORS as exc:
-        raise InvalidImage(f"unreadable image header: {exc}") from exc
+        raise InvalidImage(f"damaged or truncated image (unreadable header): {exc}") from exc
 
 
 def _check_size(im: Image.Image, limit: int) -> ImageInfo:
@@ -141,7 +141,7 @@ def _check_size(im: Image.Image, limit: int) -> ImageInfo:
     try:
         frames = int(getattr(im, "n_frames", 1))
     except _DECODE_ERRORS as exc:
-        raise InvalidImage(f"damaged {fmt} image: {exc}") from exc
+        raise InvalidImage(f"damaged or truncated {fmt} image: {exc}") from exc
     width, height = im.size
     if width < 1 or height < 1:
         raise InvalidImage(f"{fmt} image declares an empty size {width}x{height}")

@@ -19,12 +19,12 @@ import posixpath
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from core import config, imaging
 from core.errors import BadRequest, Conflict, InvalidImage, NotFound, PayloadTooLarge
-from core.jobs import Job, JsonJobStore, Status, job_id_for
+from core.jobs import Job, JsonJobStore, Status, job_id_for, utcnow
 from core.ports import JobStore, ObjectStore, TaskQueue
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class Services:
     queue: TaskQueue
     jobs: JobStore
     render: Callable[[bytes], imaging.Rendered] = imaging.grayscale
+    clock: Callable[[], datetime] = utcnow
 
     @classmethod
     def over(cls, store: ObjectStore, queue: TaskQueue) -> Services:
@@ -116,7 +117,7 @@ def accept_upload(
             return None
         md5 = md5 or head.md5 or hashlib.md5(services.store.get(key).data).hexdigest()
         content_type = content_type or head.content_type
-    job = services.jobs.create(Job.new(job_id_for(key, md5), key, content_type))
+    job = services.jobs.create(Job.new(job_id_for(key, md5), key, content_type, now=services.clock()))
     if job.status is Status.PENDING:
         services.queue.send(job_message(job.id))
     return job
@@ -130,7 +131,7 @@ def process_job(services: Services, job_id: str) -> Job:
     else (``TransientError``, network, ``Busy``) propagates for a retry.
     """
     lease = timedelta(seconds=config.lease_seconds())
-    job = services.jobs.update(job_id, lambda j: j.start(lease=lease))
+    job = services.jobs.update(job_id, lambda j: j.start(now=services.clock(), lease=lease))
     if job.terminal:
         return job
     try:
@@ -150,13 +151,13 @@ def process_job(services: Services, job_id: str) -> Job:
         content_type=rendered.content_type,
         metadata={"job_id": job.id, "source": job.source},
     )
-    return services.jobs.update(job.id, lambda j: j.complete(result_key))
+    return services.jobs.update(job.id, lambda j: j.complete(result_key, now=services.clock()))
 
 
 def fail_job(services: Services, job_id: str, reason: str) -> Job | None:
     """End a job FAILED (the dead-letter path); a DONE job stays DONE. ``None`` if unknown."""
     try:
-        return services.jobs.update(job_id, lambda j: j.fail(reason))
+        return services.jobs.update(job_id, lambda j: j.fail(reason, now=services.clock()))
     except NotFound:
         log.warning("dead letter for unknown job %r: %s", job_id, reason)
         return None
@@ -164,7 +165,7 @@ def fail_job(services: Services, job_id: str, reason: str) -> Job | None:
 
 def _fail(services: Services, job: Job, reason: str) -> Job:
     log.info("job %s failed: %s", job.id, reason)
-    return services.jobs.update(job.id, lambda j: j.fail(reason))
+    return services.jobs.update(job.id, lambda j: j.fail(reason, now=services.clock()))
 
 
 def is_upload(key: str) -> bool:

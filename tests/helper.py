@@ -15,9 +15,7 @@ def _hopper() -> Image.Image:
     """A small, colourful, non-symmetric test picture (built, not committed)."""
     width, height = 64, 48
     im = Image.new("RGB", (width, height))
-    im.putdata(
-        [((x * 4) % 256, (y * 5) % 256, ((x + y) * 3) % 256) for y in range(height) for x in range(width)]
-    )
+    im.putdata([((x * 4) % 256, (y * 5) % 256, ((x + y) * 3) % 256) for y in range(height) for x in range(width)])
     im.paste((255, 255, 255), (0, 0, 16, 12))  # a white block marks the top-left corner
     return im
 

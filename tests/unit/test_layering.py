@@ -1,0 +1,111 @@
+"""The import rules of DESIGN.md, checked on the source tree."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT_PACKAGES = ("core", "migrate", "functions_gcp", "functions_azure", "devstack", "main", "function_app")
+
+# Higher number = higher layer. A module may import only its own layer or lower ones.
+LAYERS = {
+    "main": 5,
+    "function_app": 5,
+    "devstack": 5,
+    "functions_gcp": 4,
+    "functions_azure": 4,
+    "migrate": 3,
+    "core.clouds": 2,
+    "core": 1,
+}
+CLOUD_SDKS = ("google", "azure")
+FRAMEWORKS = ("functions_framework", "azure.functions", "flask", "cloudevents")
+
+
+def layer_of(module: str) -> tuple[str, int]:
+    for name, level in sorted(LAYERS.items(), key=lambda kv: -len(kv[0])):
+        if module == name or module.startswith(name + "."):
+            return name, level
+    raise KeyError(module)
+
+
+def source_modules() -> list[tuple[str, Path]]:
+    found = []
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        if rel.parts[0] not in PROJECT_PACKAGES and rel.stem not in PROJECT_PACKAGES:
+            continue
+        parts = list(rel.with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found.append((".".join(parts), path))
+    return found
+
+
+def imports_of(path: Path, module: str) -> list[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against the package
+                base = module.split(".")[: -node.level] if not path.name == "__init__.py" else module.split(".")
+                names.append(".".join([*base, node.module or ""]).strip("."))
+            elif node.module:
+                names.append(node.module)
+    return names
+
+
+MODULES = source_modules()
+
+
+def test_the_tree_has_the_layers() -> None:
+    names = {m for m, _ in MODULES}
+    assert {"core", "core.imaging", "core.jobs", "core.pipeline", "core.clouds.gcs"} <= names
+
+
+@pytest.mark.parametrize(("module", "path"), MODULES, ids=[m for m, _ in MODULES])
+def test_no_module_imports_a_layer_above_its_own(module: str, path: Path) -> None:
+    own_name, own_level = layer_of(module)
+    for name in imports_of(path, module):
+        top = name.split(".")[0]
+        if top in PROJECT_PACKAGES:
+            target_name, target_level = layer_of(name)
+            assert target_level <= own_level, f"{module} ({own_name}) imports {name} ({target_name}), a layer above"
+
+
+@pytest.mark.parametrize(("module", "path"), MODULES, ids=[m for m, _ in MODULES])
+def test_cloud_sdks_only_in_core_clouds(module: str, path: Path) -> None:
+    own_name, _ = layer_of(module)
+    for name in imports_of(path, module):
+        if name.split(".")[0] not in CLOUD_SDKS:
+            continue
+        if own_name == "core.clouds":
+            continue
+        if own_name in ("functions_gcp", "functions_azure", "main", "function_app") and name.startswith(FRAMEWORKS):
+            continue
+        pytest.fail(f"{module} imports {name}: storage and queue SDKs belong in core/clouds/")
+
+
+def test_pure_core_uses_only_the_standard_library_and_pillow() -> None:
+    allowed = set(sys.stdlib_module_names) | {"PIL", "core"}
+    for module, path in MODULES:
+        if layer_of(module)[0] != "core":
+            continue
+        for name in imports_of(path, module):
+            assert name.split(".")[0] in allowed, f"{module} imports {name}"
+
+
+def test_importing_core_loads_no_cloud_sdk() -> None:
+    code = (
+        "import sys, core, core.config, core.errors, core.imaging, core.jobs, core.memory, core.pipeline, core.ports\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('google', 'azure')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
