@@ -20,7 +20,6 @@ LEASE_SECONDS_VAR = "GRAYSCALE_LEASE_SECONDS"
 
 DEFAULT_MAX_PIXELS = 64_000_000  # a 64 MP raster: 64 MB as L, 256 MB as RGBA while decoding
 DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024
-DEFAULT_JPEG_QUALITY = 85
 # zlib level 1 with PNG's adaptive filters: about 4x faster than Pillow's default
 # level 6 on photos, for files a few percent larger (bench/grayscale.py measures it).
 DEFAULT_PNG_COMPRESS_LEVEL = 1
@@ -62,9 +61,14 @@ def max_upload_bytes() -> int:
     return env_int(MAX_UPLOAD_BYTES_VAR, DEFAULT_MAX_UPLOAD_BYTES, minimum=1)
 
 
-def jpeg_quality() -> int:
-    """Quality of grayscale JPEG output (1-95)."""
-    return env_int(JPEG_QUALITY_VAR, DEFAULT_JPEG_QUALITY, minimum=1, maximum=95)
+def jpeg_quality() -> int | None:
+    """Quality (1-95) of grayscale JPEG output; ``None``, the default, keeps the source's luma tables.
+
+    Keeping the tables re-encodes at the quality the photo already had: no
+    second generation of quantization loss, and no file larger than its source.
+    """
+    value = env_int(JPEG_QUALITY_VAR, 0, minimum=0, maximum=95)
+    return value or None
 
 
 def png_compress_level() -> int:

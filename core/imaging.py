@@ -173,8 +173,15 @@ def _render_jpeg(im: Image.Image) -> Rendered:
     # drafted to L and takes the generic path through its ICC profile.
     im.draft("L", im.size)
     gray = _orient(im if im.mode == "L" else _to_luma(im), im)
+    quality = config.jpeg_quality()
+    tables = getattr(im, "quantization", None) or {}
+    params: dict[str, object] = {"dpi": im.info.get("dpi", (72, 72))}
+    if quality is None and 0 in tables:
+        params["qtables"] = [tables[0]]  # the source's luma table: same quality, no requantization
+    else:
+        params["quality"] = quality or 90
     buf = io.BytesIO()
-    gray.save(buf, "JPEG", quality=config.jpeg_quality(), dpi=im.info.get("dpi", (72, 72)))
+    gray.save(buf, "JPEG", **params)
     return _rendered(buf, "image/jpeg", gray)
 
 
