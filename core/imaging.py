@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
 from PIL import ExifTags, Image, ImageCms, UnidentifiedImageError
@@ -85,6 +85,8 @@ class Rendered:
     width: int
     height: int
     frames: int = 1
+    source_type: str = ""
+    """Content type of the input, sniffed from its bytes."""
 
 
 def probe(data: bytes, *, max_pixels: int | None = None) -> ImageInfo:
@@ -104,10 +106,12 @@ def grayscale(data: bytes, *, max_pixels: int | None = None) -> Rendered:
         info = _check_size(im, limit)
         try:
             if info.format in ("JPEG", "MPO") and not _has_alpha(im):
-                return _render_jpeg(im)
-            if info.animated:
-                return _render_animated(im, info)
-            return _render_still(im)
+                rendered = _render_jpeg(im)
+            elif info.animated:
+                rendered = _render_animated(im, info)
+            else:
+                rendered = _render_still(im)
+            return replace(rendered, source_type=info.content_type)
         except Image.DecompressionBombError as exc:
             raise ImageTooLarge(str(exc)) from exc
         except _DECODE_ERRORS as exc:

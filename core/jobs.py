@@ -76,7 +76,7 @@ class Job:
     result: str | None
     """Key of the grayscale output, e.g. ``results/cat.jpg``, once DONE."""
     content_type: str | None
-    """Content type of the upload, sniffed from its bytes."""
+    """Content type of the upload: as stored until processed, then as sniffed from its bytes."""
     error: str | None
     attempts: int
     created: datetime
@@ -146,11 +146,18 @@ class Job:
             raise Busy(f"job {self.id} is being processed (attempt {self.attempts}); retry later")
         return replace(self, status=Status.PROCESSING, attempts=self.attempts + 1, error=None, updated=moment)
 
-    def complete(self, result_key: str, *, now: datetime | None = None) -> Job:
-        """Mark the job DONE with its result; no-op if already terminal."""
+    def complete(self, result_key: str, *, content_type: str | None = None, now: datetime | None = None) -> Job:
+        """Mark the job DONE with its result (and the upload's sniffed type); no-op if already terminal."""
         if self.terminal:
             return self
-        return replace(self, status=Status.DONE, result=result_key, error=None, updated=now or utcnow())
+        return replace(
+            self,
+            status=Status.DONE,
+            result=result_key,
+            content_type=content_type or self.content_type,
+            error=None,
+            updated=now or utcnow(),
+        )
 
     def fail(self, reason: str, *, now: datetime | None = None) -> Job:
         """Mark the job FAILED with a human-readable reason; no-op if already terminal."""

@@ -151,7 +151,8 @@ def process_job(services: Services, job_id: str) -> Job:
         content_type=rendered.content_type,
         metadata={"job_id": job.id, "source": job.source},
     )
-    return services.jobs.update(job.id, lambda j: j.complete(result_key, now=services.clock()))
+    sniffed = rendered.source_type or None
+    return services.jobs.update(job.id, lambda j: j.complete(result_key, content_type=sniffed, now=services.clock()))
 
 
 def fail_job(services: Services, job_id: str, reason: str) -> Job | None:

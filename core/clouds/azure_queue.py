@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from azure.core import exceptions as aexc
@@ -56,6 +57,16 @@ def decode(body: bytes | str) -> Any:
     return json.loads(text)
 
 
+@dataclass(frozen=True)
+class Received:
+    """One message taken from the queue: its payload and what it takes to delete it."""
+
+    payload: Any
+    id: str
+    pop_receipt: str
+    dequeue_count: int
+
+
 class AzureQueueTaskQueue:
     """A ``TaskQueue`` on one Azure Storage Queue; creates the queue on first use."""
 
@@ -86,3 +97,23 @@ class AzureQueueTaskQueue:
             self.create_queue()
             with translate_errors(self.queue_name):
                 return str(self.client.send_message(body).id)
+
+    def receive(self, *, max_messages: int = 32, visibility_timeout: int = 30) -> list[Received]:
+        """Take up to ``max_messages``, hidden for ``visibility_timeout`` seconds until deleted."""
+        with translate_errors(self.queue_name):
+            messages = self.client.receive_messages(
+                max_messages=max_messages, messages_per_page=max_messages, visibility_timeout=visibility_timeout
+            )
+            taken = []
+            for message in messages:
+                taken.append(
+                    Received(decode(message.content), message.id, message.pop_receipt or "", message.dequeue_count or 0)
+                )
+                if len(taken) >= max_messages:
+                    break
+        return taken
+
+    def delete(self, message: Received) -> None:
+        """Delete a message that was handled."""
+        with translate_errors(self.queue_name):
+            self.client.delete_message(message.id, message.pop_receipt)

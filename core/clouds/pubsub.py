@@ -7,6 +7,7 @@ The payload is published as UTF-8 JSON in the message data. The client honours
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Mapping
@@ -38,7 +39,7 @@ class PubSubTaskQueue:
         publisher: pubsub_v1.PublisherClient | None = None,
         timeout: float = 30.0,
     ) -> None:
-        self.topic_path = topic if topic.startswith("projects/") else f"projects/{project_id(project)}/topics/{topic}"
+        self.topic_path = topic_path(topic, project)
         self._publisher = publisher
         self.timeout = timeout
 
@@ -63,3 +64,44 @@ class PubSubTaskQueue:
 def emulator_host() -> str | None:
     """``PUBSUB_EMULATOR_HOST`` when the emulator is in use."""
     return os.environ.get("PUBSUB_EMULATOR_HOST") or None
+
+
+def topic_path(topic: str, project: str | None = None) -> str:
+    """``projects/P/topics/T`` for a short topic name; a full path is returned as it is."""
+    return topic if topic.startswith("projects/") else f"projects/{project_id(project)}/topics/{topic}"
+
+
+def subscription_path(subscription: str, project: str | None = None) -> str:
+    """``projects/P/subscriptions/S`` for a short name; a full path is returned as it is."""
+    if subscription.startswith("projects/"):
+        return subscription
+    return f"projects/{project_id(project)}/subscriptions/{subscription}"
+
+
+def ensure_topic(topic: str, project: str | None = None) -> str:
+    """Create the topic if it does not exist; return its path (for local stacks and tests)."""
+    path = topic_path(topic, project)
+    with contextlib.suppress(gexc.AlreadyExists):
+        pubsub_v1.PublisherClient().create_topic(name=path)
+    return path
+
+
+def ensure_pull_subscription(subscription: str, topic: str, project: str | None = None) -> str:
+    """Create a pull subscription on ``topic`` if it does not exist; return its path."""
+    path = subscription_path(subscription, project)
+    with contextlib.suppress(gexc.AlreadyExists):
+        pubsub_v1.SubscriberClient().create_subscription(name=path, topic=topic_path(topic, project))
+    return path
+
+
+def pull_payloads(subscription: str, *, max_messages: int = 100, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """Pull up to ``max_messages`` JSON payloads and acknowledge them (local drivers and tests)."""
+    subscriber = pubsub_v1.SubscriberClient()
+    try:
+        response = subscriber.pull(subscription=subscription, max_messages=max_messages, timeout=timeout)
+    except gexc.DeadlineExceeded:
+        return []
+    received = list(response.received_messages)
+    if received:
+        subscriber.acknowledge(subscription=subscription, ack_ids=[m.ack_id for m in received])
+    return [json.loads(m.message.data) for m in received]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from core.errors import ImageTooLarge, InvalidImage
+from core.errors import ConfigError, ImageTooLarge, InvalidImage
 from core.imaging import grayscale, probe
 from tests.helper import assert_image_similar, decode, encode, hopper, mean_abs_diff, noise, png_bytes
 
@@ -304,3 +304,24 @@ def test_probe_reads_the_header_only() -> None:
     assert (info.format, info.content_type, info.width, info.height, info.frames) == ("WEBP", "image/webp", 64, 48, 1)
     with pytest.raises(InvalidImage):
         probe(b"not an image")
+
+
+def test_jpeg_output_keeps_the_source_luma_table_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GRAYSCALE_JPEG_QUALITY", raising=False)
+    data = encode(noise(), "JPEG", quality=70)
+    source_table = list(Image.open(io.BytesIO(data)).quantization[0])
+    out = Image.open(io.BytesIO(grayscale(data).data))
+    assert list(out.quantization[0]) == source_table
+    assert len(grayscale(data).data) < len(data), "one channel at the same quality is smaller"
+
+
+def test_jpeg_quality_can_be_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = encode(noise(), "JPEG", quality=70)
+    monkeypatch.setenv("GRAYSCALE_JPEG_QUALITY", "20")
+    low = grayscale(data)
+    monkeypatch.setenv("GRAYSCALE_JPEG_QUALITY", "95")
+    high = grayscale(data)
+    assert len(low.data) < len(high.data)
+    monkeypatch.setenv("GRAYSCALE_JPEG_QUALITY", "high")
+    with pytest.raises(ConfigError, match="GRAYSCALE_JPEG_QUALITY"):
+        grayscale(data)

@@ -356,3 +356,12 @@ def test_result_key_for(source: str, extension: str, expected: str) -> None:
 def test_malformed_queue_messages_are_bad_requests(payload: object) -> None:
     with pytest.raises(BadRequest):
         parse_job_message(payload)
+
+
+def test_processing_records_the_sniffed_type_of_a_bucket_upload(services: Services) -> None:
+    services.store.put("uploads/photo", encode(hopper(), "PNG"))  # no extension, no declared type
+    job = accept_upload(services, "uploads/photo")
+    assert job is not None
+    assert job.content_type == "application/octet-stream" or job.content_type is None
+    done = process_job(services, job.id)
+    assert (done.content_type, done.result) == ("image/png", "results/photo.png")
