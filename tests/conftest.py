@@ -8,13 +8,15 @@ at the end of the session. An emulator that is not installed fails the test
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from devstack.emulators import Azurite, EmulatorUnavailable, FakeGcs, PubSubEmulator
+
+# What the session started, for the summary that .ci/run shows.
+EMULATORS: dict[str, str] = {}
 
 
 def unique_name(prefix: str = "t") -> str:
@@ -25,12 +27,14 @@ def unique_name(prefix: str = "t") -> str:
 @pytest.fixture(scope="session")
 def fake_gcs() -> Iterator[FakeGcs]:
     with FakeGcs() as server:
+        EMULATORS["fake-gcs-server"] = f"ran on {server.url}"
         yield server
 
 
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
     with Azurite() as server:
+        EMULATORS["azurite"] = f"ran on blob :{server.blob_port}, queue :{server.queue_port}"
         yield server
 
 
@@ -40,7 +44,9 @@ def pubsub_emulator() -> Iterator[PubSubEmulator]:
         emulator = PubSubEmulator()
         emulator.start()
     except EmulatorUnavailable as exc:
+        EMULATORS["pubsub-emulator"] = f"ABSENT, its tests skipped: {exc}"
         pytest.skip(f"Pub/Sub emulator absent: {exc}")
+    EMULATORS["pubsub-emulator"] = f"ran on {emulator.host}"
     try:
         yield emulator
     finally:
@@ -74,5 +80,7 @@ def pubsub_env(pubsub_emulator: PubSubEmulator, monkeypatch: pytest.MonkeyPatch)
     return pubsub_emulator
 
 
-def pytest_report_header(config: pytest.Config) -> list[str]:
-    return [f"emulator hosts are started on demand on 127.0.0.1 (pid {os.getpid()})"]
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    terminalreporter.section("emulators")
+    for name in ("fake-gcs-server", "azurite", "pubsub-emulator"):
+        terminalreporter.write_line(f"{name}: {EMULATORS.get(name, 'not needed by the selected tests')}")

@@ -1,0 +1,61 @@
+# The local workflow. `make demo` and `make test` work from a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help install demo test lint unit integration e2e live emulators bench samples clean
+
+help:
+	@echo "make demo        install, start the emulators, push samples/ through both clouds, stop"
+	@echo "make test        lint, type-check and every test layer but live"
+	@echo "make emulators   run fake-gcs-server, Azurite and the Pub/Sub emulator until Ctrl-C"
+	@echo "make bench       grayscale benchmark (bench/grayscale.py)"
+	@echo "make live        the tests against real GCP and Azure (needs credentials, see README)"
+
+install: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+demo: install
+	$(PY) -m devstack.demo
+
+test: install lint
+	$(PY) -m pytest -m "not live" $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+unit: install
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: install
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+e2e: install
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+live: install
+	$(PY) -m pytest -m live tests/live $(PYTEST_ARGS)
+
+emulators: install
+	$(PY) -m devstack.emulators
+
+bench: install
+	$(PY) bench/grayscale.py
+
+samples: install
+	$(PY) samples/make_samples.py
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

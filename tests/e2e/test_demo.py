@@ -1,0 +1,41 @@
+"""`make demo`'s driver, run as a user runs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.e2e, pytest.mark.emulator]
+
+
+def test_demo_processes_every_sample_on_both_clouds_and_exits_zero() -> None:
+    run = subprocess.run([sys.executable, "-m", "devstack.demo"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    samples = sorted(p.name for p in (ROOT / "samples").iterdir() if p.suffix != ".py")
+    for cloud in ("gcp", "azure"):
+        assert f"{cloud}" in run.stdout
+        summary = next(
+            line for line in run.stdout.splitlines() if line.strip().startswith(cloud + " ") and "jobs:" in line
+        )
+        assert f"{len(samples)} jobs: {len(samples) - 1} DONE, 1 FAILED (as expected)" in summary
+    assert "truncated.jpg" in run.stdout
+    assert "emulators stopped" in run.stdout
+
+
+def test_demo_fails_when_an_image_does_not_end_as_expected(tmp_path: Path) -> None:
+    # A folder whose 'good' image is in fact broken: the demo must say so and exit 1.
+    (tmp_path / "fine.jpg").write_bytes(b"not really a jpeg")
+    run = subprocess.run(
+        [sys.executable, "-m", "devstack.demo", "--samples", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "NOT as expected" in run.stdout
