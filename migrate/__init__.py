@@ -1,0 +1,1 @@
+"""The GCS to Azure Blob migration: plan, copy, verify, report; ``python -m migrate``."""
