@@ -81,6 +81,8 @@ def pubsub_env(pubsub_emulator: PubSubEmulator, monkeypatch: pytest.MonkeyPatch)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not EMULATORS:
+        return  # a run of unit tests only
     terminalreporter.section("emulators")
     for name in ("fake-gcs-server", "azurite", "pubsub-emulator"):
         terminalreporter.write_line(f"{name}: {EMULATORS.get(name, 'not needed by the selected tests')}")

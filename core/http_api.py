@@ -1,0 +1,217 @@
+"""The HTTP API and the upload page, written once for both clouds.
+
+Each cloud's HTTP function turns its framework's request into a ``Request``,
+calls ``handle`` and turns the ``Response`` back, so routes, codes and JSON
+bodies cannot drift apart. Paths are relative to the API base
+(``http://127.0.0.1:8080`` on GCP, ``http://127.0.0.1:7071/api`` on Azure):
+
+=======  ======================  ==========================================================
+method   path                    answer
+=======  ======================  ==========================================================
+POST     /jobs                   raw image bytes, or multipart field ``file``: 202 + job +
+                                 ``Location``; 400 empty; 413 over the cap; 415 not an image
+GET      /jobs/{id}              200 job / 404
+GET      /jobs/{id}/result       200 image bytes / 404 unknown / 409 not done (with status)
+GET      /                       200 the upload page (text/html)
+=======  ======================  ==========================================================
+
+Every error body is ``{"error": code, "message": sentence}``.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import importlib.resources
+import json
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from core import config
+from core.errors import (
+    BadRequest,
+    CoreError,
+    ImageTooLarge,
+    InvalidImage,
+    NotFound,
+    PayloadTooLarge,
+    TransientError,
+)
+from core.jobs import Job, Status
+from core.pipeline import Services, submit_upload
+
+log = logging.getLogger(__name__)
+
+# Multipart framing (boundaries, part headers) allowed on top of the image cap.
+MULTIPART_OVERHEAD = 64 * 1024
+_JOB_PATH = re.compile(r"^/jobs/(?P<id>[^/]+)(?P<result>/result)?/?$")
+
+
+@dataclass(frozen=True)
+class Request:
+    """A framework-neutral HTTP request. ``path`` is relative to the API base."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes | IO[bytes] = b""
+    base_url: str = ""
+    """Absolute URL of the API base, without a trailing slash, for ``Location``."""
+
+    def header(self, name: str, default: str = "") -> str:
+        lowered = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == lowered:
+                return value
+        return default
+
+
+@dataclass
+class Response:
+    """A framework-neutral HTTP response."""
+
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def json_response(status: int, payload: Any, **headers: str) -> Response:
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    return Response(status, body, {"Content-Type": "application/json; charset=utf-8", **headers})
+
+
+def error_response(http_status: int, code: str, message: str, **extra: Any) -> Response:
+    """The JSON error body every failure gets: ``{"error": code, "message": sentence, ...}``."""
+    return json_response(http_status, {"error": code, "message": message, **extra})
+
+
+def handle(services: Services, request: Request) -> Response:
+    """Answer one request; never raises."""
+    try:
+        return _route(services, request)
+    except CoreError as exc:
+        return _error_for(exc)
+    except Exception:  # the last guard: a JSON 500, never a framework error page
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "internal", "the server failed to answer; the error is in its log")
+
+
+def _route(services: Services, request: Request) -> Response:
+    method = request.method.upper()
+    path = request.path or "/"
+    if path in ("/", ""):
+        return _only(method, ("GET",)) or page()
+    if path.rstrip("/") == "/jobs":
+        return _only(method, ("POST",)) or upload(services, request)
+    match = _JOB_PATH.match(path)
+    if match:
+        denied = _only(method, ("GET",))
+        if denied:
+            return denied
+        job = services.jobs.get(match["id"])
+        return result(services, job) if match["result"] else json_response(200, job.to_dict())
+    return error_response(404, "not_found", f"no route for {method} {path}")
+
+
+def _only(method: str, allowed: tuple[str, ...]) -> Response | None:
+    if method in allowed:
+        return None
+    response = error_response(405, "method_not_allowed", f"use {' or '.join(allowed)} here, not {method}")
+    response.headers["Allow"] = ", ".join(allowed)
+    return response
+
+
+def upload(services: Services, request: Request) -> Response:
+    cap = config.max_upload_bytes()
+    content_type = request.header("Content-Type")
+    multipart = content_type.lower().startswith("multipart/form-data")
+    raw = read_capped(request, cap + (MULTIPART_OVERHEAD if multipart else 0))
+    filename = _disposition_filename(request.header("Content-Disposition"))
+    if multipart:
+        data, filename = form_file(content_type, raw)
+    else:
+        data = raw
+    job = submit_upload(services, data, filename=filename, max_bytes=cap)
+    location = f"{request.base_url}/jobs/{job.id}"
+    return json_response(202, job.to_dict(), Location=location)
+
+
+def _disposition_filename(header: str) -> str | None:
+    """The filename of a ``Content-Disposition: attachment; filename=...`` header, if any."""
+    if not header:
+        return None
+    parsed = email.parser.HeaderParser(policy=email.policy.HTTP).parsestr(f"Content-Disposition: {header}\n\n")
+    name = parsed.get_filename()
+    return str(name) if name else None
+
+
+def read_capped(request: Request, cap: int) -> bytes:
+    """The body, read no further than ``cap`` bytes; ``PayloadTooLarge`` past that."""
+    declared = request.header("Content-Length")
+    if declared.isdigit() and int(declared) > cap:
+        raise PayloadTooLarge(
+            f"the body is {int(declared):,} bytes; the limit is {cap:,} ({config.MAX_UPLOAD_BYTES_VAR})"
+        )
+    body = request.body
+    data = body[: cap + 1] if isinstance(body, bytes) else body.read(cap + 1)
+    if len(data) > cap:
+        raise PayloadTooLarge(f"the body is over the limit of {cap:,} bytes ({config.MAX_UPLOAD_BYTES_VAR})")
+    return data
+
+
+def form_file(content_type: str, body: bytes) -> tuple[bytes, str | None]:
+    """The bytes and filename of the form field ``file`` in a multipart/form-data body."""
+    parser = email.parser.BytesParser(policy=email.policy.HTTP)
+    message = parser.parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
+    if not message.is_multipart():
+        raise BadRequest("the multipart body could not be parsed: check its boundary")
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "file":
+            payload = part.get_payload(decode=True)
+            return (payload if isinstance(payload, bytes) else b""), part.get_filename()
+    raise BadRequest("the form has no field named 'file'")
+
+
+def result(services: Services, job: Job) -> Response:
+    if job.status is not Status.DONE or not job.result:
+        message = f"job {job.id} is {job.status.value}" + (f": {job.error}" if job.error else "; try again shortly")
+        return error_response(409, "not_done", message, status=job.status.value)
+    stored = services.store.get(job.result)
+    headers = {"Content-Type": stored.info.content_type or "application/octet-stream", "Cache-Control": "max-age=3600"}
+    return Response(200, stored.data, headers)
+
+
+def page() -> Response:
+    html = importlib.resources.files("core").joinpath("page.html").read_bytes()
+    return Response(200, html, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache"})
+
+
+_STATUS: list[tuple[type[CoreError], int]] = [
+    (NotFound, 404),
+    (ImageTooLarge, 413),
+    (PayloadTooLarge, 413),
+    (InvalidImage, 415),
+    (BadRequest, 400),
+    (TransientError, 503),
+]
+
+
+def _error_for(exc: CoreError) -> Response:
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            response = error_response(status, exc.code, str(exc))
+            if status == 503:
+                response.headers["Retry-After"] = "5"
+            return response
+    log.error("unexpected core error: %r", exc)
+    return error_response(500, exc.code, str(exc))

@@ -1,0 +1,201 @@
+"""core.http_api: routes, codes and JSON bodies, on the in-memory fakes."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+import pytest
+
+from core.http_api import Request, Response, handle
+from core.jobs import Status
+from core.memory import InMemoryObjectStore, InMemoryTaskQueue
+from core.pipeline import Services, process_job
+from tests.helper import decode, encode, hopper
+
+JPEG = encode(hopper(), "JPEG", quality=90)
+BASE = "http://127.0.0.1:8080"
+
+
+@pytest.fixture
+def services() -> Services:
+    return Services.over(InMemoryObjectStore(), InMemoryTaskQueue())
+
+
+def call(services: Services, method: str, path: str, body: bytes = b"", **headers: str) -> Response:
+    return handle(services, Request(method, path, headers, body, BASE))
+
+
+def multipart(field: str, filename: str, data: bytes, content_type: str = "image/jpeg") -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            f"Content-Type: {content_type}\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def assert_error(response: Response, status: int, code: str) -> None:
+    assert response.status == status, response.body
+    assert response.content_type.startswith("application/json")
+    body = response.json()
+    assert set(body) >= {"error", "message"}
+    assert body["error"] == code
+    assert body["message"]
+
+
+def test_raw_upload_returns_202_with_the_job_and_location(services: Services) -> None:
+    response = call(services, "POST", "/jobs", JPEG, **{"Content-Type": "image/jpeg"})
+    assert response.status == 202
+    job = response.json()
+    assert job["status"] == "PENDING"
+    assert response.headers["Location"] == f"{BASE}/jobs/{job['id']}"
+    assert call(services, "GET", f"/jobs/{job['id']}").json() == job
+
+
+def test_raw_upload_takes_its_name_from_content_disposition(services: Services) -> None:
+    response = call(services, "POST", "/jobs", JPEG, **{"Content-Disposition": 'attachment; filename="my cat.jpg"'})
+    assert response.json()["source"].endswith("-my cat.jpg")
+
+
+def test_multipart_upload_uses_field_file_and_its_filename(services: Services) -> None:
+    body, content_type = multipart("file", "holiday photo.jpg", JPEG)
+    response = call(services, "POST", "/jobs", body, **{"Content-Type": content_type})
+    assert response.status == 202, response.body
+    job = response.json()
+    assert job["source"].endswith("-holiday photo.jpg")
+    assert services.store.get(job["source"]).data == JPEG
+
+
+def test_multipart_without_a_file_field_is_400(services: Services) -> None:
+    body, content_type = multipart("picture", "a.jpg", JPEG)
+    assert_error(call(services, "POST", "/jobs", body, **{"Content-Type": content_type}), 400, "bad_request")
+
+
+def test_empty_upload_is_400(services: Services) -> None:
+    assert_error(call(services, "POST", "/jobs", b""), 400, "bad_request")
+
+
+def test_not_an_image_is_415_whatever_the_header_says(services: Services) -> None:
+    response = call(services, "POST", "/jobs", b"<html>not an image</html>", **{"Content-Type": "image/png"})
+    assert_error(response, 415, "unsupported_media_type")
+    assert list(services.store.list()) == []
+
+
+def test_an_image_with_a_wrong_content_type_is_sniffed_and_accepted(services: Services) -> None:
+    response = call(services, "POST", "/jobs", JPEG, **{"Content-Type": "text/plain"})
+    assert response.status == 202
+    assert response.json()["content_type"] == "image/jpeg"
+
+
+def test_oversize_upload_is_413_from_the_declared_length(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRAYSCALE_MAX_UPLOAD_BYTES", "1000")
+    response = call(services, "POST", "/jobs", JPEG, **{"Content-Length": str(len(JPEG))})
+    assert_error(response, 413, "payload_too_large")
+
+
+class GuardedStream(io.BytesIO):
+    """A body that records how far it was read."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(b"\xff" * size)
+        self.consumed = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self.consumed += len(chunk)
+        return chunk
+
+
+def test_oversize_stream_without_a_length_is_cut_at_the_cap(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GRAYSCALE_MAX_UPLOAD_BYTES", "1000")
+    stream = GuardedStream(10_000_000)
+    response = handle(services, Request("POST", "/jobs", {}, stream, BASE))
+    assert_error(response, 413, "payload_too_large")
+    assert stream.consumed == 1001
+
+
+def test_pixel_bomb_is_413(services: Services) -> None:
+    from tests.helper import png_bytes
+
+    assert_error(call(services, "POST", "/jobs", png_bytes(40_000, 40_000, 8, 2)), 413, "image_too_large")
+
+
+def test_unknown_job_is_404(services: Services) -> None:
+    assert_error(call(services, "GET", "/jobs/" + "0" * 32), 404, "not_found")
+    assert_error(call(services, "GET", "/jobs/" + "0" * 32 + "/result"), 404, "not_found")
+
+
+@pytest.mark.parametrize("job_id", ["..", "..%2F..%2Fetc", "a b", "%00", "x" * 500])
+def test_odd_job_ids_are_404(services: Services, job_id: str) -> None:
+    assert_error(call(services, "GET", f"/jobs/{job_id}"), 404, "not_found")
+
+
+def test_result_is_409_with_the_status_until_done_then_the_image(services: Services) -> None:
+    job = call(services, "POST", "/jobs", JPEG).json()
+    pending = call(services, "GET", f"/jobs/{job['id']}/result")
+    assert_error(pending, 409, "not_done")
+    assert pending.json()["status"] == "PENDING"
+    process_job(services, job["id"])
+    done = call(services, "GET", f"/jobs/{job['id']}/result")
+    assert done.status == 200
+    assert done.content_type == "image/jpeg"
+    assert decode(done.body).mode == "L"
+    assert call(services, "GET", f"/jobs/{job['id']}").json()["status"] == "DONE"
+
+
+def test_result_of_a_failed_job_is_409_with_the_reason(services: Services) -> None:
+    services.store.put("uploads/bad.jpg", b"not an image")
+    from core.pipeline import accept_upload
+
+    job = accept_upload(services, "uploads/bad.jpg")
+    assert job is not None
+    assert process_job(services, job.id).status is Status.FAILED
+    response = call(services, "GET", f"/jobs/{job.id}/result")
+    assert_error(response, 409, "not_done")
+    assert response.json()["status"] == "FAILED"
+    assert "not a supported image" in response.json()["message"]
+
+
+def test_page_is_html_that_uses_the_api(services: Services) -> None:
+    response = call(services, "GET", "/")
+    assert response.status == 200
+    assert response.content_type.startswith("text/html")
+    html = response.body.decode()
+    assert "<form" in html and "fetch(" in html and "/result" in html
+
+
+@pytest.mark.parametrize(("method", "path"), [("DELETE", "/jobs/abc"), ("GET", "/jobs"), ("POST", "/")])
+def test_wrong_method_is_405_with_allow(services: Services, method: str, path: str) -> None:
+    response = call(services, method, path)
+    assert_error(response, 405, "method_not_allowed")
+    assert response.headers["Allow"]
+
+
+def test_unknown_route_is_404_json(services: Services) -> None:
+    assert_error(call(services, "GET", "/nope"), 404, "not_found")
+
+
+def test_a_store_outage_is_503_and_an_unexpected_error_500(services: Services) -> None:
+    from core.errors import TransientError
+
+    class Down(InMemoryObjectStore):
+        def get(self, key: str):  # type: ignore[no-untyped-def]
+            raise TransientError("injected outage")
+
+    down = Services.over(Down(), InMemoryTaskQueue())
+    response = call(down, "GET", "/jobs/" + "a" * 32)
+    assert_error(response, 503, "unavailable")
+    assert response.headers["Retry-After"]
+
+    class Broken(InMemoryObjectStore):
+        def get(self, key: str):  # type: ignore[no-untyped-def]
+            raise RuntimeError("bug")
+
+    assert_error(call(Services.over(Broken(), InMemoryTaskQueue()), "GET", "/jobs/" + "a" * 32), 500, "internal")
