@@ -10,13 +10,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import BadRequest, Conflict, NotFound
 from core.ports import DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE, ObjectInfo, StoredObject
+
+log = logging.getLogger(__name__)
 
 
 class InMemoryObjectStore:
@@ -124,3 +127,23 @@ class InMemoryTaskQueue:
         with self._lock:
             taken, self.messages = self.messages, []
             return taken
+
+
+class CallbackTaskQueue:
+    """A ``TaskQueue`` that hands each payload to ``deliver`` at once, in the sender's thread.
+
+    For running without a message broker (a local stack without the Pub/Sub
+    emulator): processing happens in-process, and a failure is logged, not retried.
+    """
+
+    def __init__(self, deliver: Callable[[dict[str, Any]], object]) -> None:
+        self.deliver = deliver
+        self._ids = itertools.count(1)
+
+    def send(self, payload: Mapping[str, Any]) -> str:
+        message = json.loads(json.dumps(dict(payload)))
+        try:
+            self.deliver(message)
+        except Exception:
+            log.exception("in-process delivery of %s failed; it is not retried", message)
+        return f"inline-{next(self._ids)}"

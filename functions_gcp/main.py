@@ -1,0 +1,85 @@
+"""functions-framework entry points: each translates its trigger and calls one use case."""
+
+from __future__ import annotations
+
+import logging
+
+import flask
+import functions_framework
+from cloudevents.http import CloudEvent
+
+from core import http_api, pipeline
+from core.errors import BadRequest, NotFound
+from functions_gcp import events, logs
+from functions_gcp.services import services
+
+log = logging.getLogger("functions_gcp")
+
+
+@functions_framework.cloud_event
+def on_upload(event: CloudEvent) -> None:
+    """A finalized object (Eventarc or a bucket notification on Pub/Sub) becomes a job."""
+    with logs.context(trace=logs.trace_from_header(event.get("traceparent"))):
+        try:
+            upload = events.storage_object(event["type"], event.data)
+        except BadRequest as exc:
+            log.warning("ignored a malformed storage event %s: %s", event["id"], exc)
+            return
+        svc = services()
+        if upload is None or upload.bucket != getattr(svc.store, "bucket_name", upload.bucket):
+            return
+        job = pipeline.accept_upload(svc, upload.key, md5=upload.md5, content_type=upload.content_type)
+        if job is not None:
+            logs.set_job(job.id)
+            log.info("accepted %s as job %s (%s)", upload.key, job.id, job.status.value)
+
+
+@functions_framework.cloud_event
+def process_job(event: CloudEvent) -> None:
+    """One jobs-topic message: render the job. Raising makes Pub/Sub redeliver."""
+    with logs.context(trace=logs.trace_from_header(event.get("traceparent"))):
+        try:
+            job_id = pipeline.parse_job_message(events.message_json(event["type"], event.data))
+        except BadRequest as exc:
+            log.error("dropped a malformed job message %s: %s", event["id"], exc)
+            return
+        logs.set_job(job_id)
+        try:
+            job = pipeline.process_job(services(), job_id)
+        except NotFound:
+            log.error("dropped a message for unknown job %s", job_id)
+            return
+        log.info("job %s is %s after %d attempt(s)", job.id, job.status.value, job.attempts)
+
+
+@functions_framework.cloud_event
+def on_dead_letter(event: CloudEvent) -> None:
+    """A jobs message that Pub/Sub gave up on: the job ends FAILED."""
+    with logs.context(trace=logs.trace_from_header(event.get("traceparent"))):
+        try:
+            job_id = pipeline.parse_job_message(events.message_json(event["type"], event.data))
+        except BadRequest as exc:
+            log.error("dropped a malformed dead letter %s: %s", event["id"], exc)
+            return
+        logs.set_job(job_id)
+        attempts = events.delivery_attempts(event.data)
+        reason = f"gave up after {attempts} attempts" if attempts else "gave up after repeated failures"
+        job = pipeline.fail_job(services(), job_id, reason)
+        log.warning("dead letter for job %s: %s", job_id, job.status.value if job else "unknown job")
+
+
+@functions_framework.http
+def api(request: flask.Request) -> flask.Response:
+    """The HTTP API and the upload page (core.http_api), adapted from Flask."""
+    with logs.context(trace=logs.trace_from_header(request.headers.get("X-Cloud-Trace-Context"))):
+        answer = http_api.handle(
+            services(),
+            http_api.Request(
+                method=request.method,
+                path=request.path,
+                headers=dict(request.headers),
+                body=request.stream,
+                base_url=request.url_root.rstrip("/"),
+            ),
+        )
+        return flask.Response(answer.body, status=answer.status, headers=answer.headers)
