@@ -68,12 +68,25 @@ class _Process:
         self.log = self.workdir / f"{self.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def _spawn(self, argv: list[str], port: int, timeout: float = 60.0) -> None:
+    def _spawn(
+        self, argv: list[str], port: int, timeout: float = 60.0, *, env: dict[str, str] | None = None, wait: bool = True
+    ) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
-                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, **env} if env else None,
             )
+        if wait:
+            self.wait_ready(port, timeout)
+
+    def wait_ready(self, port: int, timeout: float = 60.0) -> None:
+        """Block until the process listens on ``port``; stop it and raise if it dies or times out."""
+        assert self.proc is not None
         try:
             wait_for_port(port, self.proc, self.name, self.log, timeout)
         except BaseException:

@@ -94,6 +94,46 @@ def ensure_pull_subscription(subscription: str, topic: str, project: str | None 
     return path
 
 
+def ensure_push_subscription(
+    subscription: str,
+    topic: str,
+    endpoint: str,
+    *,
+    project: str | None = None,
+    dead_letter_topic: str | None = None,
+    max_delivery_attempts: int = 5,
+    min_backoff_seconds: int = 1,
+    max_backoff_seconds: int = 10,
+    ack_deadline_seconds: int = 60,
+) -> str:
+    """Create a push subscription (optionally with a dead-letter policy) if it does not exist."""
+    path = subscription_path(subscription, project)
+    request: dict[str, Any] = {
+        "name": path,
+        "topic": topic_path(topic, project),
+        "push_config": {"push_endpoint": endpoint},
+        "ack_deadline_seconds": ack_deadline_seconds,
+        "retry_policy": {
+            "minimum_backoff": {"seconds": min_backoff_seconds},
+            "maximum_backoff": {"seconds": max_backoff_seconds},
+        },
+    }
+    if dead_letter_topic:
+        request["dead_letter_policy"] = {
+            "dead_letter_topic": topic_path(dead_letter_topic, project),
+            "max_delivery_attempts": max_delivery_attempts,
+        }
+    with contextlib.suppress(gexc.AlreadyExists):
+        pubsub_v1.SubscriberClient().create_subscription(request=request)
+    return path
+
+
+def publish_raw(topic: str, data: bytes, attributes: Mapping[str, str] | None = None) -> str:
+    """Publish bytes with attributes as they are (tests that replay notifications)."""
+    publisher = pubsub_v1.PublisherClient()
+    return str(publisher.publish(topic_path(topic), data, **dict(attributes or {})).result(timeout=30))
+
+
 def pull_payloads(subscription: str, *, max_messages: int = 100, timeout: float = 5.0) -> list[dict[str, Any]]:
     """Pull up to ``max_messages`` JSON payloads and acknowledge them (local drivers and tests)."""
     subscriber = pubsub_v1.SubscriberClient()

@@ -1,0 +1,208 @@
+"""The local GCP chain, every part a real server on 127.0.0.1.
+
+    upload to fake-gcs-server ──OBJECT_FINALIZE──▶ topic gcs-notifications
+        ──push──▶ functions-framework on_upload ──publish──▶ topic grayscale-jobs
+        ──push──▶ functions-framework process_job ──▶ results/ and jobs/ in fake-gcs
+    grayscale-jobs has a dead-letter policy (5 attempts) ──▶ topic grayscale-jobs-dead
+        ──push──▶ functions-framework on_dead_letter
+    functions-framework api on :8080 (or a free port): the HTTP API and page
+
+Without Google's Pub/Sub emulator only the API runs, with
+``GRAYSCALE_PROCESS_INLINE=1``: an HTTP upload is processed in-process, and a
+direct upload to the bucket triggers nothing (fake-gcs-server can only notify
+through Pub/Sub).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from core.clouds import pubsub
+from core.clouds.gcs import GcsObjectStore
+from devstack.emulators import HOST, ROOT, EmulatorUnavailable, FakeGcs, PubSubEmulator, _Process, free_port
+
+PROJECT = "local"
+NOTIFICATIONS_TOPIC = "gcs-notifications"
+JOBS_TOPIC = "grayscale-jobs"
+DEAD_LETTER_TOPIC = "grayscale-jobs-dead"
+MAX_DELIVERY_ATTEMPTS = 5
+API_PORT = 8080
+
+
+class FunctionsFramework(_Process):
+    """``functions-framework --target T`` serving one entry point of ``main.py``."""
+
+    def __init__(self, target: str, signature: str, port: int | None = None, *, workdir: Path | None = None) -> None:
+        self.name = f"ff-{target}"
+        super().__init__(workdir)
+        self.target = target
+        self.signature = signature
+        self.port = port or free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def launch(self, env: dict[str, str]) -> None:
+        argv = [
+            sys.executable, "-m", "functions_framework",
+            "--target", self.target,
+            "--source", str(ROOT / "main.py"),
+            "--signature-type", self.signature,
+            "--host", HOST,
+            "--port", str(self.port),
+        ]  # fmt: skip
+        self._spawn(argv, self.port, env={**env, "PYTHONPATH": str(ROOT)}, wait=False)
+
+    def start(self) -> None:  # pragma: no cover - GcpStack launches these with their environment
+        raise NotImplementedError("use launch(env)")
+
+
+@dataclass
+class GcpStack:
+    """Start with ``with GcpStack() as stack:``; everything stops on exit."""
+
+    api_port: int | None = None
+    bucket: str = field(default_factory=lambda: f"gray-{uuid.uuid4().hex[:8]}")
+    use_pubsub: bool = True
+    pubsub: PubSubEmulator | None = None
+    gcs: FakeGcs | None = None
+    functions: dict[str, FunctionsFramework] = field(default_factory=dict)
+    note: str = ""
+    _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    def __enter__(self) -> GcpStack:
+        try:
+            self.start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object | TracebackType) -> None:
+        self._stack.close()
+
+    @property
+    def api_url(self) -> str:
+        return self.functions["api"].url
+
+    def env(self) -> dict[str, str]:
+        """The environment the functions run with (and that clients of this stack need)."""
+        assert self.gcs is not None
+        env = {**self.gcs.env(), "GOOGLE_CLOUD_PROJECT": PROJECT, "GCS_BUCKET": self.bucket, "JOBS_TOPIC": JOBS_TOPIC}
+        if self.pubsub is not None:
+            env.update(self.pubsub.env())
+        else:
+            env["GRAYSCALE_PROCESS_INLINE"] = "1"
+        return env
+
+    def store(self) -> GcsObjectStore:
+        """A store on this stack's bucket (the caller's environment must point at the emulator)."""
+        return GcsObjectStore(self.bucket)
+
+    def start(self) -> None:
+        if self.use_pubsub:
+            try:
+                self.pubsub = self._stack.enter_context(PubSubEmulator())
+            except EmulatorUnavailable as exc:
+                self.note = f"Pub/Sub emulator absent, so the API processes uploads in-process: {exc}"
+        with _environment(self.pubsub.env() if self.pubsub else {}):
+            if self.pubsub:
+                for topic in (NOTIFICATIONS_TOPIC, JOBS_TOPIC, DEAD_LETTER_TOPIC):
+                    pubsub.ensure_topic(topic, PROJECT)
+            self.gcs = FakeGcs(pubsub_project=PROJECT, pubsub_topic=NOTIFICATIONS_TOPIC) if self.pubsub else FakeGcs()
+            self._stack.enter_context(self.gcs)
+            with _environment({**self.gcs.env(), "GOOGLE_CLOUD_PROJECT": PROJECT}):
+                self.store().create_bucket()
+            self._start_functions()
+            if self.pubsub:
+                self._subscribe()
+
+    def _start_functions(self) -> None:
+        api_port = self.api_port or (API_PORT if _port_is_free(API_PORT) else free_port())
+        wanted = [("api", "http", api_port)]
+        if self.pubsub:
+            wanted += [("on_upload", "cloudevent", None), ("process_job", "cloudevent", None)]
+            wanted += [("on_dead_letter", "cloudevent", None)]
+        env = self.env()
+        for target, signature, port in wanted:
+            host = FunctionsFramework(target, signature, port)
+            self._stack.callback(host.stop)
+            host.launch(env)
+            self.functions[target] = host
+        for host in self.functions.values():
+            host.wait_ready(host.port)
+        _get(self.api_url + "/")  # the API answers
+
+    def _subscribe(self) -> None:
+        assert self.pubsub is not None
+        with _environment({**self.pubsub.env(), "GOOGLE_CLOUD_PROJECT": PROJECT}):
+            pubsub.ensure_push_subscription(
+                "on-upload", NOTIFICATIONS_TOPIC, self._endpoint("on_upload", NOTIFICATIONS_TOPIC), project=PROJECT
+            )
+            pubsub.ensure_push_subscription(
+                "process-job",
+                JOBS_TOPIC,
+                self._endpoint("process_job", JOBS_TOPIC),
+                project=PROJECT,
+                dead_letter_topic=DEAD_LETTER_TOPIC,
+                max_delivery_attempts=MAX_DELIVERY_ATTEMPTS,
+            )
+            pubsub.ensure_push_subscription(
+                "on-dead-letter",
+                DEAD_LETTER_TOPIC,
+                self._endpoint("on_dead_letter", DEAD_LETTER_TOPIC),
+                project=PROJECT,
+            )
+
+    def _endpoint(self, target: str, topic: str) -> str:
+        # functions-framework reads the topic from this path when it converts a raw push to a CloudEvent.
+        return f"{self.functions[target].url}/projects/{PROJECT}/topics/{topic}"
+
+    def describe(self) -> dict[str, object]:
+        """The GCP half of ``.dev/stack.json``."""
+        assert self.gcs is not None
+        return {
+            "gcp_api": self.api_url,
+            "gcs_endpoint": self.gcs.url,
+            "gcs_bucket": self.bucket,
+            "pubsub_emulator": self.pubsub.host if self.pubsub else None,
+        }
+
+
+def _port_is_free(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def _get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return bytes(response.read())
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]):  # type: ignore[no-untyped-def]
+    import os
+
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old

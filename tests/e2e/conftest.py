@@ -1,0 +1,58 @@
+"""The local stacks as session fixtures."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from devstack.emulators import EmulatorUnavailable, pubsub_emulator_binary
+from devstack.gcp import GcpStack
+from tests.conftest import EMULATORS
+
+
+@pytest.fixture(scope="session")
+def gcp_stack() -> Iterator[GcpStack]:
+    """The whole GCP chain; skipped with the reason where the Pub/Sub emulator is absent."""
+    try:
+        pubsub_emulator_binary()
+    except EmulatorUnavailable as exc:
+        pytest.skip(f"the GCP chain needs Google's Pub/Sub emulator: {exc}")
+    with GcpStack() as stack:
+        EMULATORS.setdefault("pubsub-emulator", f"ran in the GCP stack on {stack.pubsub.host if stack.pubsub else '-'}")
+        saved = dict(os.environ)
+        os.environ.update(stack.env())
+        try:
+            yield stack
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def http_json(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+def wait_for_job(api: str, job_id: str, *, until: tuple[str, ...] = ("DONE", "FAILED"), timeout: float = 30) -> Any:
+    """Poll the API until the job reaches one of ``until``; fail with the last record otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        status, last = http_json("GET", f"{api}/jobs/{job_id}")
+        if status == 200 and last["status"] in until:
+            return last
+        time.sleep(0.1)
+    pytest.fail(f"job {job_id} did not reach {until} in {timeout}s; last: {last}")
