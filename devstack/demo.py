@@ -1,92 +1,179 @@
 """``make demo``: the pipeline on the real emulators, end to end.
 
-It starts fake-gcs-server, Azurite and (where installed) Google's Pub/Sub
-emulator, then pushes every image in ``samples/`` through ``core.pipeline``
-with the real adapters, on both clouds. Half the images are written straight
-to ``uploads/`` (as a user or the storage event would see them), half go
-through the HTTP upload use case. The queue messages are taken from the real
-queues and handed to ``process_job`` as the function triggers will do (the
-function hosts themselves arrive with the GCP and Azure stacks).
+GCP: the whole local chain of ``devstack.gcp`` (fake-gcs-server, the Pub/Sub
+emulator, functions-framework). Half the sample images are written straight
+to the bucket, where the notification starts the job; half are POSTed to the
+HTTP API. Without the Pub/Sub emulator, all go through the API and are
+processed in-process, and the demo says so.
 
-It prints one line per job and a summary, stops every emulator, and exits 0
-only when every image ended as expected: DONE, except ``truncated.jpg``,
-which must end FAILED with a reason.
+Azure: Azurite, with ``core.pipeline`` driven from the real Storage Queue.
+
+It prints one line per job and a summary, stops everything it started, and
+exits 0 only when every image ended as expected: DONE, except
+``truncated.jpg``, which must end FAILED with a reason (or be refused by the API).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import json
+import mimetypes
 import os
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.clouds import pubsub
 from core.clouds.azure_blob import AzureBlobObjectStore
 from core.clouds.azure_queue import AzureQueueTaskQueue
-from core.clouds.gcs import GcsObjectStore
-from core.jobs import Job, Status
-from core.memory import InMemoryTaskQueue
+from core.jobs import Job, job_id_for
 from core.pipeline import Services, accept_upload, parse_job_message, process_job, submit_upload
-from devstack.emulators import ROOT, Azurite, EmulatorUnavailable, FakeGcs, PubSubEmulator
+from devstack.emulators import ROOT, Azurite
+from devstack.gcp import GcpStack
 
 SAMPLES = ROOT / "samples"
 EXPECTED_FAILURES = {"truncated.jpg"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".tif", ".tiff", ".bmp"}
+TERMINAL = ("DONE", "FAILED")
 
 
 @dataclass
 class Row:
     cloud: str
-    path: str
+    via: str
     name: str
-    job: Job
+    status: str
+    detail: str
+    content_type: str
     millis: float
 
     @property
     def as_expected(self) -> bool:
-        want = Status.FAILED if self.name in EXPECTED_FAILURES else Status.DONE
-        return self.job.status is want and (want is Status.DONE or bool(self.job.error))
+        if self.name in EXPECTED_FAILURES:
+            return self.status in ("FAILED", "REFUSED") and bool(self.detail)
+        return self.status == "DONE"
 
 
 def sample_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def run_cloud(cloud: str, services: Services, drain: Callable[[], list[Any]], files: list[Path]) -> list[Row]:
-    """Upload every file (alternating bucket and HTTP paths), then process what the queue delivers."""
-    submitted: dict[str, tuple[str, str]] = {}
+def row_for(cloud: str, via: str, name: str, job: dict[str, Any], millis: float) -> Row:
+    detail = job.get("result") if job["status"] == "DONE" else job.get("error")
+    return Row(cloud, via, name, job["status"], detail or "", job.get("content_type") or "?", millis)
+
+
+# GCP: the function chain -------------------------------------------------------------------------
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def gcp(files: list[Path]) -> tuple[list[Row], str]:
+    with GcpStack(bucket=f"demo-{uuid.uuid4().hex[:8]}") as stack, environment(stack.env()):
+        if stack.note:
+            print(f"note: {stack.note}")
+        store = stack.store()
+        started: dict[str, tuple[str, str, float]] = {}
+        rows: list[Row] = []
+        for index, path in enumerate(files):
+            data = path.read_bytes()
+            began = time.perf_counter()
+            if stack.pubsub and index % 2 == 0:
+                key = f"uploads/{path.name}"
+                # As `gcloud storage cp` does: the type from the extension. fake-gcs-server notifies on_upload.
+                store.put(key, data, content_type=mimetypes.guess_type(path.name)[0])
+                started[job_id_for(key, hashlib.md5(data).hexdigest())] = ("bucket", path.name, began)
+                continue
+            disposition = f"attachment; filename*=UTF-8''{urllib.parse.quote(path.name)}"
+            status, body = http("POST", f"{stack.api_url}/jobs", data, {"Content-Disposition": disposition})
+            if status == 202:
+                started[body["id"]] = ("http", path.name, began)
+            else:
+                millis = (time.perf_counter() - began) * 1000
+                rows.append(Row("gcp", "http", path.name, "REFUSED", f"{status} {body.get('message')}", "-", millis))
+        rows += wait_all(stack.api_url, started)
+        where = f"functions-framework API {stack.api_url}, fake-gcs-server {stack.gcs.url if stack.gcs else '-'}"
+        where += f", Pub/Sub emulator {stack.pubsub.host}" if stack.pubsub else ", in-process processing"
+    return rows, where
+
+
+def wait_all(api: str, started: dict[str, tuple[str, str, float]], timeout: float = 60) -> list[Row]:
+    rows: list[Row] = []
+    pending = dict(started)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for job_id, (via, name, began) in list(pending.items()):
+            status, job = http("GET", f"{api}/jobs/{job_id}")
+            if status == 200 and job["status"] in TERMINAL:
+                rows.append(row_for("gcp", via, name, job, (time.perf_counter() - began) * 1000))
+                del pending[job_id]
+        time.sleep(0.05)
+    for via, name, _began in pending.values():
+        rows.append(Row("gcp", via, name, "TIMEOUT", f"not finished in {timeout:.0f} s", "?", timeout * 1000))
+    return rows
+
+
+# Azure: core.pipeline over Azurite ---------------------------------------------------------------
+
+
+def run_pipeline(cloud: str, services: Services, drain: Callable[[], list[Any]], files: list[Path]) -> list[Row]:
+    """Upload every file (alternating store and HTTP use case), then process what the queue delivers."""
+    submitted: dict[str, tuple[str, str, float]] = {}
     for index, path in enumerate(files):
-        data = path.read_bytes()
+        data, began = path.read_bytes(), time.perf_counter()
         if index % 2 == 0:
-            key = f"uploads/{path.name}"
-            services.store.put(key, data)  # a plain upload: the storage event does the rest
-            job = accept_upload(services, key)
+            services.store.put(f"uploads/{path.name}", data, content_type=mimetypes.guess_type(path.name)[0])
+            job: Job | None = accept_upload(services, f"uploads/{path.name}")
             via = "bucket"
         else:
-            job = submit_upload(services, data, filename=path.name)
-            via = "http"
+            job, via = submit_upload(services, data, filename=path.name), "http"
         assert job is not None
-        submitted[job.id] = (via, path.name)
-
+        submitted[job.id] = (via, path.name, began)
     rows: dict[str, Row] = {}
     deadline = time.monotonic() + 60
     while len(rows) < len(submitted) and time.monotonic() < deadline:
         for payload in drain():
-            job_id = parse_job_message(payload)
-            start = time.perf_counter()
-            job = process_job(services, job_id)
-            via, name = submitted[job_id]
-            rows.setdefault(job_id, Row(cloud, via, name, job, (time.perf_counter() - start) * 1000))
-    missing = set(submitted) - set(rows)
-    if missing:
-        raise RuntimeError(f"{cloud}: no queue message arrived for {len(missing)} job(s) within 60 s")
-    return sorted(rows.values(), key=lambda r: r.name)
+            done = process_job(services, parse_job_message(payload))
+            via, name, began = submitted[done.id]
+            rows.setdefault(done.id, row_for(cloud, via, name, done.to_dict(), (time.perf_counter() - began) * 1000))
+    if len(rows) < len(submitted):
+        raise RuntimeError(f"{cloud}: {len(submitted) - len(rows)} queue message(s) never arrived")
+    return list(rows.values())
+
+
+def azure(files: list[Path]) -> tuple[list[Row], str]:
+    with Azurite() as azurite, environment(azurite.env()):
+        store = AzureBlobObjectStore(f"demo-{uuid.uuid4().hex[:8]}")
+        store.create_container()
+        queue = AzureQueueTaskQueue("grayscale-jobs")
+        queue.create_queue()
+
+        def drain() -> list[Any]:
+            taken = queue.receive(visibility_timeout=30)
+            for message in taken:
+                queue.delete(message)  # handed over; process_job is idempotent
+            return [m.payload for m in taken]
+
+        rows = run_pipeline("azure", Services.over(store, queue), drain, files)
+        return (
+            rows,
+            f"Azurite blob :{azurite.blob_port}, queue :{azurite.queue_port} (core.pipeline driven from the queue)",
+        )
 
 
 @contextlib.contextmanager
@@ -103,44 +190,13 @@ def environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = old
 
 
-def gcp(files: list[Path], stack: contextlib.ExitStack) -> tuple[list[Row], str]:
-    try:
-        emulator = stack.enter_context(PubSubEmulator())
-    except EmulatorUnavailable as exc:
-        emulator = None
-        print(f"note: Pub/Sub emulator absent ({exc}); GCP jobs go through an in-memory queue")
-    gcs = stack.enter_context(FakeGcs())
-    env = {**gcs.env(), "GOOGLE_CLOUD_PROJECT": "demo", **(emulator.env() if emulator else {})}
-    stack.enter_context(environment(env))
-    store = GcsObjectStore(f"demo-{uuid.uuid4().hex[:8]}")
-    store.create_bucket()
-    if emulator:
-        topic = pubsub.ensure_topic("grayscale-jobs")
-        subscription = pubsub.ensure_pull_subscription("grayscale-jobs-demo", topic)
-        services = Services.over(store, pubsub.PubSubTaskQueue(topic))
-        rows = run_cloud("gcp", services, lambda: pubsub.pull_payloads(subscription), files)
-        return rows, f"fake-gcs-server {gcs.url}, Pub/Sub emulator {emulator.host}"
-    memory = InMemoryTaskQueue()
-    rows = run_cloud("gcp", Services.over(store, memory), memory.drain, files)
-    return rows, f"fake-gcs-server {gcs.url}, in-memory queue"
-
-
-def azure(files: list[Path], stack: contextlib.ExitStack) -> tuple[list[Row], str]:
-    azurite = stack.enter_context(Azurite())
-    stack.enter_context(environment(azurite.env()))
-    store = AzureBlobObjectStore(f"demo-{uuid.uuid4().hex[:8]}")
-    store.create_container()
-    queue = AzureQueueTaskQueue("grayscale-jobs")
-    queue.create_queue()
-
-    def drain() -> list[Any]:
-        taken = queue.receive(visibility_timeout=30)
-        for message in taken:
-            queue.delete(message)  # deleted once handed over; process_job is idempotent
-        return [m.payload for m in taken]
-
-    rows = run_cloud("azure", Services.over(store, queue), drain, files)
-    return rows, f"Azurite blob :{azurite.blob_port}, queue :{azurite.queue_port}"
+def print_rows(cloud: str, where: str, rows: list[Row]) -> None:
+    print(f"\n{cloud}: {where}")
+    print(f"  {'via':<7} {'file':<18} {'type':<11} {'status':<8} {'ms':>7}  result or error")
+    for row in sorted(rows, key=lambda r: r.name):
+        mark = "" if row.as_expected else "   <-- unexpected"
+        cells = f"{row.via:<7} {row.name:<18} {row.content_type:<11} {row.status:<8} {row.millis:7.1f}"
+        print(f"  {cells}  {row.detail}{mark}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,32 +209,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     started = time.perf_counter()
-    rows: list[Row] = []
-    for cloud in (gcp, azure):
-        with contextlib.ExitStack() as stack:  # stops this cloud's emulators on the way out
-            cloud_rows, where = cloud(files, stack)
-        print(f"\n{cloud.__name__}: {where}")
-        print(f"  {'via':<7} {'file':<18} {'type':<11} {'status':<7} {'ms':>6}  result or error")
-        for row in cloud_rows:
-            detail = row.job.result if row.job.status is Status.DONE else row.job.error
-            mark = "" if row.as_expected else "   <-- unexpected"
-            kind = row.job.content_type or "?"
-            print(
-                f"  {row.path:<7} {row.name:<18} {kind:<11} {row.job.status.value:<7} {row.millis:6.1f}  {detail}{mark}"
-            )
-        rows += cloud_rows
+    results: dict[str, list[Row]] = {}
+    for name, run in (("gcp", gcp), ("azure", azure)):
+        rows, where = run(files)
+        print_rows(name, where, rows)
+        results[name] = rows
 
     print("\nsummary")
     ok = True
-    for cloud in ("gcp", "azure"):
-        mine = [r for r in rows if r.cloud == cloud]
-        done = sum(r.job.status is Status.DONE for r in mine)
-        failed = sum(r.job.status is Status.FAILED for r in mine)
-        good = all(r.as_expected for r in mine) and len(mine) == len(files)
+    for cloud, rows in results.items():
+        counts = {s: sum(r.status == s for r in rows) for s in ("DONE", "FAILED", "REFUSED")}
+        good = all(r.as_expected for r in rows) and len(rows) == len(files)
         ok &= good
         verdict = "as expected" if good else "NOT as expected"
-        print(f"  {cloud:<6} {len(mine)} jobs: {done} DONE, {failed} FAILED ({verdict})")
-    print(f"  total  {time.perf_counter() - started:.1f} s; emulators stopped")
+        refused = f", {counts['REFUSED']} REFUSED" if counts["REFUSED"] else ""
+        print(f"  {cloud:<6} {len(rows)} jobs: {counts['DONE']} DONE, {counts['FAILED']} FAILED{refused} ({verdict})")
+    print(f"  total  {time.perf_counter() - started:.1f} s; everything stopped")
     return 0 if ok else 1
 
 
