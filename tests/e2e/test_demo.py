@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +26,11 @@ def test_demo_processes_every_sample_on_both_clouds_and_exits_zero() -> None:
         )
         assert f"{len(samples)} jobs: {len(samples) - 1} DONE, 1 FAILED (as expected)" in summary
     assert "truncated.jpg" in run.stdout
-    assert "emulators stopped" in run.stdout
+    assert "everything stopped" in run.stdout
+    # Nothing it started still listens.
+    for port in re.findall(r"127\.0\.0\.1:(\d+)", run.stdout):
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", int(port))) != 0, f"port {port} is still open"
 
 
 def test_demo_fails_when_an_image_does_not_end_as_expected(tmp_path: Path) -> None:
