@@ -4,10 +4,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test lint unit integration e2e live emulators bench samples clean
+.PHONY: help install demo dev test lint unit integration e2e live emulators bench samples clean
 
 help:
 	@echo "make demo        install, start the emulators, push samples/ through both clouds, stop"
+	@echo "make dev         the local stack in the foreground until Ctrl-C; writes .dev/stack.json"
 	@echo "make test        lint, type-check and every test layer but live"
 	@echo "make emulators   run fake-gcs-server, Azurite and the Pub/Sub emulator until Ctrl-C"
 	@echo "make bench       grayscale benchmark (bench/grayscale.py)"
@@ -27,6 +28,9 @@ node_modules/.installed: package.json package-lock.json
 
 demo: install
 	$(PY) -m devstack.demo
+
+dev: install
+	$(PY) -m devstack.dev
 
 test: install lint
 	$(PY) -m pytest -m "not live" $(PYTEST_ARGS)

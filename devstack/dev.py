@@ -1,0 +1,67 @@
+"""``make dev``: the local stack in the foreground until Ctrl-C.
+
+Once every part answers it writes ``.dev/stack.json``::
+
+    {"gcp_api": URL, "azure_api": URL|null, "gcs_endpoint": URL, "gcs_bucket": NAME,
+     "pubsub_emulator": "HOST:PORT"|null, "azure_connection_string": STR, "azure_container": NAME}
+
+and removes it when everything has stopped. ``azure_api`` is null until the
+Azure function host is part of the stack.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from core.clouds.azure_blob import AzureBlobObjectStore
+from devstack.demo import environment
+from devstack.emulators import ROOT, Azurite
+from devstack.gcp import GcpStack
+
+STACK_FILE = ROOT / ".dev" / "stack.json"
+STACK_FILE_VAR = "DEV_STACK_FILE"  # another path for the file (tests)
+BUCKET = "grayscale"
+CONTAINER = "grayscale"
+
+
+def write_stack_file(description: dict[str, Any], path: Path = STACK_FILE) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(description, indent=2) + "\n")
+    temporary.replace(path)  # readers never see half a file
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    stack_file = Path(os.environ.get(STACK_FILE_VAR) or STACK_FILE)
+    with contextlib.ExitStack() as stack:
+        stack.callback(lambda: stack_file.unlink(missing_ok=True))
+        gcp = stack.enter_context(GcpStack(bucket=BUCKET))
+        azurite = stack.enter_context(Azurite())
+        with environment(azurite.env()):
+            AzureBlobObjectStore(CONTAINER).create_container()
+        description = {
+            **gcp.describe(),
+            "azure_api": None,
+            "azure_connection_string": azurite.connection_string,
+            "azure_container": CONTAINER,
+        }
+        write_stack_file(description, stack_file)
+        if gcp.note:
+            print(f"note: {gcp.note}")
+        print(json.dumps(description, indent=2))
+        print(f"wrote {stack_file}; open {gcp.api_url}/ to upload; Ctrl-C stops everything", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            signal.pause()
+    print("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

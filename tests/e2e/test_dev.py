@@ -1,0 +1,64 @@
+"""`make dev`'s driver: the stack file, and a clean stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.e2e, pytest.mark.emulator]
+
+KEYS = {
+    "gcp_api",
+    "azure_api",
+    "gcs_endpoint",
+    "gcs_bucket",
+    "pubsub_emulator",
+    "azure_connection_string",
+    "azure_container",
+}
+
+
+def test_dev_writes_the_stack_file_once_everything_answers_and_cleans_up(tmp_path: Path) -> None:
+    stack_file = tmp_path / "stack.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devstack.dev"],
+        cwd=ROOT,
+        env={**os.environ, "DEV_STACK_FILE": str(stack_file)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not stack_file.exists():
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "no stack file after 120 s"
+            time.sleep(0.2)
+        stack = json.loads(stack_file.read_text())
+        assert set(stack) == KEYS
+        with urllib.request.urlopen(stack["gcp_api"] + "/", timeout=10) as page:
+            assert page.status == 200
+        assert stack["gcs_bucket"] and stack["azure_container"]
+        assert (
+            "UseDevelopmentStorage" in stack["azure_connection_string"]
+            or "BlobEndpoint=" in stack["azure_connection_string"]
+        )
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert not stack_file.exists()
+    api_port = int(stack["gcp_api"].rsplit(":", 1)[1])
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", api_port)) != 0, "the API still listens after Ctrl-C"
