@@ -1,0 +1,92 @@
+"""deploy/gcp.py --dry-run: the exact gcloud commands, checked against main.py."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dry_run(*extra: str) -> list[str]:
+    out = subprocess.run(
+        [sys.executable, "deploy/gcp.py", "--project", "proj-1", "--bucket", "bkt", "--dry-run", *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.splitlines()
+
+
+def main_exports() -> set[str]:
+    tree = ast.parse((ROOT / "main.py").read_text())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom):
+            names |= {alias.asname or alias.name for alias in node.names}
+    return names
+
+
+@pytest.mark.parametrize("style", ["notification", "eventarc"])
+def test_every_entry_point_in_main_is_deployed_and_nothing_else(style: str) -> None:
+    lines = dry_run("--trigger", style)
+    deployed = [re.search(r"--entry-point=(\w+)", line) for line in lines if "functions deploy" in line]
+    entry_points = {m.group(1) for m in deployed if m}
+    assert len(deployed) == len(entry_points) == 4
+    assert entry_points == main_exports()
+
+
+def test_the_script_is_valid_bash_in_order() -> None:
+    lines = dry_run()
+    subprocess.run(["bash", "-n"], input="\n".join(lines), text=True, check=True)
+    assert lines[0] == "set -euo pipefail"
+    order = [
+        "services enable",
+        "service-accounts create gray-runtime",
+        "buckets create",
+        "topics create",
+        "notifications create",
+        "functions deploy on-upload",
+        "functions deploy process-job",
+        "subscriptions update",
+    ]
+    positions = [next(i for i, line in enumerate(lines) if step in line) for step in order]
+    assert positions == sorted(positions)
+
+
+def test_event_functions_retry_and_the_api_needs_authentication() -> None:
+    for line in dry_run():
+        if "functions deploy" not in line:
+            continue
+        words = shlex.split(line)
+        assert "--gen2" in words and "--runtime=python312" in words
+        if "--trigger-http" in words:
+            assert "--no-allow-unauthenticated" in words
+            assert "--allow-unauthenticated" not in words
+        else:
+            assert "--retry" in words
+            assert any(w.startswith("--trigger-service-account=gray-invoker@") for w in words)
+
+
+def test_dead_letter_policy_and_its_iam() -> None:
+    text = "\n".join(dry_run())
+    assert "--dead-letter-topic=grayscale-jobs-dead --max-delivery-attempts=5" in text
+    agent = "service-${PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+    assert re.search(rf"topics add-iam-policy-binding grayscale-jobs-dead .*{re.escape(agent)}.*pubsub.publisher", text)
+    assert re.search(rf"subscriptions add-iam-policy-binding .*{re.escape(agent)}.*pubsub.subscriber", text)
+
+
+def test_least_privilege_no_project_wide_roles_for_the_runtime() -> None:
+    text = "\n".join(dry_run())
+    assert "roles/owner" not in text and "roles/editor" not in text
+    for line in text.splitlines():
+        if "projects add-iam-policy-binding" in line:
+            assert "gray-runtime" not in line
+    assert "buckets add-iam-policy-binding gs://bkt --member=serviceAccount:gray-runtime" in text
