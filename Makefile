@@ -57,6 +57,7 @@ emulators: install
 
 bench: install
 	$(PY) bench/grayscale.py
+	$(PY) bench/gcp_chain.py
 
 samples: install
 	$(PY) samples/make_samples.py
