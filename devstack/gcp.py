@@ -112,6 +112,8 @@ class GcpStack:
                 self.pubsub = self._stack.enter_context(PubSubEmulator())
             except EmulatorUnavailable as exc:
                 self.note = f"Pub/Sub emulator absent, so the API processes uploads in-process: {exc}"
+        else:
+            self.note = "Pub/Sub switched off, so the API processes uploads in-process"
         with _environment(self.pubsub.env() if self.pubsub else {}):
             if self.pubsub:
                 for topic in (NOTIFICATIONS_TOPIC, JOBS_TOPIC, DEAD_LETTER_TOPIC):

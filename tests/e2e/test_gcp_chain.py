@@ -97,3 +97,22 @@ def test_an_object_under_results_triggers_nothing(gcp_stack: GcpStack) -> None:
     with pytest.raises(NotFound):
         JsonJobStore(store).get(job_id_for("results/planted.jpg", hashlib.md5(data).hexdigest()))
     assert [i.key for i in store.list("results/planted")] == ["results/planted.jpg"]
+
+
+@pytest.mark.e2e
+def test_without_pubsub_the_api_processes_in_process() -> None:
+    """The fallback of `make dev` / `make demo` where the Pub/Sub emulator is absent."""
+    import os
+
+    saved = dict(os.environ)
+    try:
+        with GcpStack(use_pubsub=False) as stack:
+            assert stack.pubsub is None and "in-process" in stack.note
+            assert set(stack.functions) == {"api"}
+            os.environ.update(stack.env())
+            status, job = http_json("POST", f"{stack.api_url}/jobs", photo(6), {"Content-Type": "image/jpeg"})
+            assert status == 202
+            assert wait_for_job(stack.api_url, job["id"])["status"] == "DONE"
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -365,3 +365,14 @@ def test_processing_records_the_sniffed_type_of_a_bucket_upload(services: Servic
     assert job.content_type == "application/octet-stream" or job.content_type is None
     done = process_job(services, job.id)
     assert (done.content_type, done.result) == ("image/png", "results/photo.png")
+
+
+@pytest.mark.parametrize("key", ["uploads/../escape.jpg", "uploads/ctrl\x01\x7f.jpg", "uploads/a/../../b.jpg"])
+def test_dot_dot_and_control_characters_in_keys_stay_under_results(services: Services, key: str) -> None:
+    services.store.put(key, JPEG)
+    job = accept_upload(services, key)
+    assert job is not None
+    done = process_job(services, job.id)
+    assert done.status is Status.DONE
+    assert done.result == "results/" + key[len("uploads/") :]
+    assert services.store.get(done.result).info.metadata["source"] == key
