@@ -8,9 +8,9 @@ import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from core import http_api, pipeline
+from core import http_api, logs, pipeline
 from core.errors import BadRequest, NotFound
-from functions_gcp import events, logs
+from functions_gcp import events
 from functions_gcp.services import services
 
 log = logging.getLogger("functions_gcp")

@@ -10,12 +10,11 @@ from __future__ import annotations
 import os
 import threading
 
-from core import config
+from core import config, logs
 from core.clouds.gcs import GcsObjectStore
 from core.clouds.pubsub import PubSubTaskQueue
 from core.memory import CallbackTaskQueue
 from core.pipeline import Services, parse_job_message, process_job
-from functions_gcp import logs
 
 JOBS_TOPIC_VAR = "JOBS_TOPIC"
 DEFAULT_JOBS_TOPIC = "grayscale-jobs"

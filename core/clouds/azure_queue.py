@@ -13,6 +13,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from azure.core import exceptions as aexc
@@ -59,12 +60,19 @@ def decode(body: bytes | str) -> Any:
 
 @dataclass(frozen=True)
 class Received:
-    """One message taken from the queue: its payload and what it takes to delete it."""
+    """One message taken from the queue: its body and what it takes to delete or release it."""
 
-    payload: Any
+    body: bytes
     id: str
     pop_receipt: str
     dequeue_count: int
+    inserted: datetime | None = None
+    expires: datetime | None = None
+
+    @property
+    def payload(self) -> Any:
+        """The body as JSON (``ValueError`` if it is not)."""
+        return decode(self.body)
 
 
 class AzureQueueTaskQueue:
@@ -106,8 +114,16 @@ class AzureQueueTaskQueue:
             )
             taken = []
             for message in messages:
+                body = message.content if isinstance(message.content, bytes) else str(message.content).encode()
                 taken.append(
-                    Received(decode(message.content), message.id, message.pop_receipt or "", message.dequeue_count or 0)
+                    Received(
+                        body,
+                        message.id,
+                        message.pop_receipt or "",
+                        message.dequeue_count or 0,
+                        message.inserted_on,
+                        message.expires_on,
+                    )
                 )
                 if len(taken) >= max_messages:
                     break
@@ -117,3 +133,19 @@ class AzureQueueTaskQueue:
         """Delete a message that was handled."""
         with translate_errors(self.queue_name):
             self.client.delete_message(message.id, message.pop_receipt)
+
+    def release(self, message: Received, *, visibility_timeout: int) -> None:
+        """Make a message visible again after ``visibility_timeout`` seconds (a retry)."""
+        with translate_errors(self.queue_name):
+            self.client.update_message(message.id, message.pop_receipt, visibility_timeout=visibility_timeout)
+
+    def send_body(self, body: bytes) -> str:
+        """Enqueue a body as it is (the host's move of a message to the poison queue)."""
+        with translate_errors(self.queue_name):
+            try:
+                return str(self.client.send_message(body).id)
+            except aexc.ResourceNotFoundError:
+                pass
+        self.create_queue()
+        with translate_errors(self.queue_name):
+            return str(self.client.send_message(body).id)

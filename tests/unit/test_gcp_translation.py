@@ -8,8 +8,9 @@ import logging
 
 import pytest
 
+from core import logs
 from core.errors import BadRequest
-from functions_gcp import events, logs
+from functions_gcp import events
 
 
 def b64json(value: object) -> str:

@@ -1,4 +1,6 @@
-"""Structured logs for Cloud Logging: one JSON object per line on stdout.
+"""Structured logs: one JSON object per line on stdout, in Cloud Logging's format.
+
+Both clouds use it (Azure Functions forwards stdout lines to its logs as they are).
 
 Each line has ``severity``, ``message`` and, when known, ``job_id`` and
 ``logging.googleapis.com/trace``. Anything that looks like a credential

@@ -1,0 +1,103 @@
+"""The Azure functions (v2 programming model): each translates its trigger and calls one use case."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.parse
+
+import azure.functions as func
+
+from core import http_api, logs, pipeline
+from core.errors import BadRequest, NotFound
+from functions_azure.services import services
+from functions_azure.settings import CONNECTION, JOBS_QUEUE, MAX_DEQUEUE_COUNT, POISON_QUEUE
+
+log = logging.getLogger("functions_azure")
+bp = func.Blueprint()
+
+
+@bp.function_name("on_upload")
+@bp.blob_trigger(
+    arg_name="blob",
+    path="%AZURE_STORAGE_CONTAINER%/uploads/{name}",
+    connection=CONNECTION,
+    source=func.BlobSource.EVENT_GRID,
+)
+def on_upload(blob: func.InputStream) -> None:
+    """A blob created under uploads/ (Event Grid) becomes a job and a message on grayscale-jobs."""
+    container_and_key = blob.name or ""
+    key = container_and_key.split("/", 1)[1] if "/" in container_and_key else container_and_key
+    job = pipeline.accept_upload(services(), key)
+    if job is not None:
+        with logs.context(job_id=job.id):
+            log.info("accepted %s as job %s (%s)", key, job.id, job.status.value)
+
+
+@bp.function_name("process_job")
+@bp.queue_trigger(arg_name="msg", queue_name=JOBS_QUEUE, connection=CONNECTION)
+def process_job(msg: func.QueueMessage) -> None:
+    """One grayscale-jobs message. Raising makes the host retry, then move it to the poison queue."""
+    try:
+        job_id = pipeline.parse_job_message(_json(msg))
+    except BadRequest as exc:
+        log.error("dropped a malformed job message %s: %s", msg.id, exc)
+        return
+    with logs.context(job_id=job_id):
+        try:
+            job = pipeline.process_job(services(), job_id)
+        except NotFound:
+            log.error("dropped a message for unknown job %s", job_id)
+            return
+        log.info("job %s is %s after %d attempt(s)", job.id, job.status.value, job.attempts)
+
+
+@bp.function_name("on_poison")
+@bp.queue_trigger(arg_name="msg", queue_name=POISON_QUEUE, connection=CONNECTION)
+def on_poison(msg: func.QueueMessage) -> None:
+    """A jobs message the host gave up on: the job ends FAILED."""
+    try:
+        job_id = pipeline.parse_job_message(_json(msg))
+    except BadRequest as exc:
+        log.error("dropped a malformed poison message %s: %s", msg.id, exc)
+        return
+    with logs.context(job_id=job_id):
+        job = pipeline.fail_job(services(), job_id, f"gave up after {MAX_DEQUEUE_COUNT} attempts")
+        log.warning("poison message for job %s: %s", job_id, job.status.value if job else "unknown job")
+
+
+@bp.function_name("api_upload")
+@bp.route(route="jobs", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def api_upload(req: func.HttpRequest) -> func.HttpResponse:
+    """POST {base}/jobs: a function key is required on Azure (not locally)."""
+    return _http(req)
+
+
+@bp.function_name("api_read")
+@bp.route(route="{*path}", methods=["GET", "HEAD", "PUT", "PATCH", "DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
+def api_read(req: func.HttpRequest) -> func.HttpResponse:
+    """The page, job status and results: anonymous, as job ids are unguessable."""
+    return _http(req)
+
+
+def _http(req: func.HttpRequest) -> func.HttpResponse:
+    url = urllib.parse.urlsplit(req.url)
+    path = url.path.split("/api", 1)[1] if "/api" in url.path else url.path
+    answer = http_api.handle(
+        services(),
+        http_api.Request(
+            method=req.method,
+            path=urllib.parse.unquote(path) or "/",
+            headers=dict(req.headers),
+            body=req.get_body() or b"",
+            base_url=f"{url.scheme}://{url.netloc}/api",
+        ),
+    )
+    return func.HttpResponse(answer.body, status_code=answer.status, headers=answer.headers)
+
+
+def _json(msg: func.QueueMessage) -> object:
+    try:
+        return json.loads(msg.get_body())
+    except ValueError as exc:
+        raise BadRequest(f"the message is not JSON: {exc}") from exc

@@ -1,0 +1,380 @@
+"""A small local Functions host: ``python -m functions_azure.devhost [--port 7071]``.
+
+Azure Functions Core Tools (``func start``) cannot be installed everywhere, so
+this dispatcher drives the real handlers of ``function_app.py`` the way the
+host does, against the storage account in ``AzureWebJobsStorage`` (Azurite):
+
+- HTTP: every ``route`` is served on ``http://127.0.0.1:PORT/api/...`` by a real
+  HTTP server, as ``func.HttpRequest`` objects. No function key is required
+  locally, as with ``func start``.
+- Queues: each ``queue_trigger`` queue is drained as the host does. A message
+  is leased while its handler runs; on success it is deleted; on failure it
+  becomes visible again after host.json's ``visibilityTimeout``; once its
+  ``dequeue_count`` reaches ``maxDequeueCount`` a failure moves it to
+  ``<queue>-poison``. Up to ``batchSize`` messages run at once.
+- Blobs: the local stand-in for Event Grid. New or changed blobs under a
+  blob trigger's path (here ``uploads/``) become ``Microsoft.Storage.BlobCreated``
+  events, delivered to the trigger as ``func.blob.InputStream``, with Event
+  Grid's retries. Blobs that exist when the host starts are not delivered, as
+  with a new Event Grid subscription.
+
+``app.get_functions()`` is called once per process, here at start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+
+from core.clouds.azure_blob import AzureBlobObjectStore
+from core.clouds.azure_queue import AzureQueueTaskQueue, Received
+from core.errors import CoreError
+from functions_azure.settings import CONNECTION, CONTAINER_SETTING, DEFAULT_CONTAINER
+
+log = logging.getLogger("devhost")
+ROOT = Path(__file__).resolve().parent.parent
+MAX_BODY_BYTES = 100 * 1024 * 1024  # the host's own limit on HTTP request bodies
+EVENT_GRID_ATTEMPTS = 5
+
+
+def host_settings(path: Path = ROOT / "host.json") -> dict[str, Any]:
+    """The queue settings of host.json, with the host's defaults, times in seconds."""
+    queues = json.loads(path.read_text()).get("extensions", {}).get("queues", {})
+    return {
+        "max_dequeue_count": int(queues.get("maxDequeueCount", 5)),
+        "visibility_timeout": _seconds(queues.get("visibilityTimeout", "00:00:00")),
+        "batch_size": int(queues.get("batchSize", 16)),
+        "max_polling_interval": _seconds(queues.get("maxPollingInterval", "00:01:00")),
+        "message_encoding": queues.get("messageEncoding", "base64"),
+        "route_prefix": json.loads(path.read_text()).get("extensions", {}).get("http", {}).get("routePrefix", "api"),
+    }
+
+
+def _seconds(span: str) -> float:
+    hours, minutes, seconds = span.split(":")
+    return timedelta(hours=int(hours), minutes=int(minutes), seconds=float(seconds)).total_seconds()
+
+
+def resolve(template: str) -> str:
+    """Replace ``%SETTING%`` binding expressions with app settings (environment variables)."""
+    return re.sub(r"%([A-Za-z0-9_]+)%", lambda m: os.environ.get(m.group(1), ""), template)
+
+
+@dataclass
+class Route:
+    name: str
+    template: str
+    methods: set[str]
+    handler: Callable[[func.HttpRequest], func.HttpResponse]
+    pattern: re.Pattern[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        regex = ""
+        for part in re.split(r"(\{[^}]+\})", self.template):
+            if part.startswith("{*"):
+                regex += f"(?P<{part[2:-1]}>.*)"
+            elif part.startswith("{"):
+                regex += f"(?P<{part[1:-1].split(':')[0]}>[^/]+)"
+            else:
+                regex += re.escape(part)
+        self.pattern = re.compile(f"^{regex}$")
+
+    @property
+    def catch_all(self) -> bool:
+        return "{*" in self.template
+
+
+@dataclass
+class Bindings:
+    routes: list[Route] = field(default_factory=list)
+    queues: dict[str, tuple[str, Callable[[func.QueueMessage], None]]] = field(default_factory=dict)
+    blobs: list[tuple[str, str, str, Callable[[func.InputStream], None]]] = field(default_factory=list)
+
+
+def read_bindings(app: func.FunctionApp) -> Bindings:
+    """What each function is triggered by, from ``app.get_functions()`` (call once per process)."""
+    found = Bindings()
+    for function in app.get_functions():
+        name, handler = function.get_function_name(), function.get_user_function()
+        trigger = function.get_trigger().get_dict_repr()
+        kind = trigger["type"]
+        if kind == "httpTrigger":
+            methods = {str(getattr(m, "value", m)).upper() for m in trigger.get("methods") or []}
+            found.routes.append(Route(name, trigger.get("route") or name, methods or {"GET", "POST"}, handler))
+        elif kind == "queueTrigger":
+            found.queues[resolve(trigger["queueName"])] = (name, handler)
+        elif kind == "blobTrigger":
+            container, _, pattern = resolve(trigger["path"]).partition("/")
+            prefix = pattern.split("{", 1)[0]
+            found.blobs.append((name, container, prefix, handler))
+        else:
+            log.warning("function %s has a %s trigger, which this devhost does not drive", name, kind)
+    found.routes.sort(key=lambda r: (r.catch_all, -len(r.template)))
+    return found
+
+
+class DevHost:
+    def __init__(self, app: func.FunctionApp, *, port: int = 7071, host: str = "127.0.0.1") -> None:
+        self.settings = host_settings()
+        self.bindings = read_bindings(app)
+        self.port, self.host = port, host
+        self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.server: ThreadingHTTPServer | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/{self.settings['route_prefix']}"
+
+    def start(self) -> None:
+        self.server = ThreadingHTTPServer((self.host, self.port), self._handler_class())
+        self.port = self.server.server_address[1]
+        self._thread(self.server.serve_forever, "http")
+        for queue, (name, handler) in self.bindings.queues.items():
+            self._thread(lambda q=queue, n=name, h=handler: self._drain(q, n, h), f"queue-{queue}")
+        for name, container, prefix, handler in self.bindings.blobs:
+            self._thread(lambda n=name, c=container, p=prefix, h=handler: self._watch(n, c, p, h), f"blobs-{name}")
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        for thread in self.threads:
+            thread.join(timeout=10)
+
+    def _thread(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    # HTTP ----------------------------------------------------------------------------------------
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        host = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _any(self) -> None:
+                status, headers, body = host.dispatch_http(self.command, self.path, dict(self.headers), self._body())
+                self.send_response(status)
+                for key, value in headers.items():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _body(self) -> bytes:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length > MAX_BODY_BYTES:
+                    self.close_connection = True
+                    return b""
+                return self.rfile.read(length) if length else b""
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _any
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("%s %s", self.address_string(), format % args)
+
+        return Handler
+
+    def dispatch_http(
+        self, method: str, raw_path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        split = urllib.parse.urlsplit(raw_path)
+        prefix = "/" + self.settings["route_prefix"]
+        if not (split.path == prefix or split.path.startswith(prefix + "/")):
+            return 404, {}, b""
+        relative = urllib.parse.unquote(split.path[len(prefix) + 1 :])
+        for route in self.bindings.routes:
+            match = route.pattern.match(relative)
+            if match and method.upper() in route.methods:
+                request = func.HttpRequest(
+                    method.upper(),
+                    f"http://{self.host}:{self.port}{raw_path}",
+                    headers=headers,
+                    params=dict(urllib.parse.parse_qsl(split.query)),
+                    route_params={k: v for k, v in match.groupdict().items() if v is not None},
+                    body=body,
+                )
+                try:
+                    response = route.handler(request)
+                except Exception:
+                    log.exception("function %s failed", route.name)
+                    return 500, {}, b""
+                return response.status_code, dict(response.headers), response.get_body() or b""
+        return 404, {}, b""
+
+    # Queues --------------------------------------------------------------------------------------
+
+    def _drain(self, queue_name: str, name: str, handler: Callable[[func.QueueMessage], None]) -> None:
+        queue = AzureQueueTaskQueue(queue_name)
+        poison = AzureQueueTaskQueue(f"{queue_name}-poison")
+        self._retry(queue.create_queue)
+        idle = 0.1
+        with ThreadPoolExecutor(max_workers=self.settings["batch_size"], thread_name_prefix=name) as pool:
+            while not self.stopping.is_set():
+                try:
+                    messages = queue.receive(max_messages=self.settings["batch_size"], visibility_timeout=300)
+                except CoreError as exc:
+                    log.warning("cannot read queue %s: %s", queue_name, exc)
+                    messages = []
+                if not messages:
+                    self.stopping.wait(idle)
+                    idle = min(idle * 2, self.settings["max_polling_interval"])
+                    continue
+                idle = 0.1
+                for _ in pool.map(lambda m: self._run_queue_message(queue, poison, name, handler, m), messages):
+                    pass
+
+    def _run_queue_message(
+        self,
+        queue: AzureQueueTaskQueue,
+        poison: AzureQueueTaskQueue,
+        name: str,
+        handler: Callable[[func.QueueMessage], None],
+        message: Received,
+    ) -> None:
+        from azure.functions.queue import QueueMessage
+
+        incoming = QueueMessage(
+            id=message.id,
+            body=message.body,
+            dequeue_count=message.dequeue_count,
+            insertion_time=message.inserted,
+            expiration_time=message.expires,
+            pop_receipt=message.pop_receipt,
+        )
+        try:
+            handler(incoming)
+        except Exception as exc:
+            if message.dequeue_count >= self.settings["max_dequeue_count"]:
+                log.warning("%s: message %s failed %d times, moved to %s-poison: %s",
+                            name, message.id, message.dequeue_count, queue.queue_name, exc)  # fmt: skip
+                poison.send_body(message.body)
+                queue.delete(message)
+            else:
+                log.info("%s: message %s failed (attempt %d), retried in %.0fs: %s",
+                         name, message.id, message.dequeue_count, self.settings["visibility_timeout"], exc)  # fmt: skip
+                queue.release(message, visibility_timeout=int(self.settings["visibility_timeout"]))
+            return
+        queue.delete(message)
+
+    # Blobs: the local stand-in for Event Grid ----------------------------------------------------
+
+    def _watch(self, name: str, container: str, prefix: str, handler: Callable[[func.InputStream], None]) -> None:
+        store = AzureBlobObjectStore(container)
+        self._retry(store.create_container)
+        seen = {info.key: info.version for info in store.list(prefix)}
+        while not self.stopping.wait(0.2):
+            try:
+                current = {info.key: info for info in store.list(prefix)}
+            except CoreError as exc:
+                log.warning("cannot list %s/%s: %s", container, prefix, exc)
+                continue
+            for key, info in current.items():
+                if seen.get(key) == info.version:
+                    continue
+                seen[key] = info.version
+                self._deliver_blob(store, name, container, key, handler)
+
+    def _deliver_blob(
+        self,
+        store: AzureBlobObjectStore,
+        name: str,
+        container: str,
+        key: str,
+        handler: Callable[[func.InputStream], None],
+    ) -> None:
+        event = {  # what Event Grid would post; logged so the stand-in is visible
+            "id": str(uuid.uuid4()),
+            "eventType": "Microsoft.Storage.BlobCreated",
+            "subject": f"/blobServices/default/containers/{container}/blobs/{key}",
+        }
+        for attempt in range(1, EVENT_GRID_ATTEMPTS + 1):
+            try:
+                blob = store.get(key)
+            except CoreError as exc:
+                log.info("%s: %s vanished before delivery: %s", name, key, exc)
+                return
+            stream = func.blob.InputStream(
+                data=blob.data, name=f"{container}/{key}", uri=f"devhost://{container}/{key}", length=len(blob.data)
+            )
+            try:
+                handler(stream)
+                log.debug("%s: delivered %s", name, json.dumps(event))
+                return
+            except Exception:
+                log.exception("%s: delivery %d of %s failed", name, attempt, event["subject"])
+                self.stopping.wait(min(2**attempt, 30))
+        log.error("%s: gave up delivering %s after %d attempts", name, event["subject"], EVENT_GRID_ATTEMPTS)
+
+    def _retry(self, action: Callable[[], None]) -> None:
+        for _ in range(50):
+            try:
+                action()
+                return
+            except CoreError:
+                time.sleep(0.2)
+        action()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Run function_app.py locally against Azurite (or any storage account)."
+    )
+    parser.add_argument("--port", type=int, default=int(os.environ.get("FUNCTIONS_HTTPWORKER_PORT", 7071)))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--app", default="function_app", help="module holding `app` (default: function_app)")
+    args = parser.parse_args(argv)
+    if not os.environ.get(CONNECTION):
+        print(f"set {CONNECTION} (UseDevelopmentStorage=true for Azurite on its default ports)", file=sys.stderr)
+        return 2
+    os.environ.setdefault(CONTAINER_SETTING, DEFAULT_CONTAINER)
+    from core import logs
+
+    logs.configure()
+    # Load the app as the Functions host does: by its file name at the project root.
+    sys.path.insert(0, str(ROOT))
+    app = importlib.import_module(args.app).app
+    host = DevHost(app, port=args.port, host=args.host)
+    host.start()
+    routes = ", ".join(
+        f"{'/'.join(sorted(r.methods))} /{host.settings['route_prefix']}/{r.template}" for r in host.bindings.routes
+    )
+    print(f"devhost on {host.base_url}: {routes}; queues {', '.join(host.bindings.queues)}", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            time.sleep(3600)
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    finally:
+        host.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

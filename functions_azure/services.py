@@ -1,0 +1,49 @@
+"""The services of the Azure functions, built lazily once per process.
+
+Storage: ``AZURE_STORAGE_CONNECTION_STRING``, else the host's own
+``AzureWebJobsStorage`` connection string (``UseDevelopmentStorage=true`` for
+Azurite), else ``AZURE_STORAGE_ACCOUNT_URL`` with the app's managed identity.
+Container: ``AZURE_STORAGE_CONTAINER`` (default ``grayscale``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from core import logs
+from core.clouds.azure_blob import CONNECTION_STRING_VAR, AzureBlobObjectStore
+from core.clouds.azure_queue import AzureQueueTaskQueue
+from core.pipeline import Services
+from functions_azure.settings import CONNECTION, CONTAINER_SETTING, DEFAULT_CONTAINER, JOBS_QUEUE
+
+_lock = threading.Lock()
+_services: Services | None = None
+
+
+def services() -> Services:
+    """This process's services, built on first call and reused by warm invocations."""
+    global _services
+    with _lock:
+        if _services is None:
+            logs.configure()
+            _services = build()
+        return _services
+
+
+def build() -> Services:
+    """Services over the configured container and the jobs queue."""
+    host_storage = os.environ.get(CONNECTION, "").strip()
+    is_connection_string = host_storage.startswith("UseDevelopmentStorage") or "AccountName=" in host_storage
+    if is_connection_string and not os.environ.get(CONNECTION_STRING_VAR):
+        # The adapters read AZURE_STORAGE_CONNECTION_STRING; share the host's account.
+        os.environ[CONNECTION_STRING_VAR] = host_storage
+    container = os.environ.get(CONTAINER_SETTING, "").strip() or DEFAULT_CONTAINER
+    return Services.over(AzureBlobObjectStore(container), AzureQueueTaskQueue(JOBS_QUEUE))
+
+
+def use(replacement: Services | None) -> None:
+    """Replace this process's services (tests), or forget them with None."""
+    global _services
+    with _lock:
+        _services = replacement
