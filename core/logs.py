@@ -78,6 +78,9 @@ def configure(level: int = logging.INFO) -> None:
     handler.setFormatter(CloudLoggingFormatter())
     root.addHandler(handler)
     root.setLevel(level)
+    # The SDKs log every HTTP request at INFO; keep their warnings only.
+    for noisy in ("azure", "google", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
 def trace_from_header(header: str | None) -> str | None:

@@ -16,18 +16,16 @@ exits 0 only when every image ended as expected: DONE, except
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import mimetypes
-import os
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from core.clouds.azure_queue import AzureQueueTaskQueue
 from core.jobs import Job, job_id_for
 from core.pipeline import Services, accept_upload, parse_job_message, process_job, submit_upload
 from devstack.emulators import ROOT, Azurite
+from devstack.environment import environment
 from devstack.gcp import GcpStack
 
 SAMPLES = ROOT / "samples"
@@ -174,20 +173,6 @@ def azure(files: list[Path]) -> tuple[list[Row], str]:
             rows,
             f"Azurite blob :{azurite.blob_port}, queue :{azurite.queue_port} (core.pipeline driven from the queue)",
         )
-
-
-@contextlib.contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
 
 
 def print_rows(cloud: str, where: str, rows: list[Row]) -> None:

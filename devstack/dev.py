@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from core.clouds.azure_blob import AzureBlobObjectStore
-from devstack.demo import environment
 from devstack.emulators import ROOT, Azurite
+from devstack.environment import environment
 from devstack.gcp import GcpStack
 
 STACK_FILE = ROOT / ".dev" / "stack.json"

@@ -25,7 +25,17 @@ from types import TracebackType
 
 from core.clouds import pubsub
 from core.clouds.gcs import GcsObjectStore
-from devstack.emulators import HOST, ROOT, EmulatorUnavailable, FakeGcs, PubSubEmulator, _Process, free_port
+from devstack.emulators import (
+    HOST,
+    ROOT,
+    EmulatorUnavailable,
+    FakeGcs,
+    PubSubEmulator,
+    _Process,
+    free_port,
+    port_is_free,
+)
+from devstack.environment import environment
 
 PROJECT = "local"
 NOTIFICATIONS_TOPIC = "gcs-notifications"
@@ -114,20 +124,20 @@ class GcpStack:
                 self.note = f"Pub/Sub emulator absent, so the API processes uploads in-process: {exc}"
         else:
             self.note = "Pub/Sub switched off, so the API processes uploads in-process"
-        with _environment(self.pubsub.env() if self.pubsub else {}):
+        with environment(self.pubsub.env() if self.pubsub else {}):
             if self.pubsub:
                 for topic in (NOTIFICATIONS_TOPIC, JOBS_TOPIC, DEAD_LETTER_TOPIC):
                     pubsub.ensure_topic(topic, PROJECT)
             self.gcs = FakeGcs(pubsub_project=PROJECT, pubsub_topic=NOTIFICATIONS_TOPIC) if self.pubsub else FakeGcs()
             self._stack.enter_context(self.gcs)
-            with _environment({**self.gcs.env(), "GOOGLE_CLOUD_PROJECT": PROJECT}):
+            with environment({**self.gcs.env(), "GOOGLE_CLOUD_PROJECT": PROJECT}):
                 self.store().create_bucket()
             self._start_functions()
             if self.pubsub:
                 self._subscribe()
 
     def _start_functions(self) -> None:
-        api_port = self.api_port or (API_PORT if _port_is_free(API_PORT) else free_port())
+        api_port = self.api_port or (API_PORT if port_is_free(API_PORT) else free_port())
         wanted = [("api", "http", api_port)]
         if self.pubsub:
             wanted += [("on_upload", "cloudevent", None), ("process_job", "cloudevent", None)]
@@ -144,7 +154,7 @@ class GcpStack:
 
     def _subscribe(self) -> None:
         assert self.pubsub is not None
-        with _environment({**self.pubsub.env(), "GOOGLE_CLOUD_PROJECT": PROJECT}):
+        with environment({**self.pubsub.env(), "GOOGLE_CLOUD_PROJECT": PROJECT}):
             pubsub.ensure_push_subscription(
                 "on-upload", NOTIFICATIONS_TOPIC, self._endpoint("on_upload", NOTIFICATIONS_TOPIC), project=PROJECT
             )
@@ -178,33 +188,6 @@ class GcpStack:
         }
 
 
-def _port_is_free(port: int) -> bool:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
 def _get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=10) as response:
         return bytes(response.read())
-
-
-@contextlib.contextmanager
-def _environment(values: dict[str, str]):  # type: ignore[no-untyped-def]
-    import os
-
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old

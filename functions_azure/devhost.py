@@ -24,6 +24,7 @@ host does, against the storage account in ``AzureWebJobsStorage`` (Azurite):
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import logging
@@ -48,6 +49,7 @@ import azure.functions as func
 from core.clouds.azure_blob import AzureBlobObjectStore
 from core.clouds.azure_queue import AzureQueueTaskQueue, Received
 from core.errors import CoreError
+from functions_azure.services import share_host_storage
 from functions_azure.settings import CONNECTION, CONTAINER_SETTING, DEFAULT_CONTAINER
 
 log = logging.getLogger("devhost")
@@ -145,14 +147,24 @@ class DevHost:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}/{self.settings['route_prefix']}"
 
-    def start(self) -> None:
+    def start(self, timeout: float = 60) -> None:
+        """Start the triggers, then the HTTP server: once the port answers, every trigger is live."""
+        ready: list[threading.Event] = []
+        for queue, (name, handler) in self.bindings.queues.items():
+            ready.append(threading.Event())
+            self._thread(functools.partial(self._drain, queue, name, handler, ready[-1]), f"queue-{queue}")
+        for name, container, prefix, handler in self.bindings.blobs:
+            ready.append(threading.Event())
+            self._thread(
+                lambda n=name, c=container, p=prefix, h=handler, r=ready[-1]: self._watch(n, c, p, h, r),
+                f"blobs-{name}",
+            )
+        for event in ready:
+            if not event.wait(timeout):
+                raise RuntimeError("a trigger did not start: is the storage account reachable?")
         self.server = ThreadingHTTPServer((self.host, self.port), self._handler_class())
         self.port = self.server.server_address[1]
         self._thread(self.server.serve_forever, "http")
-        for queue, (name, handler) in self.bindings.queues.items():
-            self._thread(lambda q=queue, n=name, h=handler: self._drain(q, n, h), f"queue-{queue}")
-        for name, container, prefix, handler in self.bindings.blobs:
-            self._thread(lambda n=name, c=container, p=prefix, h=handler: self._watch(n, c, p, h), f"blobs-{name}")
 
     def stop(self) -> None:
         self.stopping.set()
@@ -229,10 +241,13 @@ class DevHost:
 
     # Queues --------------------------------------------------------------------------------------
 
-    def _drain(self, queue_name: str, name: str, handler: Callable[[func.QueueMessage], None]) -> None:
+    def _drain(
+        self, queue_name: str, name: str, handler: Callable[[func.QueueMessage], None], ready: threading.Event
+    ) -> None:
         queue = AzureQueueTaskQueue(queue_name)
         poison = AzureQueueTaskQueue(f"{queue_name}-poison")
         self._retry(queue.create_queue)
+        ready.set()
         idle = 0.1
         with ThreadPoolExecutor(max_workers=self.settings["batch_size"], thread_name_prefix=name) as pool:
             while not self.stopping.is_set():
@@ -284,10 +299,18 @@ class DevHost:
 
     # Blobs: the local stand-in for Event Grid ----------------------------------------------------
 
-    def _watch(self, name: str, container: str, prefix: str, handler: Callable[[func.InputStream], None]) -> None:
+    def _watch(
+        self,
+        name: str,
+        container: str,
+        prefix: str,
+        handler: Callable[[func.InputStream], None],
+        ready: threading.Event,
+    ) -> None:
         store = AzureBlobObjectStore(container)
         self._retry(store.create_container)
         seen = {info.key: info.version for info in store.list(prefix)}
+        ready.set()
         while not self.stopping.wait(0.2):
             try:
                 current = {info.key: info for info in store.list(prefix)}
@@ -353,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"set {CONNECTION} (UseDevelopmentStorage=true for Azurite on its default ports)", file=sys.stderr)
         return 2
     os.environ.setdefault(CONTAINER_SETTING, DEFAULT_CONTAINER)
+    share_host_storage()
     from core import logs
 
     logs.configure()

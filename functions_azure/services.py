@@ -31,13 +31,17 @@ def services() -> Services:
         return _services
 
 
-def build() -> Services:
-    """Services over the configured container and the jobs queue."""
+def share_host_storage() -> None:
+    """Let the adapters (which read AZURE_STORAGE_CONNECTION_STRING) use the host's AzureWebJobsStorage account."""
     host_storage = os.environ.get(CONNECTION, "").strip()
     is_connection_string = host_storage.startswith("UseDevelopmentStorage") or "AccountName=" in host_storage
     if is_connection_string and not os.environ.get(CONNECTION_STRING_VAR):
-        # The adapters read AZURE_STORAGE_CONNECTION_STRING; share the host's account.
         os.environ[CONNECTION_STRING_VAR] = host_storage
+
+
+def build() -> Services:
+    """Services over the configured container and the jobs queue."""
+    share_host_storage()
     container = os.environ.get(CONTAINER_SETTING, "").strip() or DEFAULT_CONTAINER
     return Services.over(AzureBlobObjectStore(container), AzureQueueTaskQueue(JOBS_QUEUE))
 
