@@ -35,8 +35,10 @@ class DevHostProcess(_Process):
     def api_url(self) -> str:
         return f"http://{HOST}:{self.port}/api"
 
-    def launch(self, env: dict[str, str]) -> None:
+    def launch(self, env: dict[str, str], retry_delay: float | None = None) -> None:
         argv = [sys.executable, "-m", "functions_azure.devhost", "--port", str(self.port), "--host", HOST]
+        if retry_delay is not None:
+            argv += ["--retry-delay", str(retry_delay)]
         self._spawn(argv, self.port, env={**env, "PYTHONPATH": str(ROOT)})
 
     def start(self) -> None:  # pragma: no cover - AzureStack launches it with its environment
@@ -49,6 +51,9 @@ class AzureStack:
 
     container: str = field(default_factory=lambda: f"gray-{uuid.uuid4().hex[:8]}")
     api_port: int | None = None
+    retry_delay: float | None = None
+    """Seconds before a failed queue message is retried; None keeps host.json's visibilityTimeout."""
+    extra_env: dict[str, str] = field(default_factory=dict)
     azurite: Azurite | None = None
     devhost: DevHostProcess | None = None
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
@@ -76,6 +81,7 @@ class AzureStack:
             **self.azurite.env(),
             "AzureWebJobsStorage": self.azurite.connection_string,
             "AZURE_STORAGE_CONTAINER": self.container,
+            **self.extra_env,
         }
 
     def store(self) -> AzureBlobObjectStore:
@@ -88,7 +94,7 @@ class AzureStack:
         port = self.api_port or (DEVHOST_PORT if port_is_free(DEVHOST_PORT) else free_port())
         self.devhost = DevHostProcess(port)
         self._stack.callback(self.devhost.stop)
-        self.devhost.launch(self.env())
+        self.devhost.launch(self.env(), self.retry_delay)
         with urllib.request.urlopen(self.api_url + "/", timeout=10):
             pass
 

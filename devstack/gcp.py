@@ -81,6 +81,7 @@ class GcpStack:
     api_port: int | None = None
     bucket: str = field(default_factory=lambda: f"gray-{uuid.uuid4().hex[:8]}")
     use_pubsub: bool = True
+    extra_env: dict[str, str] = field(default_factory=dict)
     pubsub: PubSubEmulator | None = None
     gcs: FakeGcs | None = None
     functions: dict[str, FunctionsFramework] = field(default_factory=dict)
@@ -110,7 +111,7 @@ class GcpStack:
             env.update(self.pubsub.env())
         else:
             env["GRAYSCALE_PROCESS_INLINE"] = "1"
-        return env
+        return {**env, **self.extra_env}
 
     def store(self) -> GcsObjectStore:
         """A store on this stack's bucket (the caller's environment must point at the emulator)."""

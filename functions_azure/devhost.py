@@ -371,6 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("FUNCTIONS_HTTPWORKER_PORT", 7071)))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--app", default="function_app", help="module holding `app` (default: function_app)")
+    parser.add_argument(
+        "--retry-delay",
+        type=float,
+        default=None,
+        help="seconds before a failed queue message is retried (default: host.json's visibilityTimeout)",
+    )
     args = parser.parse_args(argv)
     if not os.environ.get(CONNECTION):
         print(f"set {CONNECTION} (UseDevelopmentStorage=true for Azurite on its default ports)", file=sys.stderr)
@@ -384,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(ROOT))
     app = importlib.import_module(args.app).app
     host = DevHost(app, port=args.port, host=args.host)
+    if args.retry_delay is not None:
+        host.settings["visibility_timeout"] = args.retry_delay
     host.start()
     routes = ", ".join(
         f"{'/'.join(sorted(r.methods))} /{host.settings['route_prefix']}/{r.template}" for r in host.bindings.routes

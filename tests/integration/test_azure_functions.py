@@ -1,0 +1,146 @@
+"""The Azure handlers called directly with real azure.functions objects, against Azurite."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+
+import azure.functions as func
+import pytest
+from azure.functions.queue import QueueMessage
+
+from core.clouds.azure_blob import AzureBlobObjectStore
+from core.errors import TransientError
+from core.jobs import Status, job_id_for
+from core.memory import InMemoryObjectStore, InMemoryTaskQueue
+from core.pipeline import Services
+from functions_azure import blueprint
+from functions_azure import services as azure_services
+from tests.helper import decode, encode, hopper
+
+pytestmark = pytest.mark.emulator
+
+JPEG = encode(hopper(), "JPEG", quality=90)
+
+
+@pytest.fixture
+def svc(azure_store: AzureBlobObjectStore) -> Iterator[Services]:
+    services = Services.over(azure_store, InMemoryTaskQueue())
+    azure_services.use(services)
+    yield services
+    azure_services.use(None)
+
+
+def blob_event(store: AzureBlobObjectStore, key: str) -> func.InputStream:
+    data = store.get(key).data
+    return func.blob.InputStream(
+        data=data, name=f"{store.container_name}/{key}", uri=f"http://x/{key}", length=len(data)
+    )
+
+
+def queue_message(payload: object, dequeue_count: int = 1) -> QueueMessage:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    return QueueMessage(id="m1", body=body, dequeue_count=dequeue_count, pop_receipt="r")
+
+
+def http(method: str, path: str, body: bytes = b"", **headers: str) -> func.HttpResponse:
+    request = func.HttpRequest(method, f"http://127.0.0.1:7071/api{path}", headers=headers, body=body)
+    handler = blueprint.api_upload if method == "POST" else blueprint.api_read
+    return handler(request)
+
+
+def queued(svc: Services) -> list[str]:
+    return [m["job_id"] for m in svc.queue.drain()]  # type: ignore[attr-defined]
+
+
+def test_blob_event_to_result(svc: Services) -> None:
+    store = svc.store
+    assert isinstance(store, AzureBlobObjectStore)
+    key = "uploads/odd name #1 ü.jpg"
+    store.put(key, JPEG, content_type="image/jpeg")
+    blueprint.on_upload(blob_event(store, key))
+    (job_id,) = queued(svc)
+    assert job_id == job_id_for(key, hashlib.md5(JPEG).hexdigest())
+    blueprint.process_job(queue_message({"job_id": job_id}))
+    assert svc.jobs.get(job_id).status is Status.DONE
+    assert decode(store.get("results/odd name #1 ü.jpg").data).mode == "L"
+
+
+def test_a_duplicate_blob_event_is_one_job(svc: Services) -> None:
+    store = svc.store
+    assert isinstance(store, AzureBlobObjectStore)
+    store.put("uploads/dup.jpg", JPEG)
+    for _ in range(3):
+        blueprint.on_upload(blob_event(store, "uploads/dup.jpg"))
+    ids = set(queued(svc))
+    assert len(ids) == 1
+    for _ in range(3):
+        blueprint.process_job(queue_message({"job_id": next(iter(ids))}))
+    assert [i.key for i in store.list("results/")] == ["results/dup.jpg"]
+    assert svc.jobs.get(next(iter(ids))).attempts == 1
+
+
+@pytest.mark.parametrize("key", ["results/x.jpg", "jobs/x.json"])
+def test_blobs_outside_uploads_trigger_nothing(svc: Services, key: str) -> None:
+    store = svc.store
+    assert isinstance(store, AzureBlobObjectStore)
+    store.put(key, JPEG)
+    blueprint.on_upload(blob_event(store, key))
+    assert queued(svc) == []
+
+
+def test_a_bad_image_fails_and_the_message_is_acknowledged(svc: Services) -> None:
+    store = svc.store
+    assert isinstance(store, AzureBlobObjectStore)
+    store.put("uploads/bad.png", b"\x89PNG\r\n\x1a\n not really")
+    blueprint.on_upload(blob_event(store, "uploads/bad.png"))
+    (job_id,) = queued(svc)
+    blueprint.process_job(queue_message({"job_id": job_id}))  # returns: the host deletes the message
+    job = svc.jobs.get(job_id)
+    assert (job.status, job.attempts) == (Status.FAILED, 1)
+    assert list(store.list("results/")) == []
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"job": 1}', json.dumps({"job_id": "f" * 32}).encode()])
+def test_malformed_or_unknown_messages_are_acknowledged(svc: Services, body: bytes) -> None:
+    blueprint.process_job(queue_message(body))
+    blueprint.on_poison(queue_message(body))
+
+
+def test_a_transient_failure_raises_so_the_host_retries() -> None:
+    class Down(InMemoryObjectStore):
+        def get(self, key: str):  # type: ignore[no-untyped-def]
+            raise TransientError("injected outage")
+
+    azure_services.use(Services.over(Down(), InMemoryTaskQueue()))
+    try:
+        with pytest.raises(TransientError):
+            blueprint.process_job(queue_message({"job_id": "a" * 32}))
+    finally:
+        azure_services.use(None)
+
+
+def test_a_poison_message_fails_the_job_with_the_attempts(svc: Services) -> None:
+    store = svc.store
+    assert isinstance(store, AzureBlobObjectStore)
+    store.put("uploads/p.jpg", JPEG)
+    blueprint.on_upload(blob_event(store, "uploads/p.jpg"))
+    (job_id,) = queued(svc)
+    blueprint.on_poison(queue_message({"job_id": job_id}))
+    job = svc.jobs.get(job_id)
+    assert (job.status, job.error) == (Status.FAILED, "gave up after 5 attempts")
+
+
+def test_http_handlers_answer_like_the_api(svc: Services) -> None:
+    response = http("POST", "/jobs", JPEG, **{"Content-Type": "image/jpeg"})
+    assert response.status_code == 202
+    job = json.loads(response.get_body())
+    assert response.headers["Location"] == f"http://127.0.0.1:7071/api/jobs/{job['id']}"
+    assert json.loads(http("GET", f"/jobs/{job['id']}").get_body())["status"] == "PENDING"
+    assert http("GET", f"/jobs/{job['id']}/result").status_code == 409
+    assert http("GET", "/").headers["Content-Type"].startswith("text/html")
+    missing = http("GET", "/jobs/nope")
+    assert (missing.status_code, json.loads(missing.get_body())["error"]) == (404, "not_found")
+    assert http("DELETE", f"/jobs/{job['id']}").status_code == 405
+    assert http("POST", "/jobs", b"plain text").status_code == 415

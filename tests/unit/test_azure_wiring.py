@@ -1,0 +1,81 @@
+"""function_app.py's wiring, read as the host reads it: app.get_functions() and get_bindings()."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from functions_azure import settings
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = json.loads((ROOT / "host.json").read_text())
+
+
+@functools.cache
+def functions() -> dict[str, list[dict[str, Any]]]:
+    """name -> binding dicts; get_functions() may be called once per process, so it is cached."""
+    import function_app
+
+    return {
+        f.get_function_name(): [b.get_dict_repr() for b in f.get_bindings()] for f in function_app.app.get_functions()
+    }
+
+
+def trigger(name: str) -> dict[str, Any]:
+    (found,) = [b for b in functions()[name] if b["type"].endswith("Trigger")]
+    return found
+
+
+def test_the_app_has_exactly_these_functions() -> None:
+    assert set(functions()) == {"on_upload", "process_job", "on_poison", "api_upload", "api_read"}
+
+
+def test_on_upload_is_an_event_grid_blob_trigger_on_uploads() -> None:
+    binding = trigger("on_upload")
+    assert binding["type"] == "blobTrigger"
+    assert binding["source"] == "EventGrid"
+    assert binding["path"] == f"%{settings.CONTAINER_SETTING}%/uploads/{{name}}"
+    assert binding["connection"] == settings.CONNECTION
+
+
+def test_queue_triggers_agree_with_the_settings_and_the_poison_convention() -> None:
+    assert trigger("process_job")["queueName"] == settings.JOBS_QUEUE
+    assert trigger("on_poison")["queueName"] == settings.POISON_QUEUE == f"{settings.JOBS_QUEUE}-poison"
+    assert trigger("process_job")["connection"] == trigger("on_poison")["connection"] == settings.CONNECTION
+
+
+def test_http_routes_and_auth_levels() -> None:
+    upload, read = trigger("api_upload"), trigger("api_read")
+    assert (upload["route"], [str(m.value) for m in upload["methods"]]) == ("jobs", ["POST"])
+    assert str(upload["authLevel"].value) == "function"
+    assert read["route"] == "{*path}"
+    assert "GET" in [str(m.value) for m in read["methods"]] and "POST" not in [str(m.value) for m in read["methods"]]
+    assert str(read["authLevel"].value) == "anonymous"
+
+
+def test_host_json_matches_the_code() -> None:
+    assert HOST["version"] == "2.0"
+    assert HOST["extensionBundle"] == {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"}
+    queues = HOST["extensions"]["queues"]
+    assert queues["maxDequeueCount"] == settings.MAX_DEQUEUE_COUNT
+    assert queues["messageEncoding"] == "base64"
+    assert HOST["extensions"]["http"]["routePrefix"] == "api"
+
+
+def test_local_settings_example_configures_what_the_bindings_need() -> None:
+    values = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
+    assert values[settings.CONNECTION] == "UseDevelopmentStorage=true"
+    assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
+    assert settings.CONTAINER_SETTING in values
+
+
+@pytest.mark.parametrize("name", ["function_app.py", "host.json", "requirements.txt"])
+def test_the_layout_is_valid_for_func_start(name: str) -> None:
+    assert (ROOT / name).is_file()
+    ignored = (ROOT / ".funcignore").read_text().split()
+    assert name not in ignored
+    assert "functions_azure" not in ignored and "core" not in ignored
