@@ -1,0 +1,104 @@
+"""Parity: the same HTTP scenarios against the GCP stack and the Azure stack, with identical answers."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import http_json, wait_for_job
+from tests.helper import encode, hopper, png_bytes
+
+pytestmark = [pytest.mark.e2e, pytest.mark.emulator]
+
+JOB_KEYS = {"id", "status", "source", "result", "content_type", "error", "attempts", "created", "updated"}
+JPEG = encode(hopper(), "JPEG", quality=90)
+
+
+def multipart(data: bytes, filename: str) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+    body = (head + "Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def shape(status: int, body: Any) -> tuple[int, Any]:
+    """What must be identical across clouds: the code, and the JSON keys and error code."""
+    if isinstance(body, dict):
+        code = body.get("error") if "message" in body else None  # a job's "error" is its reason, not a code
+        return status, (sorted(body), code, body.get("status"))
+    return status, type(body).__name__
+
+
+def scenarios(api: str) -> dict[str, tuple[int, Any]]:
+    seen: dict[str, tuple[int, Any]] = {}
+    status, job = http_json("POST", f"{api}/jobs", JPEG, {"Content-Type": "image/jpeg"})
+    seen["upload raw"] = shape(status, job)
+    body, content_type = multipart(encode(hopper().rotate(90), "JPEG"), "form photo.jpg")
+    seen["upload multipart"] = shape(*http_json("POST", f"{api}/jobs", body, {"Content-Type": content_type}))
+    seen["upload empty"] = shape(*http_json("POST", f"{api}/jobs", b"", {"Content-Type": "image/jpeg"}))
+    seen["upload text"] = shape(*http_json("POST", f"{api}/jobs", b"hello", {"Content-Type": "image/png"}))
+    seen["upload too large"] = shape(*http_json("POST", f"{api}/jobs", b"\xff" * 1_200_000))
+    seen["upload pixel bomb"] = shape(*http_json("POST", f"{api}/jobs", png_bytes(40_000, 40_000, 8, 2)))
+    seen["unknown job"] = shape(*http_json("GET", f"{api}/jobs/{'0' * 32}"))
+    seen["unknown result"] = shape(*http_json("GET", f"{api}/jobs/{'0' * 32}/result"))
+    seen["odd id"] = shape(*http_json("GET", f"{api}/jobs/..%2F..%2Fjobs"))
+    seen["wrong method"] = shape(*http_json("DELETE", f"{api}/jobs/{job['id']}"))
+    done = wait_for_job(api, job["id"])
+    seen["job done"] = shape(200, done)
+    status, failing = http_json("POST", f"{api}/jobs", JPEG[: len(JPEG) - 200], {"Content-Type": "image/jpeg"})
+    failed = wait_for_job(api, failing["id"])
+    seen["failed job"] = shape(200, failed)
+    seen["result of failed"] = shape(*http_json("GET", f"{api}/jobs/{failing['id']}/result"))
+    return seen
+
+
+EXPECTED = {
+    "upload raw": (202, (sorted(JOB_KEYS), None, "PENDING")),
+    "upload multipart": (202, (sorted(JOB_KEYS), None, "PENDING")),
+    "upload empty": (400, (["error", "message"], "bad_request", None)),
+    "upload text": (415, (["error", "message"], "unsupported_media_type", None)),
+    "upload too large": (413, (["error", "message"], "payload_too_large", None)),
+    "upload pixel bomb": (413, (["error", "message"], "image_too_large", None)),
+    "unknown job": (404, (["error", "message"], "not_found", None)),
+    "unknown result": (404, (["error", "message"], "not_found", None)),
+    "odd id": (404, (["error", "message"], "not_found", None)),
+    "wrong method": (405, (["error", "message"], "method_not_allowed", None)),
+    "job done": (200, (sorted(JOB_KEYS), None, "DONE")),
+    "failed job": (200, (sorted(JOB_KEYS), None, "FAILED")),
+    "result of failed": (409, (["error", "message", "status"], "not_done", "FAILED")),
+}
+
+
+@pytest.fixture(scope="module")
+def answers(request: pytest.FixtureRequest) -> dict[str, dict[str, tuple[int, Any]]]:
+    return {
+        "gcp": scenarios(request.getfixturevalue("gcp_stack").api_url),
+        "azure": scenarios(request.getfixturevalue("azure_stack").api_url),
+    }
+
+
+@pytest.mark.parametrize("scenario", list(EXPECTED))
+def test_both_clouds_answer_as_specified(answers: dict[str, dict[str, tuple[int, Any]]], scenario: str) -> None:
+    assert answers["gcp"][scenario] == EXPECTED[scenario]
+    assert answers["azure"][scenario] == EXPECTED[scenario]
+
+
+def test_both_clouds_answer_identically(answers: dict[str, dict[str, tuple[int, Any]]]) -> None:
+    assert answers["gcp"] == answers["azure"]
+
+
+@pytest.mark.parametrize("stack", ["gcp_stack", "azure_stack"])
+def test_the_page_and_the_result_bytes(request: pytest.FixtureRequest, stack: str) -> None:
+    import urllib.request
+
+    api = request.getfixturevalue(stack).api_url
+    with urllib.request.urlopen(f"{api}/", timeout=10) as page:
+        assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
+    status, job = http_json("POST", f"{api}/jobs", encode(hopper().rotate(7), "PNG"))
+    assert status == 202
+    wait_for_job(api, job["id"])
+    with urllib.request.urlopen(f"{api}/jobs/{job['id']}/result", timeout=10) as result:
+        assert result.headers["Content-Type"] == "image/png"
+        assert result.read()[:8] == b"\x89PNG\r\n\x1a\n"
