@@ -6,7 +6,9 @@ to the bucket, where the notification starts the job; half are POSTed to the
 HTTP API. Without the Pub/Sub emulator, all go through the API and are
 processed in-process, and the demo says so.
 
-Azure: Azurite, with ``core.pipeline`` driven from the real Storage Queue.
+Azure: Azurite and the devhost running ``function_app.py``: blobs written
+under ``uploads/`` reach the blob trigger through the devhost's stand-in for
+Event Grid, and the rest goes through the HTTP API.
 
 It prints one line per job and a summary, stops everything it started, and
 exits 0 only when every image ended as expected: DONE, except
@@ -25,16 +27,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.clouds.azure_blob import AzureBlobObjectStore
-from core.clouds.azure_queue import AzureQueueTaskQueue
-from core.jobs import Job, job_id_for
-from core.pipeline import Services, accept_upload, parse_job_message, process_job, submit_upload
-from devstack.emulators import ROOT, Azurite
+from core.jobs import job_id_for
+from devstack.azure import AzureStack
+from devstack.emulators import ROOT
 from devstack.environment import environment
 from devstack.gcp import GcpStack
 
@@ -70,7 +69,7 @@ def row_for(cloud: str, via: str, name: str, job: dict[str, Any], millis: float)
     return Row(cloud, via, name, job["status"], detail or "", job.get("content_type") or "?", millis)
 
 
-# GCP: the function chain -------------------------------------------------------------------------
+# Both clouds: the function hosts ----------------------------------------------------------------
 
 
 def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
@@ -82,36 +81,31 @@ def http(method: str, url: str, body: bytes | None = None, headers: dict[str, st
         return err.code, json.loads(err.read() or b"{}")
 
 
-def gcp(files: list[Path]) -> tuple[list[Row], str]:
-    with GcpStack(bucket=f"demo-{uuid.uuid4().hex[:8]}") as stack, environment(stack.env()):
-        if stack.note:
-            print(f"note: {stack.note}")
-        store = stack.store()
-        started: dict[str, tuple[str, str, float]] = {}
-        rows: list[Row] = []
-        for index, path in enumerate(files):
-            data = path.read_bytes()
-            began = time.perf_counter()
-            if stack.pubsub and index % 2 == 0:
-                key = f"uploads/{path.name}"
-                # As `gcloud storage cp` does: the type from the extension. fake-gcs-server notifies on_upload.
-                store.put(key, data, content_type=mimetypes.guess_type(path.name)[0])
-                started[job_id_for(key, hashlib.md5(data).hexdigest())] = ("bucket", path.name, began)
-                continue
-            disposition = f"attachment; filename*=UTF-8''{urllib.parse.quote(path.name)}"
-            status, body = http("POST", f"{stack.api_url}/jobs", data, {"Content-Disposition": disposition})
-            if status == 202:
-                started[body["id"]] = ("http", path.name, began)
-            else:
-                millis = (time.perf_counter() - began) * 1000
-                rows.append(Row("gcp", "http", path.name, "REFUSED", f"{status} {body.get('message')}", "-", millis))
-        rows += wait_all(stack.api_url, started)
-        where = f"functions-framework API {stack.api_url}, fake-gcs-server {stack.gcs.url if stack.gcs else '-'}"
-        where += f", Pub/Sub emulator {stack.pubsub.host}" if stack.pubsub else ", in-process processing"
-    return rows, where
+def push_samples(cloud: str, stack: GcpStack | AzureStack, files: list[Path], *, bucket_events: bool) -> list[Row]:
+    """Upload half the files to the store (its event starts the job) and half through the API; wait for all."""
+    store = stack.store()
+    started: dict[str, tuple[str, str, float]] = {}
+    rows: list[Row] = []
+    for index, path in enumerate(files):
+        data = path.read_bytes()
+        began = time.perf_counter()
+        if bucket_events and index % 2 == 0:
+            key = f"uploads/{path.name}"
+            # As `gcloud storage cp` or `az storage blob upload` do: the type from the extension.
+            store.put(key, data, content_type=mimetypes.guess_type(path.name)[0])
+            started[job_id_for(key, hashlib.md5(data).hexdigest())] = ("bucket", path.name, began)
+            continue
+        disposition = f"attachment; filename*=UTF-8''{urllib.parse.quote(path.name)}"
+        status, body = http("POST", f"{stack.api_url}/jobs", data, {"Content-Disposition": disposition})
+        if status == 202:
+            started[body["id"]] = ("http", path.name, began)
+        else:
+            millis = (time.perf_counter() - began) * 1000
+            rows.append(Row(cloud, "http", path.name, "REFUSED", f"{status} {body.get('message')}", "-", millis))
+    return rows + wait_all(cloud, stack.api_url, started)
 
 
-def wait_all(api: str, started: dict[str, tuple[str, str, float]], timeout: float = 60) -> list[Row]:
+def wait_all(cloud: str, api: str, started: dict[str, tuple[str, str, float]], timeout: float = 60) -> list[Row]:
     rows: list[Row] = []
     pending = dict(started)
     deadline = time.monotonic() + timeout
@@ -119,60 +113,32 @@ def wait_all(api: str, started: dict[str, tuple[str, str, float]], timeout: floa
         for job_id, (via, name, began) in list(pending.items()):
             status, job = http("GET", f"{api}/jobs/{job_id}")
             if status == 200 and job["status"] in TERMINAL:
-                rows.append(row_for("gcp", via, name, job, (time.perf_counter() - began) * 1000))
+                rows.append(row_for(cloud, via, name, job, (time.perf_counter() - began) * 1000))
                 del pending[job_id]
         time.sleep(0.05)
     for via, name, _began in pending.values():
-        rows.append(Row("gcp", via, name, "TIMEOUT", f"not finished in {timeout:.0f} s", "?", timeout * 1000))
+        rows.append(Row(cloud, via, name, "TIMEOUT", f"not finished in {timeout:.0f} s", "?", timeout * 1000))
     return rows
 
 
-# Azure: core.pipeline over Azurite ---------------------------------------------------------------
-
-
-def run_pipeline(cloud: str, services: Services, drain: Callable[[], list[Any]], files: list[Path]) -> list[Row]:
-    """Upload every file (alternating store and HTTP use case), then process what the queue delivers."""
-    submitted: dict[str, tuple[str, str, float]] = {}
-    for index, path in enumerate(files):
-        data, began = path.read_bytes(), time.perf_counter()
-        if index % 2 == 0:
-            services.store.put(f"uploads/{path.name}", data, content_type=mimetypes.guess_type(path.name)[0])
-            job: Job | None = accept_upload(services, f"uploads/{path.name}")
-            via = "bucket"
-        else:
-            job, via = submit_upload(services, data, filename=path.name), "http"
-        assert job is not None
-        submitted[job.id] = (via, path.name, began)
-    rows: dict[str, Row] = {}
-    deadline = time.monotonic() + 60
-    while len(rows) < len(submitted) and time.monotonic() < deadline:
-        for payload in drain():
-            done = process_job(services, parse_job_message(payload))
-            via, name, began = submitted[done.id]
-            rows.setdefault(done.id, row_for(cloud, via, name, done.to_dict(), (time.perf_counter() - began) * 1000))
-    if len(rows) < len(submitted):
-        raise RuntimeError(f"{cloud}: {len(submitted) - len(rows)} queue message(s) never arrived")
-    return list(rows.values())
+def gcp(files: list[Path]) -> tuple[list[Row], str]:
+    with GcpStack(bucket=f"demo-{uuid.uuid4().hex[:8]}") as stack, environment(stack.env()):
+        if stack.note:
+            print(f"note: {stack.note}")
+        rows = push_samples("gcp", stack, files, bucket_events=stack.pubsub is not None)
+        where = f"functions-framework API {stack.api_url}, fake-gcs-server {stack.gcs.url if stack.gcs else '-'}"
+        where += f", Pub/Sub emulator {stack.pubsub.host}" if stack.pubsub else ", in-process processing"
+    return rows, where
 
 
 def azure(files: list[Path]) -> tuple[list[Row], str]:
-    with Azurite() as azurite, environment(azurite.env()):
-        store = AzureBlobObjectStore(f"demo-{uuid.uuid4().hex[:8]}")
-        store.create_container()
-        queue = AzureQueueTaskQueue("grayscale-jobs")
-        queue.create_queue()
-
-        def drain() -> list[Any]:
-            taken = queue.receive(visibility_timeout=30)
-            for message in taken:
-                queue.delete(message)  # handed over; process_job is idempotent
-            return [m.payload for m in taken]
-
-        rows = run_pipeline("azure", Services.over(store, queue), drain, files)
-        return (
-            rows,
-            f"Azurite blob :{azurite.blob_port}, queue :{azurite.queue_port} (core.pipeline driven from the queue)",
+    with AzureStack(container=f"demo-{uuid.uuid4().hex[:8]}") as stack, environment(stack.env()):
+        rows = push_samples("azure", stack, files, bucket_events=True)
+        assert stack.azurite is not None
+        where = (
+            f"devhost API {stack.api_url}, Azurite blob :{stack.azurite.blob_port}, queue :{stack.azurite.queue_port}"
         )
+    return rows, where
 
 
 def print_rows(cloud: str, where: str, rows: list[Row]) -> None:

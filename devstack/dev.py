@@ -5,8 +5,8 @@ Once every part answers it writes ``.dev/stack.json``::
     {"gcp_api": URL, "azure_api": URL|null, "gcs_endpoint": URL, "gcs_bucket": NAME,
      "pubsub_emulator": "HOST:PORT"|null, "azure_connection_string": STR, "azure_container": NAME}
 
-and removes it when everything has stopped. ``azure_api`` is null until the
-Azure function host is part of the stack.
+and removes it when everything has stopped. GCP: the chain of ``devstack.gcp``;
+Azure: Azurite and the devhost of ``devstack.azure``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from core.clouds.azure_blob import AzureBlobObjectStore
-from devstack.emulators import ROOT, Azurite
-from devstack.environment import environment
+from devstack.azure import AzureStack
+from devstack.emulators import ROOT
 from devstack.gcp import GcpStack
 
 STACK_FILE = ROOT / ".dev" / "stack.json"
@@ -43,20 +42,16 @@ def main() -> int:
     with contextlib.ExitStack() as stack:
         stack.callback(lambda: stack_file.unlink(missing_ok=True))
         gcp = stack.enter_context(GcpStack(bucket=BUCKET))
-        azurite = stack.enter_context(Azurite())
-        with environment(azurite.env()):
-            AzureBlobObjectStore(CONTAINER).create_container()
-        description = {
-            **gcp.describe(),
-            "azure_api": None,
-            "azure_connection_string": azurite.connection_string,
-            "azure_container": CONTAINER,
-        }
+        azure = stack.enter_context(AzureStack(container=CONTAINER))
+        description = {**gcp.describe(), **azure.describe()}
         write_stack_file(description, stack_file)
         if gcp.note:
             print(f"note: {gcp.note}")
         print(json.dumps(description, indent=2))
-        print(f"wrote {stack_file}; open {gcp.api_url}/ to upload; Ctrl-C stops everything", flush=True)
+        print(
+            f"wrote {stack_file}; upload pages: {gcp.api_url}/ and {azure.api_url}/; Ctrl-C stops everything",
+            flush=True,
+        )
         with contextlib.suppress(KeyboardInterrupt):
             signal.pause()
     print("stopped")

@@ -47,8 +47,9 @@ def test_dev_writes_the_stack_file_once_everything_answers_and_cleans_up(tmp_pat
             time.sleep(0.2)
         stack = json.loads(stack_file.read_text())
         assert set(stack) == KEYS
-        with urllib.request.urlopen(stack["gcp_api"] + "/", timeout=10) as page:
-            assert page.status == 200
+        for api in (stack["gcp_api"], stack["azure_api"]):
+            with urllib.request.urlopen(api + "/", timeout=10) as page:
+                assert page.status == 200
         assert stack["gcs_bucket"] and stack["azure_container"]
         assert (
             "UseDevelopmentStorage" in stack["azure_connection_string"]
@@ -59,6 +60,7 @@ def test_dev_writes_the_stack_file_once_everything_answers_and_cleans_up(tmp_pat
         output, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, output
     assert not stack_file.exists()
-    api_port = int(stack["gcp_api"].rsplit(":", 1)[1])
-    with socket.socket() as sock:
-        assert sock.connect_ex(("127.0.0.1", api_port)) != 0, "the API still listens after Ctrl-C"
+    for api in (stack["gcp_api"], stack["azure_api"]):
+        port = int(api.split(":")[2].split("/")[0])
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"{api} still listens after Ctrl-C"
