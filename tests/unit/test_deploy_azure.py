@@ -1,0 +1,70 @@
+"""deploy/azure.py --dry-run: the exact az / func commands, checked against function_app.py."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.unit.test_azure_wiring import functions
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dry_run() -> list[str]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "deploy/azure.py",
+            "--resource-group",
+            "rg",
+            "--storage-account",
+            "sa1",
+            "--app",
+            "app1",
+            "--dry-run",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.splitlines()
+
+
+def test_every_function_of_the_app_is_deployed_and_checked() -> None:
+    lines = dry_run()
+    assert any(line.startswith("func azure functionapp publish app1") for line in lines)
+    checked = {m.group(1) for line in lines if (m := re.search(r"--function-name (\w+)", line))}
+    assert checked == set(functions())
+
+
+def test_valid_bash_in_order() -> None:
+    lines = dry_run()
+    subprocess.run(["bash", "-n"], input="\n".join(lines), text=True, check=True)
+    order = [
+        "group create",
+        "storage account create",
+        "queue create",
+        "functionapp create",
+        "role assignment create --assignee-object-id",
+        "functionapp publish",
+        "event-subscription create",
+    ]
+    positions = [next(i for i, line in enumerate(lines) if step in line) for step in order]
+    assert positions == sorted(positions)
+
+
+def test_identity_not_keys_and_event_grid_on_uploads() -> None:
+    text = "\n".join(dry_run())
+    assert "--allow-shared-key-access false" in text
+    assert "AzureWebJobsStorage__accountName=sa1" in text
+    assert "AccountKey" not in text and "connection-string" not in text
+    assert "--flexconsumption-location" in text and "--assign-identity '[system]'" in text
+    grid = next(line for line in text.splitlines() if "event-subscription create" in line)
+    assert "functionName=Host.Functions.on_upload" in grid
+    assert "--included-event-types Microsoft.Storage.BlobCreated" in grid
+    assert "--subject-begins-with /blobServices/default/containers/grayscale/blobs/uploads/" in grid
+    for role in re.findall(r"--role '([^']+)'", text):
+        assert role.startswith("Storage "), f"{role} is wider than the storage account needs"
