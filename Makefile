@@ -57,7 +57,7 @@ emulators: install
 
 bench: install
 	$(PY) bench/grayscale.py
-	$(PY) bench/gcp_chain.py
+	$(PY) bench/chain_latency.py
 
 samples: install
 	$(PY) samples/make_samples.py
