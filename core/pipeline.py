@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import logging
 import posixpath
+import threading
 import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -189,3 +190,29 @@ def safe_name(filename: str | None, fallback_ext: str) -> str:
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip().strip(".")
     name = name[:200]
     return name or f"upload.{'jpg' if fallback_ext == 'jpeg' else fallback_ext}"
+
+
+class LazyServices:
+    """One ``Services`` per process, built by ``build`` on first use and reused by warm invocations.
+
+    Each cloud's functions keep one of these; tests swap in fakes with ``use``.
+    """
+
+    def __init__(self, build: Callable[[], Services], *, on_first_use: Callable[[], None] | None = None) -> None:
+        self._build = build
+        self._on_first_use = on_first_use
+        self._services: Services | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Services:
+        with self._lock:
+            if self._services is None:
+                if self._on_first_use is not None:
+                    self._on_first_use()
+                self._services = self._build()
+            return self._services
+
+    def use(self, replacement: Services | None) -> None:
+        """Replace the services (tests), or forget them with None so the next call builds anew."""
+        with self._lock:
+            self._services = replacement

@@ -13,11 +13,10 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 from core.clouds.azure_blob import AzureBlobObjectStore
 from devstack.emulators import HOST, ROOT, Azurite, _Process, free_port, port_is_free
-from devstack.environment import environment
+from devstack.environment import Stack, environment
 
 DEVHOST_PORT = 7071
 
@@ -46,7 +45,7 @@ class DevHostProcess(_Process):
 
 
 @dataclass
-class AzureStack:
+class AzureStack(Stack):
     """Start with ``with AzureStack() as stack:``; everything stops on exit."""
 
     container: str = field(default_factory=lambda: f"gray-{uuid.uuid4().hex[:8]}")
@@ -57,17 +56,6 @@ class AzureStack:
     azurite: Azurite | None = None
     devhost: DevHostProcess | None = None
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
-
-    def __enter__(self) -> AzureStack:
-        try:
-            self.start()
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object | TracebackType) -> None:
-        self._stack.close()
 
     @property
     def api_url(self) -> str:

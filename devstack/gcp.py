@@ -21,7 +21,6 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 from core.clouds import pubsub
 from core.clouds.gcs import GcsObjectStore
@@ -35,7 +34,7 @@ from devstack.emulators import (
     free_port,
     port_is_free,
 )
-from devstack.environment import environment
+from devstack.environment import Stack, environment
 
 PROJECT = "local"
 NOTIFICATIONS_TOPIC = "gcs-notifications"
@@ -75,7 +74,7 @@ class FunctionsFramework(_Process):
 
 
 @dataclass
-class GcpStack:
+class GcpStack(Stack):
     """Start with ``with GcpStack() as stack:``; everything stops on exit."""
 
     api_port: int | None = None
@@ -87,17 +86,6 @@ class GcpStack:
     functions: dict[str, FunctionsFramework] = field(default_factory=dict)
     note: str = ""
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
-
-    def __enter__(self) -> GcpStack:
-        try:
-            self.start()
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object | TracebackType) -> None:
-        self._stack.close()
 
     @property
     def api_url(self) -> str:

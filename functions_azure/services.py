@@ -9,26 +9,12 @@ Container: ``AZURE_STORAGE_CONTAINER`` (default ``grayscale``).
 from __future__ import annotations
 
 import os
-import threading
 
 from core import logs
 from core.clouds.azure_blob import CONNECTION_STRING_VAR, AzureBlobObjectStore
 from core.clouds.azure_queue import AzureQueueTaskQueue
-from core.pipeline import Services
+from core.pipeline import LazyServices, Services
 from functions_azure.settings import CONNECTION, CONTAINER_SETTING, DEFAULT_CONTAINER, JOBS_QUEUE
-
-_lock = threading.Lock()
-_services: Services | None = None
-
-
-def services() -> Services:
-    """This process's services, built on first call and reused by warm invocations."""
-    global _services
-    with _lock:
-        if _services is None:
-            logs.configure()
-            _services = build()
-        return _services
 
 
 def share_host_storage() -> None:
@@ -46,8 +32,6 @@ def build() -> Services:
     return Services.over(AzureBlobObjectStore(container), AzureQueueTaskQueue(JOBS_QUEUE))
 
 
-def use(replacement: Services | None) -> None:
-    """Replace this process's services (tests), or forget them with None."""
-    global _services
-    with _lock:
-        _services = replacement
+services = LazyServices(build, on_first_use=logs.configure)
+"""This process's services: ``services()`` builds them on first call; ``services.use(fake)`` in tests."""
+use = services.use

@@ -8,30 +8,16 @@ to process in-process instead of publishing (a local stack without Pub/Sub).
 from __future__ import annotations
 
 import os
-import threading
 
 from core import config, logs
 from core.clouds.gcs import GcsObjectStore
 from core.clouds.pubsub import PubSubTaskQueue
 from core.memory import CallbackTaskQueue
-from core.pipeline import Services, parse_job_message, process_job
+from core.pipeline import LazyServices, Services, parse_job_message, process_job
 
 JOBS_TOPIC_VAR = "JOBS_TOPIC"
 DEFAULT_JOBS_TOPIC = "grayscale-jobs"
 INLINE_VAR = "GRAYSCALE_PROCESS_INLINE"
-
-_lock = threading.Lock()
-_services: Services | None = None
-
-
-def services() -> Services:
-    """This process's services, built on first call and reused by warm invocations."""
-    global _services
-    with _lock:
-        if _services is None:
-            logs.configure()
-            _services = build()
-        return _services
 
 
 def build() -> Services:
@@ -45,8 +31,6 @@ def build() -> Services:
     return Services.over(store, PubSubTaskQueue(topic))
 
 
-def use(replacement: Services | None) -> None:
-    """Replace this process's services (tests), or forget them with None."""
-    global _services
-    with _lock:
-        _services = replacement
+services = LazyServices(build, on_first_use=logs.configure)
+"""This process's services: ``services()`` builds them on first call; ``services.use(fake)`` in tests."""
+use = services.use

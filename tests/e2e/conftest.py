@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 import urllib.error
 import urllib.request
@@ -14,6 +13,7 @@ import pytest
 
 from devstack.azure import AzureStack
 from devstack.emulators import EmulatorUnavailable, pubsub_emulator_binary
+from devstack.environment import environment
 from devstack.gcp import GcpStack
 from tests.conftest import EMULATORS
 
@@ -28,29 +28,17 @@ def gcp_stack() -> Iterator[GcpStack]:
         pubsub_emulator_binary()
     except EmulatorUnavailable as exc:
         pytest.skip(f"the GCP chain needs Google's Pub/Sub emulator: {exc}")
-    with GcpStack(extra_env=PARITY_ENV) as stack:
+    with GcpStack(extra_env=PARITY_ENV) as stack, environment(stack.env()):
         EMULATORS.setdefault("pubsub-emulator", f"ran in the GCP stack on {stack.pubsub.host if stack.pubsub else '-'}")
-        saved = dict(os.environ)
-        os.environ.update(stack.env())
-        try:
-            yield stack
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        yield stack
 
 
 @pytest.fixture(scope="session")
 def azure_stack() -> Iterator[AzureStack]:
     """Azurite and the devhost, retrying failed queue messages after 1 s instead of host.json's 10 s."""
-    with AzureStack(retry_delay=1, extra_env=PARITY_ENV) as stack:
+    with AzureStack(retry_delay=1, extra_env=PARITY_ENV) as stack, environment(stack.env()):
         EMULATORS.setdefault("azurite", f"ran in the Azure stack, devhost on {stack.api_url}")
-        saved = dict(os.environ)
-        os.environ.update(stack.env())
-        try:
-            yield stack
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        yield stack
 
 
 def http_json(
