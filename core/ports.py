@@ -150,3 +150,24 @@ class JobStore(Protocol):
     def update(self, job_id: str, change: Callable[[Job], Job]) -> Job:
         """Apply ``change`` with optimistic concurrency; return the record now stored."""
         ...
+
+
+@dataclass(frozen=True)
+class ObjectDetails:
+    """Everything a migration carries across clouds about one object."""
+
+    key: str
+    size: int
+    md5: str | None = None
+    """Lowercase hex; None for GCS composite objects."""
+    crc32c: str | None = None
+    """Base64 of the big-endian CRC32C, as GCS reports it."""
+    generation: str | None = None
+    content_type: str | None = None
+    content_encoding: str | None = None
+    cache_control: str | None = None
+    content_disposition: str | None = None
+    content_language: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    storage_class: str | None = None
+    """GCS storage class (STANDARD, NEARLINE, COLDLINE, ARCHIVE) or Azure access tier (Hot, Cool, ...)."""

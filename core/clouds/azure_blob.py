@@ -16,17 +16,24 @@ from __future__ import annotations
 import hashlib
 import os
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core import exceptions as aexc
-from azure.storage.blob import BlobProperties, BlobServiceClient, ContainerClient, ContentSettings
+from azure.storage.blob import (
+    BlobBlock,
+    BlobProperties,
+    BlobServiceClient,
+    ContainerClient,
+    ContentSettings,
+    StandardBlobTier,
+)
 
 from core import config
 from core.errors import BadRequest, ConfigError, Conflict, NotFound, TransientError
-from core.ports import DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE, ObjectInfo, StoredObject
+from core.ports import DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE, ObjectDetails, ObjectInfo, StoredObject
 
 CONNECTION_STRING_VAR = "AZURE_STORAGE_CONNECTION_STRING"
 ACCOUNT_URL_VAR = "AZURE_STORAGE_ACCOUNT_URL"
@@ -185,4 +192,102 @@ def _info(props: BlobProperties) -> ObjectInfo:
         content_type=settings.content_type if settings else None,
         metadata={k: urllib.parse.unquote(v) for k, v in (props.metadata or {}).items()},
         updated=props.last_modified,
+    )
+
+
+class AzureBlobDestination:
+    """An Azure container written by a migration: whole puts or staged blocks, with every property at once.
+
+    Metadata is written as given (callers make the keys valid Azure names); no
+    value encoding is applied, so other tools read it as it is.
+    """
+
+    def __init__(self, container: str, *, service: BlobServiceClient | None = None) -> None:
+        self.container_name = container
+        self._store = AzureBlobObjectStore(container, service=service)
+
+    @property
+    def container(self) -> ContainerClient:
+        return self._store.container
+
+    def check(self) -> None:
+        """Raise ``NotFound`` if the container does not exist."""
+        with translate_errors(self.container_name):
+            if not self.container.exists():
+                raise NotFound(f"no Azure container {self.container_name!r}")
+
+    def create(self) -> None:
+        self._store.create_container()
+
+    def list(self, prefix: str = "", *, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[ObjectDetails]:
+        with translate_errors(prefix):
+            for props in self.container.list_blobs(
+                name_starts_with=prefix or None, include=["metadata"], results_per_page=page_size
+            ):
+                yield _details(props)
+
+    def head(self, key: str) -> ObjectDetails:
+        with translate_errors(key):
+            return _details(self.container.get_blob_client(key).get_blob_properties())
+
+    def put(self, details: ObjectDetails, data: bytes, *, tier: str | None = None) -> None:
+        """Write the whole blob with its properties, metadata, Content-MD5 and tier in one request."""
+        with translate_errors(details.key):
+            self.container.get_blob_client(details.key).upload_blob(
+                data,
+                overwrite=True,
+                content_settings=_settings(details),
+                metadata=dict(details.metadata),
+                standard_blob_tier=StandardBlobTier(tier) if tier else None,
+                max_concurrency=1,
+            )
+
+    def staged_blocks(self, key: str) -> set[str]:
+        """Ids of the blocks staged but not yet committed for ``key`` (what a killed copy left)."""
+        try:
+            with translate_errors(key):
+                _, uncommitted = self.container.get_blob_client(key).get_block_list("uncommitted")
+        except NotFound:
+            return set()
+        return {block.id for block in uncommitted}
+
+    def stage_block(self, key: str, block_id: str, data: bytes) -> None:
+        with translate_errors(key):
+            self.container.get_blob_client(key).stage_block(block_id, data, length=len(data))
+
+    def commit(self, details: ObjectDetails, block_ids: Sequence[str], *, tier: str | None = None) -> None:
+        """Make the staged blocks the blob, atomically, with its properties and metadata."""
+        with translate_errors(details.key):
+            self.container.get_blob_client(details.key).commit_block_list(
+                [BlobBlock(block_id=b) for b in block_ids],
+                content_settings=_settings(details),
+                metadata=dict(details.metadata),
+                standard_blob_tier=StandardBlobTier(tier) if tier else None,
+            )
+
+
+def _settings(details: ObjectDetails) -> ContentSettings:
+    return ContentSettings(
+        content_type=details.content_type,
+        content_encoding=details.content_encoding,
+        cache_control=details.cache_control,
+        content_disposition=details.content_disposition,
+        content_language=details.content_language,
+        content_md5=bytearray(bytes.fromhex(details.md5)) if details.md5 else None,
+    )
+
+
+def _details(props: BlobProperties) -> ObjectDetails:
+    settings = props.content_settings
+    return ObjectDetails(
+        key=props.name,
+        size=int(props.size or 0),
+        md5=bytes(settings.content_md5).hex() if settings and settings.content_md5 else None,
+        content_type=settings.content_type if settings else None,
+        content_encoding=settings.content_encoding if settings else None,
+        cache_control=settings.cache_control if settings else None,
+        content_disposition=settings.content_disposition if settings else None,
+        content_language=settings.content_language if settings else None,
+        metadata=dict(props.metadata or {}),
+        storage_class=str(props.blob_tier) if props.blob_tier else None,
     )

@@ -1,0 +1,221 @@
+"""``python -m migrate``: copy and verify a GCS bucket (or prefix) into Azure Blob.
+
+    python -m migrate copy   gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--workers N] [--mode auto|server-side|stream]
+                             [--dry-run] [--report FILE] [--json] [--encode-names] [--tier-map CLASS=Tier,...]
+    python -m migrate verify gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--json]
+
+Exit codes: 0 success, 1 any object failed or differs, 2 usage or configuration error
+(a wrong scheme, a missing bucket or container, bad credentials, an unreachable endpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+from core.errors import ConfigError, CoreError, NotFound, TransientError
+from migrate import rules
+
+USAGE_ERROR = 2
+# GCS prices in USD for the dry-run estimate (internet egress to Azure, first TiB; operations per 10,000).
+PRICE_VARS = {
+    "MIGRATE_PRICE_EGRESS_PER_GIB": 0.12,
+    "MIGRATE_PRICE_CLASS_A_PER_10K": 0.05,
+    "MIGRATE_PRICE_CLASS_B_PER_10K": 0.004,
+}
+
+
+class UsageError(Exception):
+    """A problem with what was asked; exit code 2 with one sentence."""
+
+
+@dataclass(frozen=True)
+class Location:
+    scheme: str
+    container: str
+    prefix: str
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.container}/{self.prefix}"
+
+
+def parse_location(uri: str, scheme: str) -> Location:
+    """``gs://BUCKET[/PREFIX]`` or ``az://CONTAINER[/PREFIX]``."""
+    given, sep, rest = uri.partition("://")
+    if not sep or given != scheme:
+        raise UsageError(f"{uri!r} is not a {scheme}:// URL (expected {scheme}://NAME[/PREFIX])")
+    container, _, prefix = rest.partition("/")
+    if not container:
+        raise UsageError(f"{uri!r} names no {'bucket' if scheme == 'gs' else 'container'}")
+    return Location(scheme, container, prefix)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m migrate", description="Move a GCS bucket to Azure Blob.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    copy = commands.add_parser("copy", help="copy every object (skipping what is already there)")
+    verify = commands.add_parser("verify", help="compare source and destination; exit 0 only if identical")
+    for sub in (copy, verify):
+        sub.add_argument("source", help="gs://BUCKET[/PREFIX]")
+        sub.add_argument("dest", help="az://CONTAINER[/PREFIX]")
+        sub.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    copy.add_argument("--workers", type=int, default=16, help="objects copied at once (default 16)")
+    copy.add_argument("--mode", choices=("auto", "server-side", "stream"), default="auto")
+    copy.add_argument("--dry-run", action="store_true", help="list what would be copied, with a cost estimate")
+    copy.add_argument("--report", metavar="FILE", help="write one JSON line per object")
+    copy.add_argument("--encode-names", action="store_true", help="store names Azure rejects, percent-encoded")
+    copy.add_argument("--tier-map", metavar="CLASS=Tier,...", help="override the storage class to tier mapping")
+    copy.add_argument("--block-size", type=int, default=8 * 1024 * 1024, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # argparse exits 2 on its own usage errors
+    try:
+        source_at = parse_location(args.source, "gs")
+        dest_at = parse_location(args.dest, "az")
+        if getattr(args, "workers", 1) < 1:
+            raise UsageError("--workers must be at least 1")
+        source, dest = open_ends(source_at, dest_at)
+        if args.command == "copy":
+            return copy_command(args, source, dest, source_at, dest_at)
+        return verify_command(args, source, dest, source_at, dest_at)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+def open_ends(source_at: Location, dest_at: Location) -> tuple[Any, Any]:
+    """The source bucket and destination container, checked to exist and answer."""
+    from core.clouds.azure_blob import AzureBlobDestination
+    from core.clouds.gcs import GcsSource
+
+    try:
+        source = GcsSource(source_at.container)
+        source.check()
+        dest = AzureBlobDestination(dest_at.container)
+        dest.check()
+    except NotFound as exc:
+        raise UsageError(str(exc)) from exc
+    except (ConfigError, TransientError) as exc:
+        raise UsageError(f"cannot use {source_at} or {dest_at}: {exc}") from exc
+    except CoreError as exc:
+        raise UsageError(f"cannot use {source_at} or {dest_at} (check the credentials): {exc}") from exc
+    return source, dest
+
+
+def copy_command(args: argparse.Namespace, source: Any, dest: Any, source_at: Location, dest_at: Location) -> int:
+    from migrate.copy import Options, Outcome, run_copy
+
+    try:
+        tiers = rules.parse_tier_map(args.tier_map)
+    except CoreError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.mode == "server-side":
+        raise UsageError("--mode server-side is not available yet; use --mode stream (auto streams)")
+    options = Options(block_size=args.block_size, encode_names=args.encode_names, tiers=tiers, dry_run=args.dry_run)
+    report: IO[str] | None = open(args.report, "w", encoding="utf-8") if args.report else None  # noqa: SIM115
+    progress = _progress_bar()
+    failures: list[Outcome] = []
+
+    def on_outcome(outcome: Outcome) -> None:
+        if report is not None:
+            report.write(json.dumps(outcome.to_dict(), ensure_ascii=False) + "\n")
+        if outcome.action == "failed":
+            failures.append(outcome)
+        progress(outcome)
+
+    try:
+        summary = run_copy(
+            source,
+            dest,
+            source_prefix=source_at.prefix,
+            dest_prefix=dest_at.prefix,
+            workers=args.workers,
+            options=options,
+            on_outcome=on_outcome,
+        )
+    except CoreError as exc:
+        raise UsageError(f"the copy could not list {source_at} or {dest_at}: {exc}") from exc
+    finally:
+        progress(None)
+        if report is not None:
+            report.close()
+    for outcome in failures[:20]:
+        print(f"failed: {outcome.key}: {outcome.error}", file=sys.stderr)
+    if len(failures) > 20:
+        print(f"... and {len(failures) - 20} more failures (see --report)", file=sys.stderr)
+    result = summary.to_dict()
+    if args.dry_run:
+        result.update(would_copy=summary.would_copy, estimate_usd=estimate(summary.would_copy, summary.bytes))
+        print(f"dry run: {summary.would_copy} objects, {summary.bytes:,} bytes would be copied; "
+              f"{summary.skipped} skipped, {summary.failed} cannot be copied; "
+              f"estimated GCS cost ${result['estimate_usd']['total']:.4f}")  # fmt: skip
+    else:
+        rate = summary.bytes / summary.seconds / 1e6 if summary.seconds else 0.0
+        print(f"copied {summary.copied}, skipped {summary.skipped}, failed {summary.failed}; "
+              f"{summary.bytes:,} bytes in {summary.seconds:.1f} s ({rate:.1f} MB/s)")  # fmt: skip
+    if args.json:
+        print(json.dumps(result))
+    return 1 if summary.failed else 0
+
+
+def verify_command(args: argparse.Namespace, source: Any, dest: Any, source_at: Location, dest_at: Location) -> int:
+    from migrate.verify import run_verify
+
+    try:
+        found = run_verify(source, dest, source_prefix=source_at.prefix, dest_prefix=dest_at.prefix)
+    except CoreError as exc:
+        raise UsageError(f"the verify could not list {source_at} or {dest_at}: {exc}") from exc
+    for key in found.missing[:20]:
+        print(f"missing: {key}")
+    for key in found.extra[:20]:
+        print(f"extra: {key}")
+    for item in found.different[:20]:
+        print(f"different: {item['key']}: {'; '.join(item['problems'])}")
+    counts = found.to_dict()
+    print(f"verify: {counts['same']} same, {counts['missing']} missing, {counts['extra']} extra, "
+          f"{counts['different']} different")  # fmt: skip
+    if args.json:
+        print(json.dumps(counts))
+    return 0 if found.clean else 1
+
+
+def estimate(objects: int, size: int) -> dict[str, float]:
+    """GCS charges for a copy out of GCS, at the prices in ``PRICE_VARS`` (overridable by environment)."""
+    price = {name: float(os.environ.get(name) or default) for name, default in PRICE_VARS.items()}
+    egress = size / 2**30 * price["MIGRATE_PRICE_EGRESS_PER_GIB"]
+    reads = objects / 10_000 * price["MIGRATE_PRICE_CLASS_B_PER_10K"]
+    lists = (objects / 1000 + 1) / 10_000 * price["MIGRATE_PRICE_CLASS_A_PER_10K"]
+    return {
+        "egress": round(egress, 6),
+        "operations": round(reads + lists, 6),
+        "total": round(egress + reads + lists, 6),
+    }
+
+
+def _progress_bar() -> Callable[[Any], None]:
+    """tqdm on a terminal (objects, bytes, rate, ETA); nothing otherwise."""
+    if not sys.stdout.isatty():
+        return lambda outcome: None
+    from tqdm import tqdm
+
+    bar = tqdm(unit="B", unit_scale=True, unit_divisor=1024, dynamic_ncols=True, desc="copying")
+    count = 0
+
+    def update(outcome: Any) -> None:
+        nonlocal count
+        if outcome is None:
+            bar.close()
+            return
+        count += 1
+        bar.set_postfix(objects=count, refresh=False)
+        bar.update(outcome.bytes if outcome.action == "copied" else 0)
+
+    return update
