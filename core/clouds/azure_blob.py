@@ -213,7 +213,8 @@ class AzureBlobDestination:
     def check(self) -> None:
         """Raise ``NotFound`` if the container does not exist."""
         with translate_errors(self.container_name):
-            if not self.container.exists():
+            # One retry only: this is the pre-flight check a user waits on.
+            if not self.container.exists(retry_total=1, timeout=10):
                 raise NotFound(f"no Azure container {self.container_name!r}")
 
     def create(self) -> None:

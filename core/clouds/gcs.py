@@ -17,6 +17,7 @@ import requests
 from google.api_core import exceptions as gexc
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
 
 from core import config
 from core.errors import BadRequest, Conflict, NotFound, TransientError
@@ -178,7 +179,8 @@ class GcsSource:
     def check(self) -> None:
         """Raise ``NotFound`` if the bucket does not exist, ``TransientError`` if GCS cannot be reached."""
         with translate_errors(self.bucket_name):
-            if not self.client.bucket(self.bucket_name).exists():
+            # A short deadline: this is the pre-flight check a user waits on.
+            if not self.client.bucket(self.bucket_name).exists(retry=DEFAULT_RETRY.with_deadline(10), timeout=10):
                 raise NotFound(f"no GCS bucket {self.bucket_name!r}")
 
     def list(self, prefix: str = "", *, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[ObjectDetails]:

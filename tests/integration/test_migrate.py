@@ -1,0 +1,259 @@
+"""The migration on the real emulators: fake-gcs-server to Azurite."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from google.cloud import storage
+
+from core.clouds.azure_blob import AzureBlobDestination
+from core.clouds.gcs import GcsObjectStore, GcsSource
+from core.errors import NotFound, TransientError
+from migrate import rules
+from migrate.cli import main
+from migrate.copy import Options, block_id, run_copy
+from migrate.verify import run_verify
+from tests.conftest import unique_name
+
+pytestmark = pytest.mark.emulator
+
+BLOCK = 256 * 1024
+
+
+@pytest.fixture
+def bucket(gcs_env: object) -> str:
+    name = unique_name("src")
+    GcsObjectStore(name).create_bucket()
+    return name
+
+
+@pytest.fixture
+def container(azure_env: object) -> str:
+    name = unique_name("dst")
+    AzureBlobDestination(name).create()
+    return name
+
+
+def upload(bucket: str, key: str, data: bytes, **props: str | dict[str, str]) -> None:
+    blob = storage.Client(project="local").bucket(bucket).blob(key)
+    for name, value in props.items():
+        setattr(blob, name, value)
+    blob.upload_from_string(data, content_type=str(props.get("content_type", "application/octet-stream")))
+
+
+def corpus(bucket: str) -> dict[str, bytes]:
+    big = bytes(range(256)) * (BLOCK * 3 // 256 + 1000)  # more than 3 blocks
+    files = {
+        "jobs/0123.json": b'{"id": "0123", "status": "DONE"}',
+        "results/cat.jpg": b"\xff\xd8 gray cat",
+        "uploads/cat.jpg": b"\xff\xd8 colour cat",
+        "uploads/ünïcødé and spaces #?%&+.png": b"\x89PNG odd name",
+        "deep/a/b/c/d/e/f/g/h/i/j/object.txt": b"deep",
+        "empty.bin": b"",
+        "folder/": b"",
+        "big/blocks.bin": big,
+        "styles/site.css.gz": gzip.compress(b"body { color: black }" * 200),
+        "meta/odd-keys.txt": b"metadata",
+        "types/a.json": b"{}",
+        "types/b.html": b"<p>hi</p>",
+        "types/c.svg": b"<svg/>",
+    }
+    props: dict[str, dict[str, object]] = {
+        "styles/site.css.gz": {"content_type": "text/css", "content_encoding": "gzip", "cache_control": "max-age=60"},
+        "meta/odd-keys.txt": {"metadata": {"content-owner": "ops", "ok_key": "v", "1st": "x", "ünï": "välue"}},
+        "types/a.json": {"content_type": "application/json", "content_language": "en"},
+        "types/b.html": {"content_type": "text/html", "content_disposition": "inline"},
+        "types/c.svg": {"content_type": "image/svg+xml"},
+        "uploads/cat.jpg": {"content_type": "image/jpeg"},
+    }
+    for key, data in files.items():
+        upload(bucket, key, data, **props.get(key, {}))  # type: ignore[arg-type]
+    return files
+
+
+def test_copy_then_verify_then_nothing_left_to_copy(bucket: str, container: str, tmp_path: Path) -> None:
+    files = corpus(bucket)
+    report = tmp_path / "report.jsonl"
+    argv = [f"gs://{bucket}", f"az://{container}", "--workers", "4", "--block-size", str(BLOCK)]
+    assert main(["copy", *argv, "--report", str(report), "--json"]) == 0
+    lines = [json.loads(line) for line in report.read_text().splitlines()]
+    assert {line["key"] for line in lines} == set(files)
+    actions = {line["key"]: line["action"] for line in lines}
+    assert actions["folder/"] == "skipped"
+    assert all(action == "copied" for key, action in actions.items() if key != "folder/")
+    dest, source = AzureBlobDestination(container), GcsSource(bucket)
+    assert main(["verify", f"gs://{bucket}", f"az://{container}"]) == 0
+    assert run_verify(source, dest).same == len(files) - 1
+    # Bytes and properties, exactly.
+    blobs = {d.key: d for d in dest.list()}
+    assert "folder/" not in blobs
+    gz = blobs["styles/site.css.gz"]
+    assert (gz.content_encoding, gz.cache_control, gz.content_type) == ("gzip", "max-age=60", "text/css")
+    assert gz.md5 == hashlib.md5(files["styles/site.css.gz"]).hexdigest()
+    odd = blobs["meta/odd-keys.txt"].metadata
+    assert {rules.gcs_metadata_key(k) for k in odd} >= {"content-owner", "ok_key", "1st", "ünï"}
+    assert blobs["big/blocks.bin"].md5 == hashlib.md5(files["big/blocks.bin"]).hexdigest()
+    assert blobs["big/blocks.bin"].storage_class == "Hot"
+    # The final sync copies nothing.
+    second = run_copy(source, dest, options=Options(block_size=BLOCK))
+    assert (second.copied, second.failed) == (0, 0)
+    assert second.skipped == len(files)
+
+
+def test_pipeline_prefixes_are_copied_jobs_and_results_first(bucket: str, container: str) -> None:
+    corpus(bucket)
+    order: list[str] = []
+    run_copy(GcsSource(bucket), AzureBlobDestination(container), workers=1, on_outcome=lambda o: order.append(o.key))
+    first_upload = min(i for i, key in enumerate(order) if key.startswith("uploads/"))
+    assert all(i < first_upload for i, key in enumerate(order) if key.startswith(("jobs/", "results/")))
+    assert all(key.startswith("uploads/") for key in order[first_upload:])
+
+
+def test_names_azure_rejects_are_reported_or_encoded(
+    bucket: str, container: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    upload(bucket, "trailing-dot.", b"dot")
+    upload(bucket, "fine.txt", b"fine")
+    assert main(["copy", f"gs://{bucket}", f"az://{container}", "--json"]) == 1
+    out = capsys.readouterr()
+    assert json.loads(out.out.strip().splitlines()[-1]) | {"seconds": 0} == {
+        "copied": 1, "skipped": 0, "failed": 1, "bytes": 4, "seconds": 0
+    }  # fmt: skip
+    assert "trailing-dot." in out.err and "--encode-names" in out.err
+    assert main(["copy", f"gs://{bucket}", f"az://{container}", "--encode-names"]) == 0
+    assert {d.key for d in AzureBlobDestination(container).list()} == {"fine.txt", "trailing-dot%2E"}
+    assert main(["verify", f"gs://{bucket}", f"az://{container}"]) == 0
+
+
+def test_prefix_to_prefix(bucket: str, container: str) -> None:
+    upload(bucket, "keep/a.txt", b"a")
+    upload(bucket, "keep/sub/b.txt", b"b")
+    upload(bucket, "other/c.txt", b"c")
+    assert main(["copy", f"gs://{bucket}/keep/", f"az://{container}/moved/"]) == 0
+    assert {d.key for d in AzureBlobDestination(container).list()} == {"moved/a.txt", "moved/sub/b.txt"}
+    assert main(["verify", f"gs://{bucket}/keep/", f"az://{container}/moved/"]) == 0
+
+
+def test_verify_finds_every_kind_of_difference(bucket: str, container: str, capsys: pytest.CaptureFixture[str]) -> None:
+    for key in ("same.txt", "changed.txt", "missing.txt"):
+        upload(bucket, key, key.encode())
+    assert main(["copy", f"gs://{bucket}", f"az://{container}"]) == 0
+    dest = AzureBlobDestination(container)
+    dest.container.delete_blob("missing.txt")
+    dest.container.upload_blob("changed.txt", b"tampered", overwrite=True)
+    dest.container.upload_blob("extra.txt", b"extra")
+    assert main(["verify", f"gs://{bucket}", f"az://{container}", "--json"]) == 1
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {
+        "missing": 1, "extra": 1, "different": 1, "same": 1
+    }  # fmt: skip
+
+
+class Killed(Exception):
+    pass
+
+
+class DyingSource(GcsSource):
+    """Reads ``allowed`` ranges, then dies like a killed worker."""
+
+    def __init__(self, bucket: str, allowed: int) -> None:
+        super().__init__(bucket)
+        self.allowed, self.reads = allowed, 0
+
+    def read_range(self, key: str, generation: str | None, start: int, end: int) -> bytes:
+        self.reads += 1
+        if self.reads > self.allowed:
+            raise Killed("worker killed mid-copy")
+        return super().read_range(key, generation, start, end)
+
+
+def test_a_worker_killed_mid_copy_leaves_no_partial_blob_and_the_rerun_resumes(bucket: str, container: str) -> None:
+    data = bytes(range(256)) * (BLOCK * 5 // 256)  # 5 blocks
+    upload(bucket, "big.bin", data)
+    dest = AzureBlobDestination(container)
+    dying = DyingSource(bucket, allowed=3)
+    summary = run_copy(dying, dest, options=Options(block_size=BLOCK))
+    assert summary.failed == 1
+    with pytest.raises(NotFound):
+        dest.head("big.bin")  # nothing visible under the final name
+    generation = next(GcsSource(bucket).list()).generation
+    assert dest.staged_blocks("big.bin") == {block_id(generation, i) for i in range(3)}
+    resumed = DyingSource(bucket, allowed=100)
+    assert run_copy(resumed, dest, options=Options(block_size=BLOCK)).copied == 1
+    assert resumed.reads == 2, "only the blocks not staged before are read again"
+    assert dest.head("big.bin").size == len(data)
+    assert run_verify(GcsSource(bucket), dest).clean
+
+
+def test_a_changed_source_is_copied_again(bucket: str, container: str) -> None:
+    upload(bucket, "v.txt", b"one")
+    source, dest = GcsSource(bucket), AzureBlobDestination(container)
+    assert run_copy(source, dest).copied == 1
+    upload(bucket, "v.txt", b"two!")
+    assert run_copy(source, dest).copied == 1
+    assert run_verify(source, dest).clean
+
+
+def test_dry_run_copies_nothing_and_estimates(bucket: str, container: str, capsys: pytest.CaptureFixture[str]) -> None:
+    upload(bucket, "a.bin", b"x" * 1000)
+    assert main(["copy", f"gs://{bucket}", f"az://{container}", "--dry-run", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (result["copied"], result["would_copy"], result["bytes"]) == (0, 1, 1000)
+    assert result["estimate_usd"]["total"] > 0
+    assert list(AzureBlobDestination(container).list()) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "dest", "message"),
+    [
+        ("s3://bucket", "az://c", "not a gs:// URL"),
+        ("gs://bucket", "https://x", "not a az:// URL"),
+        ("gs://no-such-bucket-anywhere", "az://{container}", "no GCS bucket"),
+        ("gs://{bucket}", "az://no-such-container", "no Azure container"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_sentence(
+    bucket: str, container: str, capsys: pytest.CaptureFixture[str], source: str, dest: str, message: str
+) -> None:
+    code = main(["copy", source.format(bucket=bucket), dest.format(container=container)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_an_unreachable_endpoint_exits_2(
+    bucket: str, container: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from devstack.emulators import free_port
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
+    assert main(["verify", f"gs://{bucket}", f"az://{container}"]) == 2
+    assert "cannot" in capsys.readouterr().err
+
+
+def test_bad_azure_credentials_exit_2(bucket: str, container: str, monkeypatch: pytest.MonkeyPatch, azure_env: object,
+                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    import os
+
+    wrong = os.environ["AZURE_STORAGE_CONNECTION_STRING"].replace("AccountKey=Eby8", "AccountKey=AAAA")
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", wrong)
+    assert main(["copy", f"gs://{bucket}", f"az://{container}"]) == 2
+    err = capsys.readouterr().err
+    assert "credentials" in err and "Traceback" not in err
+
+
+def test_transient_errors_are_counted_not_fatal(bucket: str, container: str) -> None:
+    class Flaky(GcsSource):
+        def read_range(self, key: str, generation: str | None, start: int, end: int) -> bytes:
+            if key == "bad.txt":
+                raise TransientError("injected read failure")
+            return super().read_range(key, generation, start, end)
+
+    for key in ("bad.txt", "good1.txt", "good2.txt"):
+        upload(bucket, key, key.encode())
+    summary = run_copy(Flaky(bucket), AzureBlobDestination(container))
+    assert (summary.copied, summary.failed) == (2, 1)
