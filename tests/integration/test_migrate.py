@@ -13,6 +13,8 @@ from google.cloud import storage
 from core.clouds.azure_blob import AzureBlobDestination
 from core.clouds.gcs import GcsObjectStore, GcsSource
 from core.errors import NotFound, TransientError
+from devstack.emulators import Azurite, FakeGcs
+from devstack.rclone import rclone
 from migrate import rules
 from migrate.cli import main
 from migrate.copy import Options, block_id, run_copy
@@ -257,3 +259,15 @@ def test_transient_errors_are_counted_not_fatal(bucket: str, container: str) -> 
         upload(bucket, key, key.encode())
     summary = run_copy(Flaky(bucket), AzureBlobDestination(container))
     assert (summary.copied, summary.failed) == (2, 1)
+
+
+def test_rclone_check_agrees_that_the_copy_is_complete(
+    bucket: str, container: str, fake_gcs: FakeGcs, azurite: Azurite
+) -> None:
+    """An independent opinion: rclone's own check of sizes and MD5s finds no difference."""
+    files = corpus(bucket)
+    assert main(["copy", f"gs://{bucket}", f"az://{container}", "--block-size", str(BLOCK)]) == 0
+    result = rclone(["check", f"gcs:{bucket}", f"az:{container}"], fake_gcs, azurite)
+    assert result.returncode == 0, result.stderr
+    assert "0 differences found" in result.stderr
+    assert f"{len(files) - 1} matching files" in result.stderr  # the folder marker is no file to rclone
