@@ -2,7 +2,8 @@
 
 import azure.functions as func
 
-from functions_azure.blueprint import bp
+from functions_azure import blueprint, migration
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-app.register_functions(bp)
+app.register_functions(blueprint.bp)
+app.register_functions(migration.bp)

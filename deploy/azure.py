@@ -37,6 +37,7 @@ from functions_azure.settings import (  # noqa: E402
     JOBS_QUEUE,
     POISON_QUEUE,
 )
+from migrate.fanout import BATCH_QUEUE  # noqa: E402
 
 
 def function_names() -> list[str]:
@@ -73,6 +74,8 @@ class Plan:
             ["az", "storage", "container", "create", "--name", self.container, *login],
             ["az", "storage", "queue", "create", "--name", JOBS_QUEUE, *login],
             ["az", "storage", "queue", "create", "--name", POISON_QUEUE, *login],
+            ["az", "storage", "queue", "create", "--name", BATCH_QUEUE, *login],
+            ["az", "storage", "queue", "create", "--name", f"{BATCH_QUEUE}-poison", *login],
             ["az", "functionapp", "create", "--name", app, *rg, "--storage-account", sa,
              "--flexconsumption-location", self.location, "--runtime", "python", "--runtime-version", "3.11",
              "--assign-identity", "[system]", "--deployment-storage-auth-type", "SystemAssignedIdentity"],

@@ -3,6 +3,8 @@
     python -m migrate copy   gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--workers N] [--mode auto|server-side|stream]
                              [--dry-run] [--report FILE] [--json] [--encode-names] [--tier-map CLASS=Tier,...]
     python -m migrate verify gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--json]
+    python -m migrate plan   gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--batch-size N] [--json]
+    python -m migrate status RUN_ID [--container NAME] [--json]
 
 Exit codes: 0 success, 1 any object failed or differs, 2 usage or configuration error
 (a wrong scheme, a missing bucket or container, bad credentials, an unreachable endpoint).
@@ -60,10 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     copy = commands.add_parser("copy", help="copy every object (skipping what is already there)")
     verify = commands.add_parser("verify", help="compare source and destination; exit 0 only if identical")
-    for sub in (copy, verify):
+    plan = commands.add_parser("plan", help="enqueue batches for the fan-out functions; prints the run id")
+    status = commands.add_parser("status", help="the progress of a planned run")
+    for sub in (copy, verify, plan):
         sub.add_argument("source", help="gs://BUCKET[/PREFIX]")
         sub.add_argument("dest", help="az://CONTAINER[/PREFIX]")
+    for sub in (copy, verify, plan, status):
         sub.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    plan.add_argument("--batch-size", type=int, default=200, help="objects per batch (default 200)")
+    plan.add_argument("--batch-bytes", type=int, default=256 * 1024 * 1024, help=argparse.SUPPRESS)
+    status.add_argument("run_id")
+    status.add_argument(
+        "--container",
+        default=os.environ.get("MIGRATE_CONTAINER") or os.environ.get("AZURE_STORAGE_CONTAINER"),
+        help="the destination container that holds the run record (default: $MIGRATE_CONTAINER or "
+        "$AZURE_STORAGE_CONTAINER)",
+    )
     copy.add_argument("--workers", type=int, default=16, help="objects copied at once (default 16)")
     copy.add_argument("--mode", choices=("auto", "server-side", "stream"), default="auto")
     copy.add_argument("--dry-run", action="store_true", help="list what would be copied, with a cost estimate")
@@ -78,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse exits 2 on its own usage errors
     try:
+        if args.command == "status":
+            return status_command(args)
         source_at = parse_location(args.source, "gs")
         dest_at = parse_location(args.dest, "az")
         if getattr(args, "workers", 1) < 1:
@@ -85,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         source, dest = open_ends(source_at, dest_at)
         if args.command == "copy":
             return copy_command(args, source, dest, source_at, dest_at)
+        if args.command == "plan":
+            return plan_command(args, source, source_at, dest_at)
         return verify_command(args, source, dest, source_at, dest_at)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -219,3 +237,52 @@ def _progress_bar() -> Callable[[Any], None]:
         bar.update(outcome.bytes if outcome.action == "copied" else 0)
 
     return update
+
+
+def plan_command(args: argparse.Namespace, source: Any, source_at: Location, dest_at: Location) -> int:
+    from core.clouds.azure_blob import AzureBlobObjectStore
+    from core.clouds.azure_queue import AzureQueueTaskQueue
+    from migrate.fanout import BATCH_QUEUE, plan
+
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    try:
+        run = plan(
+            source,
+            AzureBlobObjectStore(dest_at.container),
+            AzureQueueTaskQueue(BATCH_QUEUE),
+            source_uri=str(source_at),
+            dest_uri=str(dest_at),
+            source_prefix=source_at.prefix,
+            dest_prefix=dest_at.prefix,
+            max_objects=args.batch_size,
+            max_bytes=args.batch_bytes,
+        )
+    except CoreError as exc:
+        raise UsageError(f"the plan could not be made: {exc}") from exc
+    print(run.run_id)
+    print(f"planned {run.objects} objects ({run.bytes:,} bytes) in {run.batches} batches on queue {BATCH_QUEUE}",
+          file=sys.stderr)  # fmt: skip
+    if args.json:
+        print(json.dumps({"run_id": run.run_id, "batches": run.batches, "objects": run.objects, "bytes": run.bytes}))
+    return 0
+
+
+def status_command(args: argparse.Namespace) -> int:
+    from core.clouds.azure_blob import AzureBlobObjectStore
+    from migrate.fanout import status
+
+    if not args.container:
+        raise UsageError("say which container holds the run: --container NAME (or set MIGRATE_CONTAINER)")
+    try:
+        found = status(AzureBlobObjectStore(args.container), args.run_id)
+    except NotFound as exc:
+        raise UsageError(str(exc)) from exc
+    except CoreError as exc:
+        raise UsageError(f"cannot read the run record in az://{args.container}: {exc}") from exc
+    print(f"{found['run_id']}: {found['state']}; batches {found['batches_done']} done, "
+          f"{found['batches_failed']} failed, {found['batches_pending']} pending of {found['batches']}; "
+          f"objects {found['copied']} copied, {found['skipped']} skipped, {found['failed']} failed")  # fmt: skip
+    if args.json:
+        print(json.dumps(found))
+    return 1 if found["state"] == "failed" else 0

@@ -24,3 +24,19 @@ def azure_store(azure_env: Azurite) -> AzureBlobObjectStore:
     store = AzureBlobObjectStore(unique_name())
     store.create_container()
     return store
+
+
+@pytest.fixture
+def bucket(gcs_env: FakeGcs) -> str:
+    """A fresh, empty GCS bucket (the migration's source)."""
+    name = unique_name("src")
+    GcsObjectStore(name).create_bucket()
+    return name
+
+
+@pytest.fixture
+def container(azure_env: Azurite) -> str:
+    """A fresh, empty Azure container (the migration's destination)."""
+    name = unique_name("dst")
+    AzureBlobObjectStore(name).create_container()
+    return name

@@ -11,7 +11,7 @@ import pytest
 from google.cloud import storage
 
 from core.clouds.azure_blob import AzureBlobDestination
-from core.clouds.gcs import GcsObjectStore, GcsSource
+from core.clouds.gcs import GcsSource
 from core.errors import NotFound, TransientError
 from devstack.emulators import Azurite, FakeGcs
 from devstack.rclone import rclone
@@ -19,25 +19,10 @@ from migrate import rules
 from migrate.cli import main
 from migrate.copy import Options, block_id, run_copy
 from migrate.verify import run_verify
-from tests.conftest import unique_name
 
 pytestmark = pytest.mark.emulator
 
 BLOCK = 256 * 1024
-
-
-@pytest.fixture
-def bucket(gcs_env: object) -> str:
-    name = unique_name("src")
-    GcsObjectStore(name).create_bucket()
-    return name
-
-
-@pytest.fixture
-def container(azure_env: object) -> str:
-    name = unique_name("dst")
-    AzureBlobDestination(name).create()
-    return name
 
 
 def upload(bucket: str, key: str, data: bytes, **props: str | dict[str, str]) -> None:

@@ -31,7 +31,16 @@ def trigger(name: str) -> dict[str, Any]:
 
 
 def test_the_app_has_exactly_these_functions() -> None:
-    assert set(functions()) == {"on_upload", "process_job", "on_poison", "api_upload", "api_read"}
+    assert set(functions()) == {
+        "on_upload", "process_job", "on_poison", "api_upload", "api_read", "migrate_batch", "migrate_batch_poison"
+    }  # fmt: skip
+
+
+def test_the_migration_fans_out_on_its_own_queue() -> None:
+    from migrate.fanout import BATCH_QUEUE
+
+    assert trigger("migrate_batch")["queueName"] == BATCH_QUEUE
+    assert trigger("migrate_batch_poison")["queueName"] == f"{BATCH_QUEUE}-poison"
 
 
 def test_on_upload_is_an_event_grid_blob_trigger_on_uploads() -> None:

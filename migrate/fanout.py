@@ -1,0 +1,232 @@
+"""The queue-fanned migration: a plan of batches, one worker call per batch, and the run record.
+
+``plan`` lists the source once, at constant memory, and cuts it into batches
+by object count and by bytes. Each batch becomes one message on the
+``migrate-batches`` queue; a batch whose message would pass the 64 KiB Azure
+queue limit is written as a manifest blob and the message names it.
+
+The run record lives in the destination under ``_migrations/<run_id>/``:
+``run.json`` (what was planned) and ``batches/<n>.json`` (each batch's state,
+written by the worker that copied it). ``status`` adds them up.
+
+Order for the pipeline's own buckets: batches of ``jobs/`` and ``results/`` are
+planned first, ``uploads/`` last, and ``uploads/`` batches are held back in
+manifests until every earlier batch is done; the worker that finishes the last
+earlier batch releases them (exactly once, by a conditional create). So when
+Azure's trigger sees a migrated upload, its DONE record is already there.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from core.errors import BadRequest, Conflict, NotFound
+from core.ports import ObjectDetails, ObjectStore, TaskQueue
+from migrate.copy import PIPELINE_FIRST, PIPELINE_LAST, Destination, Options, Source, copy_object, dest_key_for
+
+RUNS_PREFIX = "_migrations/"
+BATCH_QUEUE = "migrate-batches"
+MAX_MESSAGE_JSON = 48 * 1024  # 64 KiB once base64-encoded
+DEFAULT_BATCH_OBJECTS = 200
+DEFAULT_BATCH_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    source: str
+    dest: str
+    source_prefix: str
+    dest_prefix: str
+    created: str
+    batches: int
+    objects: int
+    bytes: int
+    held_batches: list[int]
+    """uploads/ batches, released once every other batch is done."""
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def run_key(run_id: str, name: str) -> str:
+    if not run_id or "/" in run_id or run_id in (".", ".."):
+        raise NotFound(f"no migration run {run_id!r}")
+    return f"{RUNS_PREFIX}{run_id}/{name}"
+
+
+def _batches(objects: Iterator[ObjectDetails], max_objects: int, max_bytes: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for obj in objects:
+        entry = {"key": obj.key, "size": obj.size, "generation": obj.generation}
+        if batch and (len(batch) >= max_objects or size + obj.size > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(entry)
+        size += obj.size
+    if batch:
+        yield batch
+
+
+def plan(
+    source: Source,
+    records: ObjectStore,
+    queue: TaskQueue,
+    *,
+    source_uri: str,
+    dest_uri: str,
+    source_prefix: str = "",
+    dest_prefix: str = "",
+    max_objects: int = DEFAULT_BATCH_OBJECTS,
+    max_bytes: int = DEFAULT_BATCH_BYTES,
+    run_id: str | None = None,
+) -> Run:
+    """List the source and enqueue its batches; return the run record."""
+    run_id = run_id or new_run_id()
+    container = dest_uri.split("://", 1)[-1].split("/", 1)[0]
+    phases: list[tuple[bool, Iterator[ObjectDetails]]]
+    if source_prefix:
+        phases = [(False, source.list(source_prefix))]
+    else:
+        phases = [(False, source.list(p)) for p in PIPELINE_FIRST]
+        phases.append((False, (o for o in source.list("") if not o.key.startswith((*PIPELINE_FIRST, PIPELINE_LAST)))))
+        phases.append((True, source.list(PIPELINE_LAST)))
+    number = objects = total = 0
+    held: list[int] = []
+    messages: list[dict[str, Any]] = []
+    for is_held, listing in phases:
+        for batch in _batches(listing, max_objects, max_bytes):
+            number += 1
+            objects += len(batch)
+            total += sum(e["size"] for e in batch)
+            message: dict[str, Any] = {"run_id": run_id, "container": container, "batch": number, "objects": batch}
+            if is_held or len(json.dumps(message)) > MAX_MESSAGE_JSON:
+                manifest = run_key(run_id, f"manifests/{number}.json")
+                records.put(manifest, json.dumps(batch).encode(), content_type="application/json")
+                message = {"run_id": run_id, "container": container, "batch": number, "manifest": manifest}
+            if is_held:
+                held.append(number)
+            else:
+                messages.append(message)
+    created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    run = Run(run_id, source_uri, dest_uri, source_prefix, dest_prefix, created, number, objects, total, held)
+    records.put(run_key(run_id, "run.json"), json.dumps(asdict(run)).encode(), content_type="application/json")
+    for message in messages:
+        queue.send(message)
+    if not messages:
+        _release_held(records, queue, run)
+    return run
+
+
+def load_run(records: ObjectStore, run_id: str) -> Run:
+    try:
+        return Run(**json.loads(records.get(run_key(run_id, "run.json")).data))
+    except NotFound:
+        raise NotFound(f"no migration run {run_id!r}") from None
+
+
+def process_batch(payload: Mapping[str, Any], source: Source, dest: Destination, records: ObjectStore,
+                  queue: TaskQueue, head: Any, options: Options | None = None) -> dict[str, Any]:  # fmt: skip
+    """Copy one batch (safe to repeat) and record its outcome; ``head(key)`` gives the existing blob or None."""
+    run_id, number = payload.get("run_id"), payload.get("batch")
+    if not isinstance(run_id, str) or not isinstance(number, int):
+        raise BadRequest(f"not a migration batch message: {dict(payload)!r:.200}")
+    run = load_run(records, run_id)
+    entries = payload.get("objects")
+    if entries is None:
+        entries = json.loads(records.get(str(payload.get("manifest"))).data)
+    options = options or Options()
+    counts = {"copied": 0, "skipped": 0, "failed": 0, "bytes": 0}
+    errors: list[dict[str, str]] = []
+    for entry in entries:
+        relative = entry["key"][len(run.source_prefix) :]
+        obj = _fresh_details(source, entry)
+        if obj is None:
+            counts["skipped"] += 1  # deleted since the plan: nothing to copy
+            continue
+        moved = replace(obj, key=run.dest_prefix + relative)
+        target, _ = dest_key_for(moved.key, options)
+        outcome = copy_object(_Shifted(source, run), dest, moved, head(target) if target else None, options)
+        counts[outcome.action if outcome.action in counts else "failed"] += 1
+        if outcome.action == "copied":
+            counts["bytes"] += outcome.bytes
+        if outcome.error:
+            errors.append({"key": entry["key"], "error": outcome.error})
+    state = {"batch": number, "state": "failed" if counts["failed"] else "done", **counts, "errors": errors[:50]}
+    records.put(run_key(run_id, f"batches/{number}.json"), json.dumps(state).encode(), content_type="application/json")
+    if run.held_batches and number not in run.held_batches:
+        _release_when_ready(records, queue, run)
+    return state
+
+
+def mark_failed(records: ObjectStore, payload: Mapping[str, Any], reason: str) -> None:
+    """The poison path: the batch is recorded failed with a reason."""
+    run_id, number = payload.get("run_id"), payload.get("batch")
+    if not isinstance(run_id, str) or not isinstance(number, int):
+        return
+    state = {"batch": number, "state": "failed", "copied": 0, "skipped": 0, "failed": 0, "bytes": 0,
+             "errors": [{"key": "*", "error": reason}]}  # fmt: skip
+    records.put(run_key(run_id, f"batches/{number}.json"), json.dumps(state).encode(), content_type="application/json")
+
+
+def status(records: ObjectStore, run_id: str) -> dict[str, Any]:
+    """The run record with its batches added up."""
+    run = load_run(records, run_id)
+    totals = {"copied": 0, "skipped": 0, "failed": 0, "bytes": 0}
+    done = failed = 0
+    for info in records.list(run_key(run_id, "batches/")):
+        state = json.loads(records.get(info.key).data)
+        done += state["state"] == "done"
+        failed += state["state"] == "failed"
+        for name in totals:
+            totals[name] += int(state.get(name, 0))
+    pending = run.batches - done - failed
+    overall = "running" if pending else ("failed" if failed else "done")
+    return {"run_id": run.run_id, "state": overall, "source": run.source, "dest": run.dest, "created": run.created,
+            "batches": run.batches, "batches_done": done, "batches_failed": failed, "batches_pending": pending,
+            "objects": run.objects, "planned_bytes": run.bytes, **totals}  # fmt: skip
+
+
+def _release_when_ready(records: ObjectStore, queue: TaskQueue, run: Run) -> None:
+    finished = {int(i.key.rsplit("/", 1)[1].split(".")[0]) for i in records.list(run_key(run.run_id, "batches/"))}
+    earlier = set(range(1, run.batches + 1)) - set(run.held_batches)
+    if earlier <= finished:
+        _release_held(records, queue, run)
+
+
+def _release_held(records: ObjectStore, queue: TaskQueue, run: Run) -> None:
+    try:
+        records.put(run_key(run.run_id, "released"), b"", if_none_match=True)  # exactly one releaser
+    except Conflict:
+        return
+    container = run.dest.split("://", 1)[-1].split("/", 1)[0]
+    for number in run.held_batches:
+        manifest = run_key(run.run_id, f"manifests/{number}.json")
+        queue.send({"run_id": run.run_id, "container": container, "batch": number, "manifest": manifest})
+
+
+def _fresh_details(source: Source, entry: Mapping[str, Any]) -> ObjectDetails | None:
+    """The object's current details (the listing is the only per-object metadata read)."""
+    for obj in source.list(entry["key"]):
+        if obj.key == entry["key"]:
+            return obj
+    return None
+
+
+class _Shifted:
+    def __init__(self, source: Source, run: Run) -> None:
+        self.source, self.run = source, run
+
+    def list(self, prefix: str = "") -> Iterator[ObjectDetails]:  # pragma: no cover - not used through here
+        return self.source.list(prefix)
+
+    def read_range(self, key: str, generation: str | None, start: int, end: int) -> bytes:
+        original = self.run.source_prefix + key[len(self.run.dest_prefix) :]
+        return self.source.read_range(original, generation, start, end)

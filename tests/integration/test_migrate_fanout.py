@@ -1,0 +1,114 @@
+"""The queue-fanned migration on the emulators: plan, the Azure batch function, status, and the pipeline."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from azure.functions.queue import QueueMessage
+
+from core.clouds.azure_blob import AzureBlobDestination, AzureBlobObjectStore
+from core.clouds.azure_queue import AzureQueueTaskQueue
+from core.clouds.gcs import GcsObjectStore, GcsSource
+from core.jobs import Status
+from core.memory import InMemoryTaskQueue
+from core.pipeline import Services, accept_upload, process_job
+from functions_azure import migration
+from migrate.cli import main
+from migrate.fanout import BATCH_QUEUE, status
+from migrate.verify import run_verify
+from tests.helper import encode, hopper
+from tests.integration.test_migrate import corpus
+
+pytestmark = pytest.mark.emulator
+
+
+def drain(run_id: str) -> list[int]:
+    """Deliver the batch queue to the real queue-trigger handler until it is empty; the batch numbers, in order."""
+    queue = AzureQueueTaskQueue(BATCH_QUEUE)
+    seen: list[int] = []
+    for _ in range(100):
+        messages = queue.receive(max_messages=8, visibility_timeout=60)
+        if not messages:
+            break
+        for message in messages:
+            payload = message.payload
+            migration.migrate_batch(QueueMessage(id=message.id, body=message.body, dequeue_count=1))
+            queue.delete(message)
+            if payload.get("run_id") == run_id:
+                seen.append(payload["batch"])
+    return seen
+
+
+def plan(bucket: str, container: str, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
+    assert main(["plan", f"gs://{bucket}", f"az://{container}", "--json", *extra]) == 0
+    return str(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_id"])
+
+
+def test_plan_fan_out_status_and_verify(bucket: str, container: str, capsys: pytest.CaptureFixture[str]) -> None:
+    files = corpus(bucket)
+    run_id = plan(bucket, container, capsys, "--batch-size", "2")
+    order = drain(run_id)
+    records = AzureBlobObjectStore(container)
+    found = status(records, run_id)
+    assert found["state"] == "done", found
+    assert found["batches_done"] == found["batches"] == len(set(order))
+    assert found["copied"] == len(files) - 1 and found["failed"] == 0  # the folder marker is skipped
+    assert run_verify(GcsSource(bucket), AzureBlobDestination(container)).clean
+    # uploads/ batches were held back until every earlier batch was done
+    run = json.loads(records.get(f"_migrations/{run_id}/run.json").data)
+    held = set(run["held_batches"])
+    assert held and all(order.index(h) > order.index(e) for h in held for e in set(order) - held)
+    assert main(["status", run_id, "--container", container]) == 0
+
+
+def test_a_redelivered_batch_copies_nothing_twice(
+    bucket: str, container: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    GcsObjectStore(bucket).put("a.txt", b"a")
+    run_id = plan(bucket, container, capsys)
+    queue = AzureQueueTaskQueue(BATCH_QUEUE)
+    (message,) = [m for m in queue.receive(max_messages=32) if m.payload["run_id"] == run_id]
+    for _ in range(2):
+        migration.migrate_batch(QueueMessage(id=message.id, body=message.body, dequeue_count=1))
+    queue.delete(message)
+    state = json.loads(AzureBlobObjectStore(container).get(f"_migrations/{run_id}/batches/1.json").data)
+    assert (state["copied"], state["skipped"]) == (0, 1)  # the second delivery found the blob current
+
+
+def test_a_poisoned_batch_fails_the_run(bucket: str, container: str, capsys: pytest.CaptureFixture[str]) -> None:
+    GcsObjectStore(bucket).put("a.txt", b"a")
+    run_id = plan(bucket, container, capsys)
+    queue = AzureQueueTaskQueue(BATCH_QUEUE)
+    (message,) = [m for m in queue.receive(max_messages=32) if m.payload["run_id"] == run_id]
+    queue.delete(message)
+    migration.migrate_batch_poison(QueueMessage(id=message.id, body=message.body, dequeue_count=1))
+    found = status(AzureBlobObjectStore(container), run_id)
+    assert (found["state"], found["batches_failed"]) == ("failed", 1)
+    assert main(["status", run_id, "--container", container]) == 1
+
+
+def test_status_of_an_unknown_run_exits_2(container: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["status", "20260101T000000Z-000000", "--container", container]) == 2
+    assert "no migration run" in capsys.readouterr().err
+
+
+def test_migrated_uploads_are_not_processed_again_on_azure(
+    bucket: str, container: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gcp = Services.over(GcsObjectStore(bucket), InMemoryTaskQueue())
+    data = encode(hopper(), "JPEG")
+    gcp.store.put("uploads/cat.jpg", data, content_type="image/jpeg")
+    job = accept_upload(gcp, "uploads/cat.jpg")
+    assert job is not None
+    done = process_job(gcp, job.id)
+    assert done.status is Status.DONE
+    assert main(["copy", f"gs://{bucket}", f"az://{container}"]) == 0
+    azure = Services.over(AzureBlobObjectStore(container), InMemoryTaskQueue())
+    # Azure's trigger fires for the migrated upload: it finds the DONE record and sends nothing.
+    again = accept_upload(azure, "uploads/cat.jpg")
+    assert again is not None and again.id == job.id and again.status is Status.DONE
+    assert azure.queue.drain() == []  # type: ignore[attr-defined]
+    assert azure.store.get(again.result or "").info.md5 == gcp.store.get(done.result or "").info.md5
+    assert hashlib.md5(azure.store.get("uploads/cat.jpg").data).hexdigest() == hashlib.md5(data).hexdigest()
