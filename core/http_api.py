@@ -26,7 +26,7 @@ import importlib.resources
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -60,6 +60,7 @@ class Request:
     body: bytes | IO[bytes] = b""
     base_url: str = ""
     """Absolute URL of the API base, without a trailing slash, for ``Location``."""
+    query: Mapping[str, str] = field(default_factory=dict)
 
     def header(self, name: str, default: str = "") -> str:
         lowered = name.lower()
@@ -95,9 +96,18 @@ def error_response(http_status: int, code: str, message: str, **extra: Any) -> R
     return json_response(http_status, {"error": code, "message": message, **extra})
 
 
-def handle(services: Services, request: Request) -> Response:
+Route = tuple[str, "re.Pattern[str]", Callable[[Request, "re.Match[str]"], Response]]
+"""(method, path pattern, handler): routes that layers above ``core`` add, such as the migration's."""
+
+
+def handle(services: Services, request: Request, routes: Sequence[Route] = ()) -> Response:
     """Answer one request; never raises."""
     try:
+        path = request.path or "/"
+        for method, pattern, handler in routes:
+            match = pattern.fullmatch(path)
+            if match:
+                return _only(request.method.upper(), (method,)) or handler(request, match)
         return _route(services, request)
     except CoreError as exc:
         return _error_for(exc)

@@ -11,7 +11,7 @@ What it creates, in order:
     ``gray-runtime`` allowed to publish to ``grayscale-jobs`` only;
  5. the upload trigger: a bucket notification (OBJECT_FINALIZE under ``uploads/``)
     on ``gcs-notifications``, or with ``--trigger eventarc`` a direct Eventarc trigger;
- 6. the four functions (gen2, python312, ``--retry`` on the event ones);
+ 6. the five functions (the four of the pipeline and ``migrate_batch``; gen2, python312, ``--retry`` on the event ones);
  7. the dead-letter policy on the ``process_job`` subscription (5 attempts), with the
     IAM the Pub/Sub service agent needs for it;
  8. ``gray-invoker`` as the only invoker of the event functions. The API is deployed
@@ -29,6 +29,7 @@ from dataclasses import dataclass
 NOTIFICATIONS_TOPIC = "gcs-notifications"
 JOBS_TOPIC = "grayscale-jobs"
 DEAD_LETTER_TOPIC = "grayscale-jobs-dead"
+BATCH_TOPIC = "migrate-batches"
 MAX_DELIVERY_ATTEMPTS = 5
 APIS = [
     "cloudfunctions.googleapis.com",
@@ -78,6 +79,7 @@ class Plan:
             Function("process-job", "process_job", [f"--trigger-topic={JOBS_TOPIC}", "--retry"], memory="1Gi"),
             Function("on-dead-letter", "on_dead_letter", [f"--trigger-topic={DEAD_LETTER_TOPIC}", "--retry"]),
             Function("api", "api", ["--trigger-http", "--no-allow-unauthenticated"], memory="1Gi"),
+            Function("migrate-batch", "migrate_batch", [f"--trigger-topic={BATCH_TOPIC}", "--retry"], memory="1Gi"),
         ]
 
     def commands(self) -> list[list[str]]:
@@ -95,8 +97,11 @@ class Plan:
              "--uniform-bucket-level-access", *p],
             ["gcloud", "storage", "buckets", "add-iam-policy-binding", f"gs://{self.bucket}", f"--member={runtime}",
              "--role=roles/storage.objectUser"],
-            ["gcloud", "pubsub", "topics", "create", NOTIFICATIONS_TOPIC, JOBS_TOPIC, DEAD_LETTER_TOPIC, *p],
+            ["gcloud", "pubsub", "topics", "create", NOTIFICATIONS_TOPIC, JOBS_TOPIC, DEAD_LETTER_TOPIC,
+             BATCH_TOPIC, *p],
             ["gcloud", "pubsub", "topics", "add-iam-policy-binding", JOBS_TOPIC, f"--member={runtime}",
+             "--role=roles/pubsub.publisher", *p],
+            ["gcloud", "pubsub", "topics", "add-iam-policy-binding", BATCH_TOPIC, f"--member={runtime}",
              "--role=roles/pubsub.publisher", *p],
         ]  # fmt: skip
         if self.trigger == "eventarc":

@@ -76,7 +76,8 @@ class AzureStack(Stack):
         return AzureBlobObjectStore(self.container)
 
     def start(self) -> None:
-        self.azurite = self._stack.enter_context(Azurite())
+        if self.azurite is None:  # else: an Azurite the caller started and stops
+            self.azurite = self._stack.enter_context(Azurite())
         with environment(self.env()):
             self.store().create_container()
         port = self.api_port or (DEVHOST_PORT if port_is_free(DEVHOST_PORT) else free_port())

@@ -19,9 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from devstack.azure import AzureStack
 from devstack.emulators import ROOT
-from devstack.gcp import GcpStack
+from devstack.stacks import both_clouds
 
 STACK_FILE = ROOT / ".dev" / "stack.json"
 STACK_FILE_VAR = "DEV_STACK_FILE"  # another path for the file (tests)
@@ -41,8 +40,7 @@ def main() -> int:
     stack_file = Path(os.environ.get(STACK_FILE_VAR) or STACK_FILE)
     with contextlib.ExitStack() as stack:
         stack.callback(lambda: stack_file.unlink(missing_ok=True))
-        gcp = stack.enter_context(GcpStack(bucket=BUCKET))
-        azure = stack.enter_context(AzureStack(container=CONTAINER))
+        gcp, azure = both_clouds(stack, bucket=BUCKET, container=CONTAINER)
         description = {**gcp.describe(), **azure.describe()}
         write_stack_file(description, stack_file)
         if gcp.note:

@@ -6,6 +6,7 @@
     grayscale-jobs has a dead-letter policy (5 attempts) ──▶ topic grayscale-jobs-dead
         ──push──▶ functions-framework on_dead_letter
     functions-framework api on :8080 (or a free port): the HTTP API and page
+    topic migrate-batches --push--> functions-framework migrate_batch (the migration's fan-out on GCP)
 
 Without Google's Pub/Sub emulator only the API runs, with
 ``GRAYSCALE_PROCESS_INLINE=1``: an HTTP upload is processed in-process, and a
@@ -40,6 +41,7 @@ PROJECT = "local"
 NOTIFICATIONS_TOPIC = "gcs-notifications"
 JOBS_TOPIC = "grayscale-jobs"
 DEAD_LETTER_TOPIC = "grayscale-jobs-dead"
+BATCH_TOPIC = "migrate-batches"
 MAX_DELIVERY_ATTEMPTS = 5
 API_PORT = 8080
 
@@ -115,7 +117,7 @@ class GcpStack(Stack):
             self.note = "Pub/Sub switched off, so the API processes uploads in-process"
         with environment(self.pubsub.env() if self.pubsub else {}):
             if self.pubsub:
-                for topic in (NOTIFICATIONS_TOPIC, JOBS_TOPIC, DEAD_LETTER_TOPIC):
+                for topic in (NOTIFICATIONS_TOPIC, JOBS_TOPIC, DEAD_LETTER_TOPIC, BATCH_TOPIC):
                     pubsub.ensure_topic(topic, PROJECT)
             self.gcs = FakeGcs(pubsub_project=PROJECT, pubsub_topic=NOTIFICATIONS_TOPIC) if self.pubsub else FakeGcs()
             self._stack.enter_context(self.gcs)
@@ -130,7 +132,7 @@ class GcpStack(Stack):
         wanted = [("api", "http", api_port)]
         if self.pubsub:
             wanted += [("on_upload", "cloudevent", None), ("process_job", "cloudevent", None)]
-            wanted += [("on_dead_letter", "cloudevent", None)]
+            wanted += [("on_dead_letter", "cloudevent", None), ("migrate_batch", "cloudevent", None)]
         env = self.env()
         for target, signature, port in wanted:
             host = FunctionsFramework(target, signature, port)
@@ -160,6 +162,13 @@ class GcpStack(Stack):
                 DEAD_LETTER_TOPIC,
                 self._endpoint("on_dead_letter", DEAD_LETTER_TOPIC),
                 project=PROJECT,
+            )
+            pubsub.ensure_push_subscription(
+                "migrate-batch",
+                BATCH_TOPIC,
+                self._endpoint("migrate_batch", BATCH_TOPIC),
+                project=PROJECT,
+                ack_deadline_seconds=600,
             )
 
     def _endpoint(self, target: str, topic: str) -> str:

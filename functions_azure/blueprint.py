@@ -9,11 +9,15 @@ import urllib.parse
 import azure.functions as func
 
 from core import http_api, logs, pipeline
+from core.clouds.azure_queue import AzureQueueTaskQueue
 from core.errors import BadRequest, NotFound
 from functions_azure.services import services
 from functions_azure.settings import CONNECTION, JOBS_QUEUE, MAX_DEQUEUE_COUNT, POISON_QUEUE
+from migrate import http as migration_http
+from migrate.fanout import BATCH_QUEUE
 
 log = logging.getLogger("functions_azure")
+MIGRATION_ROUTES = migration_http.routes(lambda: AzureQueueTaskQueue(BATCH_QUEUE))
 bp = func.Blueprint()
 
 
@@ -73,6 +77,20 @@ def api_upload(req: func.HttpRequest) -> func.HttpResponse:
     return _http(req)
 
 
+@bp.function_name("api_migrations")
+@bp.route(route="migrations", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def api_migrations(req: func.HttpRequest) -> func.HttpResponse:
+    """POST {base}/migrations: start a migration run (a function key is required on Azure)."""
+    return _http(req)
+
+
+@bp.function_name("api_migration_status")
+@bp.route(route="migrations/{run_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def api_migration_status(req: func.HttpRequest) -> func.HttpResponse:
+    """GET {base}/migrations/{run_id}: a run's progress (a function key is required on Azure)."""
+    return _http(req)
+
+
 @bp.function_name("api_read")
 @bp.route(route="{*path}", methods=["GET", "HEAD", "PUT", "PATCH", "DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
 def api_read(req: func.HttpRequest) -> func.HttpResponse:
@@ -91,7 +109,9 @@ def _http(req: func.HttpRequest) -> func.HttpResponse:
             headers=dict(req.headers),
             body=req.get_body() or b"",
             base_url=f"{url.scheme}://{url.netloc}/api",
+            query=dict(req.params),
         ),
+        MIGRATION_ROUTES,
     )
     return func.HttpResponse(answer.body, status_code=answer.status, headers=answer.headers)
 

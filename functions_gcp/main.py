@@ -9,11 +9,16 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from core import http_api, logs, pipeline
+from core.clouds.pubsub import PubSubTaskQueue
 from core.errors import BadRequest, NotFound
 from functions_gcp import events
 from functions_gcp.services import services
+from migrate import http as migration_http
+from migrate import worker
+from migrate.fanout import BATCH_QUEUE
 
 log = logging.getLogger("functions_gcp")
+MIGRATION_ROUTES = migration_http.routes(lambda: PubSubTaskQueue(BATCH_QUEUE))
 
 
 @functions_framework.cloud_event
@@ -80,6 +85,20 @@ def api(request: flask.Request) -> flask.Response:
                 headers=dict(request.headers),
                 body=request.stream,
                 base_url=request.url_root.rstrip("/"),
+                query=request.args.to_dict(),
             ),
+            MIGRATION_ROUTES,
         )
         return flask.Response(answer.body, status=answer.status, headers=answer.headers)
+
+
+@functions_framework.cloud_event
+def migrate_batch(event: CloudEvent) -> None:
+    """One migrate-batches message: copy the batch to Azure Blob. Raising makes Pub/Sub redeliver."""
+    try:
+        payload = events.message_json(event["type"], event.data)
+        state = worker.handle(payload, PubSubTaskQueue(BATCH_QUEUE))
+    except (BadRequest, NotFound) as exc:
+        log.error("dropped migration message %s: %s", event["id"], exc)
+        return
+    log.info("batch %s of run %s: %s", state["batch"], payload.get("run_id"), state["state"])

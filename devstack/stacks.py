@@ -1,0 +1,29 @@
+"""Both clouds' local stacks, wired to each other for the migration.
+
+Azurite starts first, so that the GCP functions (``migrate_batch`` copies into
+Azure) get its connection string; the Azure stack then reuses that Azurite and
+gets fake-gcs-server's address, so that its ``migrate_batch`` can read GCS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from devstack.azure import AzureStack
+from devstack.emulators import Azurite
+from devstack.gcp import GcpStack
+
+
+def both_clouds(
+    stack: contextlib.ExitStack, *, bucket: str, container: str, extra_env: dict[str, str] | None = None
+) -> tuple[GcpStack, AzureStack]:
+    """Start both stacks on ``stack``; they stop with it."""
+    azurite = stack.enter_context(Azurite())
+    shared = {**(extra_env or {}), **azurite.env(), "MIGRATE_CONTAINER": container}
+    gcp = stack.enter_context(GcpStack(bucket=bucket, extra_env=shared))
+    assert gcp.gcs is not None
+    gcs_env = {**gcp.gcs.env(), "GOOGLE_CLOUD_PROJECT": "local"}
+    azure = stack.enter_context(
+        AzureStack(container=container, azurite=azurite, extra_env={**(extra_env or {}), **gcs_env})
+    )
+    return gcp, azure

@@ -1,0 +1,69 @@
+"""The migration's HTTP routes, added to the API of both clouds (``core.http_api`` routes).
+
+- ``POST {base}/migrations`` with ``{"source": "gs://B[/P]", "dest": "az://C[/P]", "batch_size": N}``:
+  plans a run and enqueues its batches for the fan-out functions; 202 with the run and ``Location``.
+- ``GET {base}/migrations/{run_id}[?container=C]``: the run's status (the container defaults to
+  ``MIGRATE_CONTAINER``, then ``AZURE_STORAGE_CONTAINER``); 200 / 404.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+
+from core.errors import BadRequest, NotFound
+from core.http_api import Request, Response, Route, json_response, read_capped
+from core.ports import TaskQueue
+from migrate import fanout
+
+
+def routes(queue_factory: Callable[[], TaskQueue]) -> list[Route]:
+    """The routes, with the queue the batches go to on this cloud."""
+
+    def start(request: Request, match: re.Match[str]) -> Response:
+        from core.clouds.azure_blob import AzureBlobObjectStore
+        from migrate.cli import UsageError, open_ends, parse_location
+
+        try:
+            body = json.loads(read_capped(request, 64 * 1024) or b"{}")
+            source_at = parse_location(str(body.get("source", "")), "gs")
+            dest_at = parse_location(str(body.get("dest", "")), "az")
+            batch_size = int(body.get("batch_size", fanout.DEFAULT_BATCH_OBJECTS))
+            source, _ = open_ends(source_at, dest_at)
+        except (ValueError, AttributeError, UsageError) as exc:
+            raise BadRequest(f'{exc}; send {{"source": "gs://BUCKET", "dest": "az://CONTAINER"}}') from exc
+        run = fanout.plan(
+            source,
+            AzureBlobObjectStore(dest_at.container),
+            queue_factory(),
+            source_uri=str(source_at),
+            dest_uri=str(dest_at),
+            source_prefix=source_at.prefix,
+            dest_prefix=dest_at.prefix,
+            max_objects=max(batch_size, 1),
+        )
+        body = {"run_id": run.run_id, "batches": run.batches, "objects": run.objects, "bytes": run.bytes}
+        location = f"{request.base_url}/migrations/{run.run_id}?container={dest_at.container}"
+        return json_response(202, body, Location=location)
+
+    def show(request: Request, match: re.Match[str]) -> Response:
+        from core.clouds.azure_blob import AzureBlobObjectStore
+
+        container = (
+            request.query.get("container")
+            or os.environ.get("MIGRATE_CONTAINER")
+            or os.environ.get("AZURE_STORAGE_CONTAINER")
+        )
+        if not container:
+            raise BadRequest("say which container holds the run: ?container=NAME")
+        try:
+            return json_response(200, fanout.status(AzureBlobObjectStore(container), match["run_id"]))
+        except NotFound:
+            raise NotFound(f"no migration run {match['run_id']!r} in container {container!r}") from None
+
+    return [
+        ("POST", re.compile(r"/migrations/?"), start),
+        ("GET", re.compile(r"/migrations/(?P<run_id>[^/]+)/?"), show),
+    ]
