@@ -27,6 +27,8 @@ from migrate import rules
 log = logging.getLogger(__name__)
 
 DEFAULT_BLOCK_SIZE = 8 * 1024 * 1024
+BLOCKS_IN_FLIGHT = 4
+"""Blocks of one large object staged at once: memory stays under workers x 5 x block size."""
 PIPELINE_FIRST = ("jobs/", "results/")
 """Copied before everything else, and ``uploads/`` last: when Azure's trigger sees a
 migrated upload, its DONE record is already there, so it is not processed again."""
@@ -168,26 +170,33 @@ def _copy_whole(
 
 
 def block_id(generation: str | None, index: int) -> str:
-    """Stable per source generation, so a retry recognises its own staged blocks."""
-    return base64.b64encode(f"{generation or 'nogen'}-{index:08d}".encode()).decode()
+    """Stable per source generation, so a retry recognises its own staged blocks (before base64)."""
+    return f"{generation or 'nogen'}-{index:08d}"
 
 
 def _copy_blocks(
     source: Source, dest: Destination, obj: ObjectDetails, details: ObjectDetails, tier: str | None, block_size: int
 ) -> None:
+    """Read blocks in order (checksummed as they pass) and stage up to ``BLOCKS_IN_FLIGHT`` at once."""
     staged = dest.staged_blocks(details.key)
     ids: list[str] = []
     sums: Checksums | None = Checksums()
-    for index, start in enumerate(range(0, obj.size, block_size)):
-        bid = block_id(obj.generation, index)
-        ids.append(bid)
-        if bid in staged:
-            sums = None  # resumed: each staged block was checked by Azure when it was staged
-            continue
-        data = source.read_range(obj.key, obj.generation, start, min(start + block_size, obj.size) - 1)
-        if sums is not None:
-            sums.update(data)
-        dest.stage_block(details.key, bid, data)
+    in_flight: list[Future[None]] = []
+    with ThreadPoolExecutor(max_workers=BLOCKS_IN_FLIGHT, thread_name_prefix="block") as pool:
+        for index, start in enumerate(range(0, obj.size, block_size)):
+            bid = block_id(obj.generation, index)
+            ids.append(bid)
+            if bid in staged:
+                sums = None  # resumed: each staged block was checked by Azure (Content-MD5) when it was staged
+                continue
+            data = source.read_range(obj.key, obj.generation, start, min(start + block_size, obj.size) - 1)
+            if sums is not None:
+                sums.update(data)
+            in_flight.append(pool.submit(dest.stage_block, details.key, bid, data))
+            if len(in_flight) >= BLOCKS_IN_FLIGHT:
+                in_flight.pop(0).result()
+        for future in in_flight:
+            future.result()
     if sums is not None:
         sums.check(obj)
     dest.commit(details, ids, tier=tier)
