@@ -2,7 +2,7 @@
 
     python bench/migrate.py [--small 1000] [--large 4]
 
-Two sets: N objects of 4 KiB, and M objects of 32 MiB. For each: ours (16
+Two sets: N objects of 4 KiB, and M objects of 32 MiB. For each: ours (32
 workers), rclone with its default flags, rclone tuned (``--transfers 32
 --checkers 32``), each into a fresh container; and the destination's ceiling:
 the same objects merely written to Azurite from Python (16 threads, no source
@@ -91,7 +91,7 @@ def bench_set(label: str, count: int, size: int, gcs: FakeGcs, azurite: Azurite)
     populate(bucket, count, size)
     results: dict[str, float] = {}
     peak_kib = 0
-    seconds, peak_kib = ours(bucket, fresh_container(), 16)
+    seconds, peak_kib = ours(bucket, fresh_container(), 32)
     results["ours"] = seconds
     for name, flags in (("rclone default", []), ("rclone tuned", ["--transfers", "32", "--checkers", "32"])):
         container = fresh_container()

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the destination container that holds the run record (default: $MIGRATE_CONTAINER or "
         "$AZURE_STORAGE_CONTAINER)",
     )
-    copy.add_argument("--workers", type=int, default=16, help="objects copied at once (default 16)")
+    copy.add_argument("--workers", type=int, default=32, help="objects copied at once (default 32)")
     copy.add_argument("--mode", choices=("auto", "server-side", "stream"), default="auto")
     copy.add_argument("--dry-run", action="store_true", help="list what would be copied, with a cost estimate")
     copy.add_argument("--report", metavar="FILE", help="write one JSON line per object")
