@@ -135,9 +135,20 @@ def copy_command(args: argparse.Namespace, source: Any, dest: Any, source_at: Lo
         tiers = rules.parse_tier_map(args.tier_map)
     except CoreError as exc:
         raise UsageError(str(exc)) from exc
-    if args.mode == "server-side":
-        raise UsageError("--mode server-side is not available yet; use --mode stream (auto streams)")
-    options = Options(block_size=args.block_size, encode_names=args.encode_names, tiers=tiers, dry_run=args.dry_run)
+    can_sign = source.can_sign()
+    if args.mode == "server-side" and not can_sign:
+        raise UsageError(
+            "--mode server-side needs credentials that can sign GCS URLs (a service-account key, or a service "
+            "account with IAM signBlob); these cannot, so use --mode stream"
+        )
+    server_side = args.mode == "server-side" or (args.mode == "auto" and can_sign)
+    options = Options(
+        block_size=args.block_size,
+        encode_names=args.encode_names,
+        tiers=tiers,
+        dry_run=args.dry_run,
+        server_side=server_side,
+    )
     report: IO[str] | None = open(args.report, "w", encoding="utf-8") if args.report else None  # noqa: SIM115
     progress = _progress_bar()
     failures: list[Outcome] = []

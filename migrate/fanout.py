@@ -228,5 +228,10 @@ class _Shifted:
         return self.source.list(prefix)
 
     def read_range(self, key: str, generation: str | None, start: int, end: int) -> bytes:
-        original = self.run.source_prefix + key[len(self.run.dest_prefix) :]
-        return self.source.read_range(original, generation, start, end)
+        return self.source.read_range(self._original(key), generation, start, end)
+
+    def signed_url(self, key: str, generation: str | None) -> str:
+        return str(self.source.signed_url(self._original(key), generation))  # type: ignore[attr-defined]
+
+    def _original(self, key: str) -> str:
+        return self.run.source_prefix + key[len(self.run.dest_prefix) :]

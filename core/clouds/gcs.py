@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -28,6 +29,7 @@ from core.errors import BadRequest, Conflict, NotFound, TransientError
 from core.ports import DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE, ObjectDetails, ObjectInfo, StoredObject
 
 BUCKET_VAR = "GCS_BUCKET"
+SIGNED_URL_LIFETIME = timedelta(hours=1)
 
 
 def make_client(project: str | None = None) -> storage.Client:
@@ -222,6 +224,35 @@ class GcsSource:
         if response.status in (401, 403):
             raise BadRequest(f"GCS refused to read {key!r} ({response.status}): check the credentials")
         raise TransientError(f"GCS answered {response.status} reading {key!r}")
+
+    def can_sign(self) -> bool:
+        """True when these credentials can make V4 signed URLs (a key, or IAM signBlob)."""
+        credentials = self.client._credentials
+        if isinstance(credentials, AnonymousCredentials):
+            return False
+        return hasattr(credentials, "sign_bytes") or bool(getattr(credentials, "service_account_email", None))
+
+    def signed_url(self, key: str, generation: str | None, lifetime: timedelta = SIGNED_URL_LIFETIME) -> str:
+        """A short-lived V4 signed URL for that generation: from the key, or through IAM signBlob."""
+        credentials = self.client._credentials
+        blob = self.client.bucket(self.bucket_name).blob(key)
+        extra: dict[str, Any] = {}
+        if not getattr(credentials, "signer_email", None):  # no private key here: sign through IAM
+            with self._token_lock:
+                if not credentials.valid:
+                    credentials.refresh(google.auth.transport.requests.Request())
+            extra = {"service_account_email": credentials.service_account_email, "access_token": credentials.token}
+        with translate_errors(key):
+            return str(
+                blob.generate_signed_url(
+                    version="v4",
+                    expiration=lifetime,
+                    method="GET",
+                    generation=int(generation) if generation else None,
+                    scheme="https",
+                    **extra,
+                )
+            )
 
     def _auth(self) -> dict[str, str]:
         credentials = self.client._credentials
