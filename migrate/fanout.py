@@ -49,6 +49,8 @@ class Run:
     bytes: int
     held_batches: list[int]
     """uploads/ batches, released once every other batch is done."""
+    planned: bool = True
+    """False while the planner is still listing: totals are not final yet."""
 
 
 def new_run_id() -> str:
@@ -98,9 +100,11 @@ def plan(
         phases = [(False, source.list(p)) for p in PIPELINE_FIRST]
         phases.append((False, (o for o in source.list("") if not o.key.startswith((*PIPELINE_FIRST, PIPELINE_LAST)))))
         phases.append((True, source.list(PIPELINE_LAST)))
+    created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    run = Run(run_id, source_uri, dest_uri, source_prefix, dest_prefix, created, 0, 0, 0, [], planned=False)
+    _save(records, run)  # workers may start before the listing ends: they find the run already
     number = objects = total = 0
     held: list[int] = []
-    messages: list[dict[str, Any]] = []
     for is_held, listing in phases:
         for batch in _batches(listing, max_objects, max_bytes):
             number += 1
@@ -114,15 +118,15 @@ def plan(
             if is_held:
                 held.append(number)
             else:
-                messages.append(message)
-    created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    run = Run(run_id, source_uri, dest_uri, source_prefix, dest_prefix, created, number, objects, total, held)
-    records.put(run_key(run_id, "run.json"), json.dumps(asdict(run)).encode(), content_type="application/json")
-    for message in messages:
-        queue.send(message)
-    if not messages:
-        _release_held(records, queue, run)
+                queue.send(message)  # at once: memory stays constant, whatever the bucket size
+    run = replace(run, batches=number, objects=objects, bytes=total, held_batches=held, planned=True)
+    _save(records, run)
+    _release_when_ready(records, queue, run)  # in case every earlier batch finished while listing
     return run
+
+
+def _save(records: ObjectStore, run: Run) -> None:
+    records.put(run_key(run.run_id, "run.json"), json.dumps(asdict(run)).encode(), content_type="application/json")
 
 
 def load_run(records: ObjectStore, run_id: str) -> Run:
@@ -161,8 +165,8 @@ def process_batch(payload: Mapping[str, Any], source: Source, dest: Destination,
             errors.append({"key": entry["key"], "error": outcome.error})
     state = {"batch": number, "state": "failed" if counts["failed"] else "done", **counts, "errors": errors[:50]}
     records.put(run_key(run_id, f"batches/{number}.json"), json.dumps(state).encode(), content_type="application/json")
-    if run.held_batches and number not in run.held_batches:
-        _release_when_ready(records, queue, run)
+    if number not in run.held_batches:
+        _release_when_ready(records, queue, load_run(records, run_id))
     return state
 
 
@@ -188,13 +192,15 @@ def status(records: ObjectStore, run_id: str) -> dict[str, Any]:
         for name in totals:
             totals[name] += int(state.get(name, 0))
     pending = run.batches - done - failed
-    overall = "running" if pending else ("failed" if failed else "done")
+    overall = "running" if pending or not run.planned else ("failed" if failed else "done")
     return {"run_id": run.run_id, "state": overall, "source": run.source, "dest": run.dest, "created": run.created,
             "batches": run.batches, "batches_done": done, "batches_failed": failed, "batches_pending": pending,
             "objects": run.objects, "planned_bytes": run.bytes, **totals}  # fmt: skip
 
 
 def _release_when_ready(records: ObjectStore, queue: TaskQueue, run: Run) -> None:
+    if not run.planned or not run.held_batches:
+        return  # the planner checks again when the listing is done
     finished = {int(i.key.rsplit("/", 1)[1].split(".")[0]) for i in records.list(run_key(run.run_id, "batches/"))}
     earlier = set(range(1, run.batches + 1)) - set(run.held_batches)
     if earlier <= finished:

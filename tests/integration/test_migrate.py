@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,11 +15,12 @@ from google.cloud import storage
 from core.clouds.azure_blob import AzureBlobDestination
 from core.clouds.gcs import GcsSource
 from core.errors import NotFound, TransientError
+from core.ports import ObjectDetails
 from devstack.emulators import Azurite, FakeGcs
 from devstack.rclone import rclone
 from migrate import rules
 from migrate.cli import main
-from migrate.copy import Options, block_id, run_copy
+from migrate.copy import Options, block_id, copy_object, run_copy
 from migrate.verify import run_verify
 
 pytestmark = pytest.mark.emulator
@@ -256,3 +259,41 @@ def test_rclone_check_agrees_that_the_copy_is_complete(
     assert result.returncode == 0, result.stderr
     assert "0 differences found" in result.stderr
     assert f"{len(files) - 1} matching files" in result.stderr  # the folder marker is no file to rclone
+
+
+class CompositeSource:
+    """A composite GCS object: no MD5, only a CRC32C (what compose() gives on real GCS)."""
+
+    def __init__(self, data: bytes, *, corrupt: bool = False) -> None:
+        import base64
+
+        import google_crc32c
+
+        self.data, self.corrupt = data, corrupt
+        self.crc = base64.b64encode(google_crc32c.Checksum(data).digest()).decode()
+
+    def details(self) -> ObjectDetails:
+        return ObjectDetails(key="composite.bin", size=len(self.data), md5=None, crc32c=self.crc, generation="9")
+
+    def list(self, prefix: str = "") -> Iterator[ObjectDetails]:
+        return iter([self.details()])
+
+    def read_range(self, key: str, generation: str | None, start: int, end: int) -> bytes:
+        chunk = self.data[start : end + 1]
+        return chunk[:-1] + b"!" if self.corrupt and end == len(self.data) - 1 else chunk
+
+
+@pytest.mark.parametrize("size", [1000, BLOCK * 3 + 5])
+def test_composite_objects_are_checked_by_crc32c(container: str, size: int) -> None:
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    dest = AzureBlobDestination(container)
+    good = CompositeSource(data)
+    outcome = copy_object(good, dest, good.details(), None, Options(block_size=BLOCK))
+    assert outcome.action == "copied", outcome.error
+    blob = dest.head("composite.bin")
+    assert blob.metadata[rules.CRC32C_KEY] == good.crc
+    assert run_verify(good, dest).clean
+    bad = CompositeSource(data, corrupt=True)
+    failed = copy_object(bad, AzureBlobDestination(container), replace(bad.details(), generation="10"), None,
+                         Options(block_size=BLOCK))  # fmt: skip
+    assert failed.action == "failed" and "CRC32C mismatch" in (failed.error or "")
