@@ -295,7 +295,7 @@ def run_copy(
         moved = replace(obj, key=dest_prefix + relative)
         target, _ = dest_key_for(moved.key, options)
         outcome = copy_object(
-            _Prefixed(source, source_prefix, dest_prefix), dest, moved, existing.get(target or ""), options
+            Prefixed(source, source_prefix, dest_prefix), dest, moved, existing.get(target or ""), options
         )
         outcome.key = obj.key
         return outcome
@@ -322,7 +322,7 @@ def _collect(done: Iterable[Future[Outcome]], summary: Summary, on_outcome: Call
             on_outcome(outcome)
 
 
-class _Prefixed:
+class Prefixed:
     """The source seen under the destination's prefix: reads map the key back."""
 
     def __init__(self, source: Source, source_prefix: str, dest_prefix: str) -> None:

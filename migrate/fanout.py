@@ -27,7 +27,16 @@ from typing import Any
 
 from core.errors import BadRequest, Conflict, NotFound
 from core.ports import ObjectDetails, ObjectStore, TaskQueue
-from migrate.copy import PIPELINE_FIRST, PIPELINE_LAST, Destination, Options, Source, copy_object, dest_key_for
+from migrate.copy import (
+    PIPELINE_FIRST,
+    PIPELINE_LAST,
+    Destination,
+    Options,
+    Prefixed,
+    Source,
+    copy_object,
+    dest_key_for,
+)
 
 RUNS_PREFIX = "_migrations/"
 BATCH_QUEUE = "migrate-batches"
@@ -157,7 +166,9 @@ def process_batch(payload: Mapping[str, Any], source: Source, dest: Destination,
             continue
         moved = replace(obj, key=run.dest_prefix + relative)
         target, _ = dest_key_for(moved.key, options)
-        outcome = copy_object(_Shifted(source, run), dest, moved, head(target) if target else None, options)
+        outcome = copy_object(
+            Prefixed(source, run.source_prefix, run.dest_prefix), dest, moved, head(target) if target else None, options
+        )
         counts[outcome.action if outcome.action in counts else "failed"] += 1
         if outcome.action == "copied":
             counts["bytes"] += outcome.bytes
@@ -224,20 +235,3 @@ def _fresh_details(source: Source, entry: Mapping[str, Any]) -> ObjectDetails | 
         if obj.key == entry["key"]:
             return obj
     return None
-
-
-class _Shifted:
-    def __init__(self, source: Source, run: Run) -> None:
-        self.source, self.run = source, run
-
-    def list(self, prefix: str = "") -> Iterator[ObjectDetails]:  # pragma: no cover - not used through here
-        return self.source.list(prefix)
-
-    def read_range(self, key: str, generation: str | None, start: int, end: int) -> bytes:
-        return self.source.read_range(self._original(key), generation, start, end)
-
-    def signed_url(self, key: str, generation: str | None) -> str:
-        return str(self.source.signed_url(self._original(key), generation))  # type: ignore[attr-defined]
-
-    def _original(self, key: str) -> str:
-        return self.run.source_prefix + key[len(self.run.dest_prefix) :]
