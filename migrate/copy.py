@@ -216,8 +216,8 @@ def _copy_server_side(
     source: Source, dest: Destination, obj: ObjectDetails, details: ObjectDetails, tier: str | None, options: Options
 ) -> None:
     """Put Blob From URL up to 5,000 MiB, else Put Block From URL blocks and a commit."""
-    url = source.signed_url(obj.key, obj.generation)  # type: ignore[attr-defined]
     if obj.size <= options.single_put_limit:
+        url = source.signed_url(obj.key, obj.generation)  # type: ignore[attr-defined]
         dest.put_from_url(details, url, tier=tier)  # type: ignore[attr-defined]
         return
     staged = dest.staged_blocks(details.key)
@@ -227,6 +227,7 @@ def _copy_server_side(
         ids.append(bid)
         if bid not in staged:
             end = min(start + options.url_block_size, obj.size) - 1
+            url = source.signed_url(obj.key, obj.generation)  # type: ignore[attr-defined]  # fresh for each block
             dest.stage_block_from_url(details.key, bid, url, start, end)  # type: ignore[attr-defined]
     dest.commit(details, ids, tier=tier)
 

@@ -29,7 +29,8 @@ from core.errors import BadRequest, Conflict, NotFound, TransientError
 from core.ports import DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE, ObjectDetails, ObjectInfo, StoredObject
 
 BUCKET_VAR = "GCS_BUCKET"
-SIGNED_URL_LIFETIME = timedelta(hours=1)
+SIGNED_URL_LIFETIME = timedelta(minutes=15)
+"""Signed URLs live 15 minutes: long enough for one block to be fetched, short if one leaks."""
 
 
 def make_client(project: str | None = None) -> storage.Client:

@@ -62,7 +62,7 @@ def test_a_service_account_key_signs_a_v4_url_offline(key: rsa.RSAPrivateKey, mo
     assert (parts.scheme, parts.netloc, parts.path) == ("https", "storage.googleapis.com", "/bkt/dir/a%20b%231.jpg")
     assert query["X-Goog-Algorithm"] == "GOOG4-RSA-SHA256"
     assert query["X-Goog-Credential"].startswith("migrator@proj.iam.gserviceaccount.com/")
-    assert query["X-Goog-Expires"] == "3600"
+    assert int(query["X-Goog-Expires"]) <= 15 * 60
     assert query["generation"] == "1700000000000001"
     # Rebuild the V4 string-to-sign and check the signature with the public key.
     signature = bytes.fromhex(query.pop("X-Goog-Signature"))
