@@ -12,7 +12,8 @@ Every failure that crosses a module boundary is one of these; adapters in
      │         └── ImageTooLarge                 a raster over the pixel limit (seen in the header)
      ├── ConfigError         (also RuntimeError) a setting is missing or malformed; names the variable
      └── TransientError                          worth retrying: network, throttling, a busy job
-          └── Busy                               another worker holds the job right now
+          ├── Busy                               another worker holds the job right now
+          └── Frozen                             uploads are frozen for a cutover
 
 Each class has a ``code``: the stable machine-readable string the HTTP API
 puts in ``{"error": code, "message": str(exc)}``.
@@ -82,3 +83,9 @@ class Busy(TransientError):
     """Another worker is processing this job right now; retry after its lease."""
 
     code = "busy"
+
+
+class Frozen(TransientError):
+    """Uploads are frozen while the data moves to another cloud; try the new endpoint shortly."""
+
+    code = "frozen"

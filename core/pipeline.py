@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import posixpath
 import threading
@@ -24,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from core import config, imaging
-from core.errors import BadRequest, Conflict, InvalidImage, NotFound, PayloadTooLarge
+from core.errors import BadRequest, Conflict, Frozen, InvalidImage, NotFound, PayloadTooLarge
 from core.jobs import Job, JsonJobStore, Status, job_id_for, utcnow
 from core.ports import JobStore, ObjectStore, TaskQueue
 
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 UPLOADS = "uploads/"
 RESULTS = "results/"
+FREEZE_KEY = "_cutover/frozen.json"
+"""While this object exists, the store takes no new jobs: the cutover to another cloud is under way."""
 
 
 @dataclass
@@ -78,6 +81,9 @@ def submit_upload(
     the same name are the same job, and different bytes never overwrite each other.
     """
     cap = config.max_upload_bytes() if max_bytes is None else max_bytes
+    reason = frozen(services)
+    if reason is not None:
+        raise Frozen(f"uploads are frozen for a move to another cloud ({reason}); try the new endpoint shortly")
     if not data:
         raise BadRequest("the upload is empty: send the image bytes in the body or as form field 'file'")
     if len(data) > cap:
@@ -109,6 +115,10 @@ def accept_upload(
     and the message); ``process_job`` takes duplicates in its stride.
     """
     if not is_upload(key):
+        return None
+    if frozen(services) is not None:
+        # Deferred, not lost: the final sync copies this upload, and the new cloud processes it.
+        log.info("uploads are frozen for a cutover; %r is left for the new cloud", key)
         return None
     if md5 is None or content_type is None:
         try:
@@ -168,6 +178,17 @@ def fail_job(services: Services, job_id: str, reason: str) -> Job | None:
 def _fail(services: Services, job: Job, reason: str) -> Job:
     log.info("job %s failed: %s", job.id, reason)
     return services.jobs.update(job.id, lambda j: j.fail(reason, now=services.clock()))
+
+
+def frozen(services: Services) -> str | None:
+    """The reason uploads are frozen, or None."""
+    try:
+        record = json.loads(services.store.get(FREEZE_KEY).data or b"{}")
+    except NotFound:
+        return None
+    except ValueError:
+        return "frozen"
+    return str(record.get("reason") or "frozen")
 
 
 def is_upload(key: str) -> bool:

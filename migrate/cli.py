@@ -5,6 +5,7 @@
     python -m migrate verify gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--json]
     python -m migrate plan   gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--batch-size N] [--json]
     python -m migrate status RUN_ID [--container NAME] [--json]
+    python -m migrate cutover gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--json]   # freeze, final sync, verify
 
 Exit codes: 0 success, 1 any object failed or differs, 2 usage or configuration error
 (a wrong scheme, a missing bucket or container, bad credentials, an unreachable endpoint).
@@ -64,11 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="compare source and destination; exit 0 only if identical")
     plan = commands.add_parser("plan", help="enqueue batches for the fan-out functions; prints the run id")
     status = commands.add_parser("status", help="the progress of a planned run")
-    for sub in (copy, verify, plan):
+    cutover = commands.add_parser("cutover", help="freeze GCP uploads, copy what changed, verify, print the switch")
+    for sub in (copy, verify, plan, cutover):
         sub.add_argument("source", help="gs://BUCKET[/PREFIX]")
         sub.add_argument("dest", help="az://CONTAINER[/PREFIX]")
-    for sub in (copy, verify, plan, status):
+    for sub in (copy, verify, plan, status, cutover):
         sub.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
+    cutover.add_argument("--workers", type=int, default=32, help="objects copied at once (default 32)")
     plan.add_argument("--batch-size", type=int, default=200, help="objects per batch (default 200)")
     plan.add_argument("--batch-bytes", type=int, default=256 * 1024 * 1024, help=argparse.SUPPRESS)
     status.add_argument("run_id")
@@ -103,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             return copy_command(args, source, dest, source_at, dest_at)
         if args.command == "plan":
             return plan_command(args, source, source_at, dest_at)
+        if args.command == "cutover":
+            return cutover_command(args, source, dest, source_at, dest_at)
         return verify_command(args, source, dest, source_at, dest_at)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -297,3 +302,32 @@ def status_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(found))
     return 1 if found["state"] == "failed" else 0
+
+
+def cutover_command(args: argparse.Namespace, source: Any, dest: Any, source_at: Location, dest_at: Location) -> int:
+    from core.clouds.gcs import GcsObjectStore
+    from migrate.copy import Options, run_copy
+    from migrate.cutover import freeze
+    from migrate.verify import run_verify
+
+    try:
+        freeze(GcsObjectStore(source_at.container))
+        print(f"1. frozen: uploads to {source_at} now get 503; new upload events are left for the final sync")
+        sync = run_copy(source, dest, source_prefix=source_at.prefix, dest_prefix=dest_at.prefix,
+                        workers=args.workers, options=Options(server_side=source.can_sign()))  # fmt: skip
+        print(f"2. final sync: copied {sync.copied}, skipped {sync.skipped}, failed {sync.failed} "
+              f"({sync.bytes:,} bytes in {sync.seconds:.1f} s)")  # fmt: skip
+        found = run_verify(source, dest, source_prefix=source_at.prefix, dest_prefix=dest_at.prefix)
+    except CoreError as exc:
+        raise UsageError(f"the cutover stopped: {exc}") from exc
+    counts = found.to_dict()
+    print(f"3. verify: {counts['same']} same, {counts['missing']} missing, {counts['extra']} extra, "
+          f"{counts['different']} different")  # fmt: skip
+    ok = found.clean and not sync.failed
+    if ok:
+        print(f"4. switch: point clients at the Azure API for {dest_at}; GCP stays frozen until decommissioned")
+    else:
+        print("4. do not switch yet: fix the differences above and run cutover again (GCP stays frozen)")
+    if args.json:
+        print(json.dumps({"frozen": True, **sync.to_dict(), **counts, "switch": ok}))
+    return 0 if ok else 1

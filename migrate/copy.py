@@ -33,6 +33,8 @@ PIPELINE_FIRST = ("jobs/", "results/")
 """Copied before everything else, and ``uploads/`` last: when Azure's trigger sees a
 migrated upload, its DONE record is already there, so it is not processed again."""
 PIPELINE_LAST = "uploads/"
+NEVER_COPIED = ("_cutover/",)
+"""Control objects of the source cloud (the cutover freeze marker) stay where they are."""
 
 
 class Source(Protocol):
@@ -291,7 +293,9 @@ def run_copy(
     summary = Summary()
     existing = {d.key: d for d in dest.list(dest_prefix)}  # one listing instead of a HEAD per object
 
-    def task(obj: ObjectDetails) -> Outcome:
+    def task(obj: ObjectDetails) -> Outcome | None:
+        if obj.key[len(source_prefix) :].startswith(NEVER_COPIED):
+            return None
         relative = obj.key[len(source_prefix) :]
         moved = replace(obj, key=dest_prefix + relative)
         target, _ = dest_key_for(moved.key, options)
@@ -305,7 +309,7 @@ def run_copy(
         for phase in phases(source, source_prefix):
             pending: set[Future[Outcome]] = set()
             for obj in phase:
-                pending.add(pool.submit(task, obj))
+                pending.add(pool.submit(task, obj))  # type: ignore[arg-type]
                 if len(pending) >= 2 * workers:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     _collect(done, summary, on_outcome)
@@ -318,6 +322,8 @@ def run_copy(
 def _collect(done: Iterable[Future[Outcome]], summary: Summary, on_outcome: Callable[[Outcome], None] | None) -> None:
     for future in done:
         outcome = future.result()
+        if outcome is None:
+            continue
         summary.add(outcome)
         if on_outcome is not None:
             on_outcome(outcome)

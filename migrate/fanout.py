@@ -28,6 +28,7 @@ from typing import Any
 from core.errors import BadRequest, Conflict, NotFound
 from core.ports import ObjectDetails, ObjectStore, TaskQueue
 from migrate.copy import (
+    NEVER_COPIED,
     PIPELINE_FIRST,
     PIPELINE_LAST,
     Destination,
@@ -107,7 +108,8 @@ def plan(
         phases = [(False, source.list(source_prefix))]
     else:
         phases = [(False, source.list(p)) for p in PIPELINE_FIRST]
-        phases.append((False, (o for o in source.list("") if not o.key.startswith((*PIPELINE_FIRST, PIPELINE_LAST)))))
+        others = (o for o in source.list("") if not o.key.startswith((*PIPELINE_FIRST, PIPELINE_LAST, *NEVER_COPIED)))
+        phases.append((False, others))
         phases.append((True, source.list(PIPELINE_LAST)))
     created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     run = Run(run_id, source_uri, dest_uri, source_prefix, dest_prefix, created, 0, 0, 0, [], planned=False)

@@ -8,7 +8,7 @@ from typing import Any
 
 from core.ports import ObjectDetails
 from migrate import rules
-from migrate.copy import Destination, Source
+from migrate.copy import NEVER_COPIED, Destination, Source
 
 IGNORED_DEST_PREFIXES = ("_migrations/",)
 
@@ -72,5 +72,5 @@ def run_verify(
 
 def _objects(source: Source, prefix: str) -> Iterator[ObjectDetails]:
     for obj in source.list(prefix):
-        if not rules.is_directory_marker(obj):
+        if not rules.is_directory_marker(obj) and not obj.key[len(prefix) :].startswith(NEVER_COPIED):
             yield obj

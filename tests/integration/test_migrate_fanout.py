@@ -112,3 +112,31 @@ def test_migrated_uploads_are_not_processed_again_on_azure(
     assert azure.queue.drain() == []  # type: ignore[attr-defined]
     assert azure.store.get(again.result or "").info.md5 == gcp.store.get(done.result or "").info.md5
     assert hashlib.md5(azure.store.get("uploads/cat.jpg").data).hexdigest() == hashlib.md5(data).hexdigest()
+
+
+def test_cutover_freezes_syncs_only_the_change_and_verifies(
+    bucket: str, container: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from core.errors import Frozen
+    from core.pipeline import submit_upload
+
+    gcp = Services.over(GcsObjectStore(bucket), InMemoryTaskQueue())
+    for index in range(3):
+        gcp.store.put(f"data/{index}.txt", b"before")
+    assert main(["copy", f"gs://{bucket}", f"az://{container}"]) == 0
+    gcp.store.put("uploads/late.jpg", encode(hopper(), "JPEG"))  # arrives after the bulk copy
+    capsys.readouterr()
+    assert main(["cutover", f"gs://{bucket}", f"az://{container}", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (result["copied"], result["skipped"], result["different"], result["missing"]) == (1, 3, 0, 0)
+    assert result["switch"] is True
+    # GCP is frozen: the API refuses uploads (503) and the trigger leaves new uploads for Azure.
+    with pytest.raises(Frozen):
+        submit_upload(gcp, encode(hopper(), "PNG"))
+    gcp.store.put("uploads/during-freeze.jpg", encode(hopper().rotate(5), "JPEG"))
+    assert accept_upload(gcp, "uploads/during-freeze.jpg") is None
+    # The freeze marker itself never reaches Azure, so Azure keeps taking uploads.
+    azure = Services.over(AzureBlobObjectStore(container), InMemoryTaskQueue())
+    assert main(["copy", f"gs://{bucket}", f"az://{container}"]) == 0
+    assert accept_upload(azure, "uploads/during-freeze.jpg") is not None
+    assert "_cutover/frozen.json" not in {i.key for i in azure.store.list("_cutover/")}

@@ -199,3 +199,14 @@ def test_a_store_outage_is_503_and_an_unexpected_error_500(services: Services) -
             raise RuntimeError("bug")
 
     assert_error(call(Services.over(Broken(), InMemoryTaskQueue()), "GET", "/jobs/" + "a" * 32), 500, "internal")
+
+
+def test_a_frozen_store_answers_uploads_with_503(services: Services) -> None:
+    from migrate.cutover import freeze
+
+    freeze(services.store, "moving to Azure")
+    response = call(services, "POST", "/jobs", JPEG)
+    assert_error(response, 503, "frozen")
+    assert "moving to Azure" in response.json()["message"]
+    assert response.headers["Retry-After"]
+    assert call(services, "GET", "/").status == 200  # reading goes on
