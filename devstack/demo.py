@@ -1,26 +1,29 @@
-"""``make demo``: the pipeline on the real emulators, end to end.
+"""``make demo``: the whole story on real emulators and local function hosts.
 
-GCP: the whole local chain of ``devstack.gcp`` (fake-gcs-server, the Pub/Sub
-emulator, functions-framework). Half the sample images are written straight
-to the bucket, where the notification starts the job; half are POSTed to the
-HTTP API. Without the Pub/Sub emulator, all go through the API and are
-processed in-process, and the demo says so.
+1. GCP (fake-gcs-server, the Pub/Sub emulator, functions-framework) processes
+   the sample images: half written straight to the bucket, half POSTed to the API
+   (without the Pub/Sub emulator, all through the API, processed in-process).
+2. ``python -m migrate plan`` moves the bucket to Azurite through the Azure
+   fan-out function ``migrate_batch`` (run by the devhost); the demo follows it
+   at ``GET /migrations/{run_id}``.
+3. ``python -m migrate verify``.
+4. The cutover drill: GCP is frozen (its API answers 503, a new upload is
+   deferred), ``python -m migrate cutover`` copies only the change and verifies.
+5. Azure serves every job made on GCP, with its result, without processing
+   any migrated upload again; it processes the deferred upload and a new one.
 
-Azure: Azurite and the devhost running ``function_app.py``: blobs written
-under ``uploads/`` reach the blob trigger through the devhost's stand-in for
-Event Grid, and the rest goes through the HTTP API.
-
-It prints one line per job and a summary, stops everything it started, and
-exits 0 only when every image ended as expected: DONE, except
-``truncated.jpg``, which must end FAILED with a reason (or be refused by the API).
+It prints the jobs, a summary table, stops everything it started, and exits 0
+only when every step worked. ``truncated.jpg`` must end FAILED with a reason.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import mimetypes
+import subprocess
 import sys
 import time
 import urllib.error
@@ -36,6 +39,8 @@ from devstack.azure import AzureStack
 from devstack.emulators import ROOT
 from devstack.environment import environment
 from devstack.gcp import GcpStack
+from devstack.stacks import both_clouds
+from migrate.cutover import freeze
 
 SAMPLES = ROOT / "samples"
 EXPECTED_FAILURES = {"truncated.jpg"}
@@ -52,6 +57,7 @@ class Row:
     detail: str
     content_type: str
     millis: float
+    job_id: str | None = None
 
     @property
     def as_expected(self) -> bool:
@@ -66,7 +72,7 @@ def sample_files(folder: Path) -> list[Path]:
 
 def row_for(cloud: str, via: str, name: str, job: dict[str, Any], millis: float) -> Row:
     detail = job.get("result") if job["status"] == "DONE" else job.get("error")
-    return Row(cloud, via, name, job["status"], detail or "", job.get("content_type") or "?", millis)
+    return Row(cloud, via, name, job["status"], detail or "", job.get("content_type") or "?", millis, job["id"])
 
 
 # Both clouds: the function hosts ----------------------------------------------------------------
@@ -121,26 +127,6 @@ def wait_all(cloud: str, api: str, started: dict[str, tuple[str, str, float]], t
     return rows
 
 
-def gcp(files: list[Path]) -> tuple[list[Row], str]:
-    with GcpStack(bucket=f"demo-{uuid.uuid4().hex[:8]}") as stack, environment(stack.env()):
-        if stack.note:
-            print(f"note: {stack.note}")
-        rows = push_samples("gcp", stack, files, bucket_events=stack.pubsub is not None)
-        where = f"functions-framework API {stack.api_url}, fake-gcs-server {stack.gcs.url if stack.gcs else '-'}"
-        where += f", Pub/Sub emulator {stack.pubsub.host}" if stack.pubsub else ", in-process processing"
-    return rows, where
-
-
-def azure(files: list[Path]) -> tuple[list[Row], str]:
-    with AzureStack(container=f"demo-{uuid.uuid4().hex[:8]}") as stack, environment(stack.env()):
-        rows = push_samples("azure", stack, files, bucket_events=True)
-        assert stack.azurite is not None
-        where = (
-            f"devhost API {stack.api_url}, Azurite blob :{stack.azurite.blob_port}, queue :{stack.azurite.queue_port}"
-        )
-    return rows, where
-
-
 def print_rows(cloud: str, where: str, rows: list[Row]) -> None:
     print(f"\n{cloud}: {where}")
     print(f"  {'via':<7} {'file':<18} {'type':<11} {'status':<8} {'ms':>7}  result or error")
@@ -150,32 +136,151 @@ def print_rows(cloud: str, where: str, rows: list[Row]) -> None:
         print(f"  {cells}  {row.detail}{mark}")
 
 
+@dataclass
+class Step:
+    name: str
+    result: str
+    seconds: float
+    ok: bool
+
+
+def cli(*args: str) -> tuple[int, Any]:
+    """Run ``python -m migrate ...`` as a user does; its exit code and the JSON of its last line."""
+    run = subprocess.run([sys.executable, "-m", "migrate", *args, "--json"], cwd=ROOT, capture_output=True, text=True)
+    lines = run.stdout.strip().splitlines()
+    try:
+        return run.returncode, json.loads(lines[-1]) if lines else {}
+    except ValueError:
+        return run.returncode, {"output": run.stdout[-500:], "error": run.stderr[-500:]}
+
+
+def story(files: list[Path]) -> tuple[list[Step], dict[str, int]]:
+    """The whole story: GCP, the migration, the cutover drill, Azure."""
+    steps: list[Step] = []
+    with contextlib.ExitStack() as stack:
+        suffix = uuid.uuid4().hex[:8]
+        gcp, azure = both_clouds(stack, bucket=f"demo-{suffix}", container=f"demo-{suffix}")
+        stack.enter_context(environment({**gcp.env(), **azure.env()}))
+        if gcp.note:
+            print(f"note: {gcp.note}")
+        bucket, container = gcp.bucket, azure.container
+
+        began = time.perf_counter()
+        rows = push_samples("gcp", gcp, files, bucket_events=gcp.pubsub is not None)
+        where = f"functions-framework {gcp.api_url}" + (f", Pub/Sub {gcp.pubsub.host}" if gcp.pubsub else "")
+        print_rows("1. GCP", where, rows)
+        good = all(r.as_expected for r in rows) and len(rows) == len(files)
+        done = sum(r.status == "DONE" for r in rows)
+        steps.append(Step("GCP processes the samples", f"{len(rows)} jobs, {done} DONE", _since(began), good))
+        gcp_jobs = {r.job_id: r for r in rows if r.job_id}
+
+        began = time.perf_counter()
+        code, planned = cli("plan", f"gs://{bucket}", f"az://{container}", "--batch-size", "4")
+        state: dict[str, Any] = {}
+        if code == 0:
+            state = wait_migration(azure.api_url, planned["run_id"], container)
+        ok = code == 0 and state.get("state") == "done"
+        result = f"{state.get('copied', 0)} objects in {planned.get('batches', '?')} batches by migrate_batch"
+        steps.append(Step("migrate plan + Azure fan-out", result, _since(began), ok))
+
+        began = time.perf_counter()
+        code, found = cli("verify", f"gs://{bucket}", f"az://{container}")
+        steps.append(Step("migrate verify", _diff(found), _since(began), code == 0))
+
+        began = time.perf_counter()
+        freeze(gcp.store(), "demo cutover to Azure")
+        status, refused = http("POST", f"{gcp.api_url}/jobs", files[0].read_bytes())
+        late = (SAMPLES / "sunset.jpg").read_bytes() if (SAMPLES / "sunset.jpg").exists() else files[0].read_bytes()
+        late_key = "uploads/during-the-freeze.jpg"
+        gcp.store().put(late_key, late, content_type="image/jpeg")
+        late_id = job_id_for(late_key, hashlib.md5(late).hexdigest())
+        time.sleep(1.5)
+        deferred = http("GET", f"{gcp.api_url}/jobs/{late_id}")[0] == 404
+        ok = status == 503 and refused.get("error") == "frozen" and deferred
+        steps.append(Step("cutover: freeze", f"GCP POST {status} {refused.get('error')}; new upload deferred",
+                          _since(began), ok))  # fmt: skip
+
+        began = time.perf_counter()
+        code, cut = cli("cutover", f"gs://{bucket}", f"az://{container}")
+        result = f"{cut.get('copied', '?')} copied, {cut.get('skipped', '?')} skipped; {cut.get('same', '?')} same"
+        result += ", no difference" if cut.get("switch") else ", DIFFERENCES"
+        steps.append(
+            Step("cutover: final sync + verify", result, _since(began), code == 0 and cut.get("copied", 0) >= 1)
+        )
+
+        began = time.perf_counter()
+        served = results = 0
+        for job_id, row in gcp_jobs.items():
+            status, job = http("GET", f"{azure.api_url}/jobs/{job_id}")
+            if status == 200 and job["status"] == row.status and job["attempts"] <= 1:
+                served += 1
+                if job["status"] == "DONE" and _status(f"{azure.api_url}/jobs/{job_id}/result") == 200:
+                    results += 1
+        expected_results = sum(r.status == "DONE" for r in gcp_jobs.values())
+        ok = served == len(gcp_jobs) and results == expected_results
+        steps.append(Step("Azure serves the GCP jobs", f"{served}/{len(gcp_jobs)} records, {results} results",
+                          _since(began), ok))  # fmt: skip
+
+        began = time.perf_counter()
+        late_job = wait_all("azure", azure.api_url, {late_id: ("bucket", "during-the-freeze.jpg", began)})
+        # A file GCP took through the bucket: through Azure's API it is a new upload, with a new job.
+        new_file = files[0]
+        status, new = http("POST", f"{azure.api_url}/jobs", new_file.read_bytes())
+        fresh = wait_all("azure", azure.api_url, {new["id"]: ("http", new_file.name, began)}) if status == 202 else []
+        azure_rows = late_job + fresh
+        print_rows("Azure after the cutover", f"devhost {azure.api_url}", azure_rows)
+        ok = len(azure_rows) == 2 and all(r.status in ("DONE", "FAILED") and r.as_expected for r in azure_rows)
+        steps.append(Step("Azure: the deferred upload and a new one", ", ".join(r.status for r in azure_rows),
+                          _since(began), ok))  # fmt: skip
+        jobs = {"gcp": len(gcp_jobs), "azure": len(gcp_jobs) + len(azure_rows)}
+    return steps, jobs
+
+
+def wait_migration(api: str, run_id: str, container: str, timeout: float = 120) -> dict[str, Any]:
+    deadline, found = time.monotonic() + timeout, {}
+    while time.monotonic() < deadline:
+        _, found = http("GET", f"{api}/migrations/{run_id}?container={urllib.parse.quote(container)}")
+        if found.get("state") in ("done", "failed"):
+            break
+        time.sleep(0.3)
+    return dict(found)
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def _diff(found: dict[str, Any]) -> str:
+    keys = ("same", "missing", "extra", "different")
+    return ", ".join(f"{found.get(k, '?')} {k}" for k in keys)
+
+
+def _since(began: float) -> float:
+    return time.perf_counter() - began
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Run the pipeline on local emulators, end to end.")
+    parser = argparse.ArgumentParser(description="The whole story on local emulators: GCP, migration, Azure.")
     parser.add_argument("--samples", type=Path, default=SAMPLES, help="folder of images (default: samples/)")
     args = parser.parse_args(argv)
     files = sample_files(args.samples)
     if not files:
         print(f"no images in {args.samples}", file=sys.stderr)
         return 2
-
     started = time.perf_counter()
-    results: dict[str, list[Row]] = {}
-    for name, run in (("gcp", gcp), ("azure", azure)):
-        rows, where = run(files)
-        print_rows(name, where, rows)
-        results[name] = rows
-
+    steps, jobs = story(files)
     print("\nsummary")
-    ok = True
-    for cloud, rows in results.items():
-        counts = {s: sum(r.status == s for r in rows) for s in ("DONE", "FAILED", "REFUSED")}
-        good = all(r.as_expected for r in rows) and len(rows) == len(files)
-        ok &= good
-        verdict = "as expected" if good else "NOT as expected"
-        refused = f", {counts['REFUSED']} REFUSED" if counts["REFUSED"] else ""
-        print(f"  {cloud:<6} {len(rows)} jobs: {counts['DONE']} DONE, {counts['FAILED']} FAILED{refused} ({verdict})")
-    print(f"  total  {time.perf_counter() - started:.1f} s; everything stopped")
+    print(f"  {'step':<42} {'result':<52} {'s':>6}  ok")
+    for step in steps:
+        print(f"  {step.name:<42} {step.result:<52} {step.seconds:6.1f}  {'yes' if step.ok else 'NO'}")
+    print(f"  jobs per cloud: gcp {jobs['gcp']}, azure {jobs['azure']} (the GCP ones migrated, then 2 new)")
+    ok = all(step.ok for step in steps)
+    verdict = "all as expected" if ok else "NOT as expected"
+    print(f"  total {time.perf_counter() - started:.1f} s; everything stopped; {verdict}")
     return 0 if ok else 1
 
 
