@@ -110,6 +110,28 @@ class Plan:
         return run
 
 
+def teardown_commands(plan: Plan) -> list[list[str]]:
+    """Remove what ``commands`` created, in reverse order, and nothing else.
+
+    The resource group stays: it may hold other things (``az group delete`` is yours
+    to run if the deploy made it for this app alone). The storage account goes with
+    its data: this is the decommission step, after the cutover has been verified.
+    """
+    rg, app = ["--resource-group", plan.resource_group], plan.app
+    return [
+        [f"STORAGE_ID=$(az storage account show --name {plan.storage_account} --resource-group "
+         f"{plan.resource_group} --query id --output tsv)"],
+        [f"PRINCIPAL=$(az functionapp identity show --name {app} --resource-group {plan.resource_group} "
+         "--query principalId --output tsv)"],
+        ["az", "eventgrid", "event-subscription", "delete", "--name", "on-upload",
+         "--source-resource-id", "${STORAGE_ID}"],
+        ["az", "role", "assignment", "delete", "--assignee", "${PRINCIPAL}", "--scope", "${STORAGE_ID}"],
+        ["az", "role", "assignment", "delete", "--assignee", "${DEPLOYER}", "--scope", "${STORAGE_ID}"],
+        ["az", "functionapp", "delete", "--name", app, *rg],
+        ["az", "storage", "account", "delete", "--name", plan.storage_account, *rg, "--yes"],
+    ]  # fmt: skip
+
+
 def render(command: list[str]) -> str:
     """One shell line; ``${...}`` is left for the shell, and ``NAME=$(...)`` lines are printed as they are."""
     if len(command) == 1 and "=$(" in command[0]:
@@ -125,10 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--location", default="westeurope")
     parser.add_argument("--container", default=DEFAULT_CONTAINER)
     parser.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
+    parser.add_argument("--teardown", action="store_true", help="remove everything the deploy created")
     args = parser.parse_args(argv)
     plan = Plan(args.resource_group, args.storage_account, args.app, args.location, args.container, function_names())
     header = "set -euo pipefail\nDEPLOYER=$(az ad signed-in-user show --query id --output tsv)\n"
-    script = header + "\n".join(render(c) for c in plan.commands()) + "\n"
+    commands = teardown_commands(plan) if args.teardown else plan.commands()
+    script = header + "\n".join(render(c) for c in commands) + "\n"
     if args.dry_run:
         print(script, end="")
         return 0

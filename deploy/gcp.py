@@ -142,6 +142,31 @@ class Plan:
         return run
 
 
+def teardown_commands(plan: Plan) -> list[list[str]]:
+    """Remove what ``commands`` created, in reverse order, and nothing else.
+
+    The APIs stay enabled (other services may use them). The bucket goes with
+    its data: this is the decommission step of the cutover runbook, after the
+    migration has been verified.
+    """
+    p = [f"--project={plan.project}"]
+    run: list[list[str]] = []
+    for fn in reversed(plan.functions()):
+        run.append(["gcloud", "functions", "delete", fn.name, "--gen2", f"--region={plan.region}", "--quiet", *p])
+    if plan.trigger == "eventarc":
+        gcs_agent = "serviceAccount:service-${PROJECT_NUMBER}@gs-project-accounts.iam.gserviceaccount.com"
+        run.insert(0, [f"PROJECT_NUMBER=$(gcloud projects describe {plan.project} --format='value(projectNumber)')"])
+        run.append(["gcloud", "projects", "remove-iam-policy-binding", plan.project, f"--member={gcs_agent}",
+                    "--role=roles/pubsub.publisher"])  # fmt: skip
+    run += [
+        ["gcloud", "pubsub", "topics", "delete", NOTIFICATIONS_TOPIC, JOBS_TOPIC, DEAD_LETTER_TOPIC, BATCH_TOPIC, *p],
+        ["gcloud", "storage", "rm", "--recursive", f"gs://{plan.bucket}", *p],
+        ["gcloud", "iam", "service-accounts", "delete", plan.invoker_sa, "--quiet", *p],
+        ["gcloud", "iam", "service-accounts", "delete", plan.runtime_sa, "--quiet", *p],
+    ]
+    return run
+
+
 def render(command: list[str]) -> str:
     """One shell line: arguments quoted, but ``${...}`` left for the shell to expand.
 
@@ -159,9 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--region", default="europe-west1")
     parser.add_argument("--trigger", choices=("notification", "eventarc"), default="notification")
     parser.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
+    parser.add_argument("--teardown", action="store_true", help="remove everything the deploy created")
     args = parser.parse_args(argv)
     plan = Plan(args.project, args.region, args.bucket, args.trigger)
-    script = "set -euo pipefail\n" + "\n".join(render(c) for c in plan.commands()) + "\n"
+    commands = teardown_commands(plan) if args.teardown else plan.commands()
+    script = "set -euo pipefail\n" + "\n".join(render(c) for c in commands) + "\n"
     if args.dry_run:
         print(script, end="")
         return 0

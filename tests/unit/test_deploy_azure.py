@@ -68,3 +68,19 @@ def test_identity_not_keys_and_event_grid_on_uploads() -> None:
     assert "--subject-begins-with /blobServices/default/containers/grayscale/blobs/uploads/" in grid
     for role in re.findall(r"--role '([^']+)'", text):
         assert role.startswith("Storage "), f"{role} is wider than the storage account needs"
+
+
+def test_teardown_names_every_resource_the_deploy_creates() -> None:
+    argv = ["--resource-group", "rg", "--storage-account", "sa1", "--app", "app1", "--dry-run", "--teardown"]
+    out = subprocess.run(
+        [sys.executable, "deploy/azure.py", *argv], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    subprocess.run(["bash", "-n"], input=out, text=True, check=True)
+    deploy = "\n".join(dry_run())
+    assert (
+        "event-subscription create --name on-upload" in deploy and "event-subscription delete --name on-upload" in out
+    )
+    assert "functionapp create --name app1" in deploy and "functionapp delete --name app1" in out
+    assert "storage account create --name sa1" in deploy and "storage account delete --name sa1" in out
+    assert deploy.count("role assignment create") >= 2 and out.count("role assignment delete") >= 2
+    assert "group delete" not in out, "the resource group may hold other things: it stays"

@@ -90,3 +90,22 @@ def test_least_privilege_no_project_wide_roles_for_the_runtime() -> None:
         if "projects add-iam-policy-binding" in line:
             assert "gray-runtime" not in line
     assert "buckets add-iam-policy-binding gs://bkt --member=serviceAccount:gray-runtime" in text
+
+
+@pytest.mark.parametrize("style", ["notification", "eventarc"])
+def test_teardown_names_every_resource_the_deploy_creates(style: str) -> None:
+    deploy = "\n".join(dry_run("--trigger", style))
+    teardown_lines = dry_run("--trigger", style, "--teardown")
+    teardown = "\n".join(teardown_lines)
+    subprocess.run(["bash", "-n"], input=teardown, text=True, check=True)
+    for name in re.findall(r"functions deploy (\S+)", deploy):
+        assert f"functions delete {name} " in teardown
+    for topics in re.findall(r"pubsub topics create ((?:[\w-]+ )+)--project", deploy):
+        for topic in topics.split():
+            assert re.search(rf"topics delete .*\b{topic}\b", teardown)
+    for account in re.findall(r"service-accounts create ([\w-]+)", deploy):
+        assert f"service-accounts delete {account}@" in teardown
+    assert "gs://bkt" in teardown and "buckets create" in deploy
+    if style == "eventarc":
+        assert "remove-iam-policy-binding" in teardown
+    assert "services disable" not in teardown, "APIs may serve other things: they stay"

@@ -1,0 +1,85 @@
+"""The upload page in headless Chromium (Debian's), driven by Playwright, on both clouds' local stacks."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.helper import encode, hopper
+
+pytestmark = [pytest.mark.e2e, pytest.mark.emulator]
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# As root, and on a closed network: no sandbox, and no background traffic.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no Chromium at /usr/bin/chromium (apt: chromium); .ci/run installs it")
+    playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
+    with playwright_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.mark.parametrize("stack", ["gcp_stack", "azure_stack"])
+def test_upload_a_photo_and_see_the_grayscale_result(
+    request: pytest.FixtureRequest, browser: object, stack: str, tmp_path: Path
+) -> None:
+    api = request.getfixturevalue(stack).api_url
+    photo = tmp_path / "colour photo.jpg"
+    photo.write_bytes(encode(hopper().resize((256, 192)), "JPEG", quality=90))
+    page = browser.new_page()  # type: ignore[attr-defined]
+    try:
+        page.goto(f"{api}/")
+        page.set_input_files("#file", str(photo))
+        page.click("#send")
+        page.wait_for_selector('#status[data-state="DONE"]', timeout=30_000)
+        page.wait_for_function("() => document.querySelector('#result').complete && "
+                               "document.querySelector('#result').naturalWidth > 0", timeout=10_000)  # fmt: skip
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"page-{stack.split('_')[0]}.png"), full_page=True)
+        assert "DONE" in page.inner_text("#status")
+        src = page.get_attribute("#result", "src")
+        assert src and "/result" in src
+        with urllib.request.urlopen(urllib.parse.urljoin(f"{api}/", src), timeout=10) as response:
+            shown = Image.open(io.BytesIO(response.read()))
+        assert shown.mode == "L", "the page shows the grayscale result"
+        assert shown.size == (256, 192)
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("stack", ["gcp_stack", "azure_stack"])
+def test_errors_show_as_readable_messages(
+    request: pytest.FixtureRequest, browser: object, stack: str, tmp_path: Path
+) -> None:
+    api = request.getfixturevalue(stack).api_url
+    fake = tmp_path / "not really.jpg"
+    fake.write_text("this is text, not a photo")
+    page = browser.new_page()  # type: ignore[attr-defined]
+    try:
+        page.goto(f"{api}/")
+        page.set_input_files("#file", str(fake))
+        page.click("#send")
+        page.wait_for_selector('#status[data-state="error"]', timeout=15_000)
+        text = page.inner_text("#status")
+        assert "not a supported image" in text and "HTTP 415" in text
+        assert "Traceback" not in page.content()
+    finally:
+        page.close()
