@@ -46,7 +46,9 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 # What Pillow raises on damaged input: OSError ("image file is truncated",
 # "broken data stream"), SyntaxError from some parsers, EOFError from frame
-# seeks, and ValueError, IndexError, KeyError or struct.error from odd headers.
+# seeks, and ValueError, IndexError, KeyError, struct.error, TypeError ("Missing
+# dimensions" from a TIFF without its width tag, found by tests/unit/test_fuzz.py)
+# or arithmetic errors from odd headers.
 _DECODE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     SyntaxError,
@@ -54,6 +56,8 @@ _DECODE_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,
     IndexError,
     KeyError,
+    TypeError,
+    ArithmeticError,
     struct.error,
 )
 

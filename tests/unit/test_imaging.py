@@ -325,3 +325,11 @@ def test_jpeg_quality_can_be_set(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GRAYSCALE_JPEG_QUALITY", "high")
     with pytest.raises(ConfigError, match="GRAYSCALE_JPEG_QUALITY"):
         grayscale(data)
+
+
+def test_a_tiff_without_its_width_tag_is_invalid() -> None:
+    """Found by the fuzzer: Pillow raised TypeError ("Missing dimensions") for this one."""
+    data = bytearray(encode(hopper(), "TIFF"))
+    data[130] = 1
+    with pytest.raises(InvalidImage):
+        grayscale(bytes(data))
