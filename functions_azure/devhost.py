@@ -162,7 +162,7 @@ class DevHost:
         for event in ready:
             if not event.wait(timeout):
                 raise RuntimeError("a trigger did not start: is the storage account reachable?")
-        self.server = ThreadingHTTPServer((self.host, self.port), self._handler_class())
+        self.server = _Server((self.host, self.port), self._handler_class())
         self.port = self.server.server_address[1]
         self._thread(self.server.serve_forever, "http")
 
@@ -362,6 +362,12 @@ class DevHost:
             except CoreError:
                 time.sleep(0.2)
         action()
+
+
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 resets connections under a burst of uploads (found by tests/reliability).
+    request_queue_size = 256
+    daemon_threads = True
 
 
 def main(argv: list[str] | None = None) -> int:
