@@ -17,6 +17,8 @@ through Pub/Sub).
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import sys
 import urllib.request
 import uuid
@@ -174,6 +176,20 @@ class GcpStack(Stack):
     def _endpoint(self, target: str, topic: str) -> str:
         # functions-framework reads the topic from this path when it converts a raw push to a CloudEvent.
         return f"{self.functions[target].url}/projects/{PROJECT}/topics/{topic}"
+
+    def kill(self, target: str) -> None:
+        """SIGKILL one function's processes, as a preempted instance dies."""
+        host = self.functions[target]
+        if host.proc is not None:
+            os.killpg(host.proc.pid, signal.SIGKILL)
+            host.proc.wait()
+
+    def restart(self, target: str) -> None:
+        """Start one function again on its port (a new instance)."""
+        host = self.functions[target]
+        host.stop()
+        host.launch(self.env())
+        host.wait_ready(host.port)
 
     def describe(self) -> dict[str, object]:
         """The GCP half of ``.dev/stack.json``."""
