@@ -4,14 +4,15 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help install demo dev test lint unit integration e2e live emulators bench samples clean
+.PHONY: help install demo dev soak test lint unit integration e2e live emulators bench samples clean
 
 help:
 	@echo "make demo        install, start the emulators, push samples/ through both clouds, stop"
 	@echo "make dev         the local stack in the foreground until Ctrl-C; writes .dev/stack.json"
 	@echo "make test        lint, type-check and every test layer but live"
 	@echo "make emulators   run fake-gcs-server, Azurite and the Pub/Sub emulator until Ctrl-C"
-	@echo "make bench       grayscale benchmark (bench/grayscale.py)"
+	@echo "make bench       the benchmarks: grayscale, chain latency"
+	@echo "make soak        the reliability tests with long fuzzing (figures in docs/reliability.md)"
 	@echo "make live        the tests against real GCP and Azure (needs credentials, see README)"
 
 install: $(VENV)/.installed node_modules/.installed
@@ -48,6 +49,9 @@ integration: install
 
 e2e: install
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+soak: install
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest -s -m "reliability" tests/reliability tests/unit/test_fuzz.py $(PYTEST_ARGS)
 
 live: install
 	$(PY) -m pytest -m live tests/live $(PYTEST_ARGS)
