@@ -51,7 +51,7 @@ e2e: install
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 soak: install
-	HYPOTHESIS_PROFILE=long $(PY) -m pytest -s -m "reliability" tests/reliability tests/unit/test_fuzz.py $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest -s tests/reliability tests/unit/test_fuzz.py $(PYTEST_ARGS)
 
 live: install
 	$(PY) -m pytest -m live tests/live $(PYTEST_ARGS)
