@@ -8,6 +8,8 @@ Event Grid by turning new blobs under ``uploads/`` into blob trigger calls.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import sys
 import urllib.request
 import uuid
@@ -34,10 +36,12 @@ class DevHostProcess(_Process):
     def api_url(self) -> str:
         return f"http://{HOST}:{self.port}/api"
 
-    def launch(self, env: dict[str, str], retry_delay: float | None = None) -> None:
+    def launch(self, env: dict[str, str], retry_delay: float | None = None, lease: float | None = None) -> None:
         argv = [sys.executable, "-m", "functions_azure.devhost", "--port", str(self.port), "--host", HOST]
         if retry_delay is not None:
             argv += ["--retry-delay", str(retry_delay)]
+        if lease is not None:
+            argv += ["--lease", str(lease)]
         self._spawn(argv, self.port, env={**env, "PYTHONPATH": str(ROOT)})
 
     def start(self) -> None:  # pragma: no cover - AzureStack launches it with its environment
@@ -52,6 +56,8 @@ class AzureStack(Stack):
     api_port: int | None = None
     retry_delay: float | None = None
     """Seconds before a failed queue message is retried; None keeps host.json's visibilityTimeout."""
+    lease: float | None = None
+    """Seconds a message is hidden while its handler runs; None keeps the devhost's 300."""
     extra_env: dict[str, str] = field(default_factory=dict)
     azurite: Azurite | None = None
     devhost: DevHostProcess | None = None
@@ -83,9 +89,21 @@ class AzureStack(Stack):
         port = self.api_port or (DEVHOST_PORT if port_is_free(DEVHOST_PORT) else free_port())
         self.devhost = DevHostProcess(port)
         self._stack.callback(self.devhost.stop)
-        self.devhost.launch(self.env(), self.retry_delay)
+        self.devhost.launch(self.env(), self.retry_delay, self.lease)
         with urllib.request.urlopen(self.api_url + "/", timeout=10):
             pass
+
+    def kill_host(self) -> None:
+        """SIGKILL the devhost, as a dying Functions instance."""
+        assert self.devhost is not None and self.devhost.proc is not None
+        os.killpg(self.devhost.proc.pid, signal.SIGKILL)
+        self.devhost.proc.wait()
+
+    def restart_host(self) -> None:
+        """A new devhost on the same port."""
+        assert self.devhost is not None
+        self.devhost.stop()
+        self.devhost.launch(self.env(), self.retry_delay, self.lease)
 
     def describe(self) -> dict[str, object]:
         """The Azure half of ``.dev/stack.json``."""

@@ -140,6 +140,9 @@ class DevHost:
         self.bindings = read_bindings(app)
         self.port, self.host = port, host
         self.stopping = threading.Event()
+        self.lease_seconds = 300.0
+        """How long a message stays hidden while its handler runs (the host renews its own; a dead host's
+        messages reappear after this)."""
         self.threads: list[threading.Thread] = []
         self.server: ThreadingHTTPServer | None = None
 
@@ -252,7 +255,9 @@ class DevHost:
         with ThreadPoolExecutor(max_workers=self.settings["batch_size"], thread_name_prefix=name) as pool:
             while not self.stopping.is_set():
                 try:
-                    messages = queue.receive(max_messages=self.settings["batch_size"], visibility_timeout=300)
+                    messages = queue.receive(
+                        max_messages=self.settings["batch_size"], visibility_timeout=int(self.lease_seconds)
+                    )
                 except CoreError as exc:
                     log.warning("cannot read queue %s: %s", queue_name, exc)
                     messages = []
@@ -383,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="seconds before a failed queue message is retried (default: host.json's visibilityTimeout)",
     )
+    parser.add_argument(
+        "--lease", type=float, default=None, help="seconds a message is hidden while its handler runs (default 300)"
+    )
     args = parser.parse_args(argv)
     if not os.environ.get(CONNECTION):
         print(f"set {CONNECTION} (UseDevelopmentStorage=true for Azurite on its default ports)", file=sys.stderr)
@@ -398,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     host = DevHost(app, port=args.port, host=args.host)
     if args.retry_delay is not None:
         host.settings["visibility_timeout"] = args.retry_delay
+    if args.lease is not None:
+        host.lease_seconds = args.lease
     host.start()
     routes = ", ".join(
         f"{'/'.join(sorted(r.methods))} /{host.settings['route_prefix']}/{r.template}" for r in host.bindings.routes
