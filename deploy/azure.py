@@ -20,8 +20,6 @@ In order:
 from __future__ import annotations
 
 import argparse
-import shlex
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Replace this script's folder on the path: its name (azure.py) would shadow the azure package.
 sys.path[0] = str(ROOT)
 
+from deploy import shell  # noqa: E402
 from functions_azure.settings import (  # noqa: E402
     CONNECTION,
     CONTAINER_SETTING,
@@ -132,13 +131,6 @@ def teardown_commands(plan: Plan) -> list[list[str]]:
     ]  # fmt: skip
 
 
-def render(command: list[str]) -> str:
-    """One shell line; ``${...}`` is left for the shell, and ``NAME=$(...)`` lines are printed as they are."""
-    if len(command) == 1 and "=$(" in command[0]:
-        return command[0]
-    return " ".join(f'"{arg}"' if "${" in arg else shlex.quote(arg) for arg in command)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--resource-group", required=True)
@@ -150,13 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teardown", action="store_true", help="remove everything the deploy created")
     args = parser.parse_args(argv)
     plan = Plan(args.resource_group, args.storage_account, args.app, args.location, args.container, function_names())
-    header = "set -euo pipefail\nDEPLOYER=$(az ad signed-in-user show --query id --output tsv)\n"
     commands = teardown_commands(plan) if args.teardown else plan.commands()
-    script = header + "\n".join(render(c) for c in commands) + "\n"
-    if args.dry_run:
-        print(script, end="")
-        return 0
-    return subprocess.run(["bash", "-c", script], cwd=ROOT, check=False).returncode
+    return shell.run(
+        commands, dry_run=args.dry_run, header="DEPLOYER=$(az ad signed-in-user show --query id --output tsv)\n"
+    )
 
 
 if __name__ == "__main__":

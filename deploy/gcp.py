@@ -21,10 +21,14 @@ What it creates, in order:
 from __future__ import annotations
 
 import argparse
-import shlex
-import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
+
+# This script's folder is on the path; the project root is what the imports need.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from deploy import shell  # noqa: E402
 
 NOTIFICATIONS_TOPIC = "gcs-notifications"
 JOBS_TOPIC = "grayscale-jobs"
@@ -167,16 +171,6 @@ def teardown_commands(plan: Plan) -> list[list[str]]:
     return run
 
 
-def render(command: list[str]) -> str:
-    """One shell line: arguments quoted, but ``${...}`` left for the shell to expand.
-
-    A one-element command that assigns a variable (``NAME=$(...)``) is printed as it is.
-    """
-    if len(command) == 1 and "=$(" in command[0]:
-        return command[0]
-    return " ".join(f'"{arg}"' if "${" in arg else shlex.quote(arg) for arg in command)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project", required=True)
@@ -188,11 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = Plan(args.project, args.region, args.bucket, args.trigger)
     commands = teardown_commands(plan) if args.teardown else plan.commands()
-    script = "set -euo pipefail\n" + "\n".join(render(c) for c in commands) + "\n"
-    if args.dry_run:
-        print(script, end="")
-        return 0
-    return subprocess.run(["bash", "-c", script], check=False).returncode
+    return shell.run(commands, dry_run=args.dry_run)
 
 
 if __name__ == "__main__":
