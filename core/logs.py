@@ -26,6 +26,7 @@ _SECRETS = [
     (re.compile(r"(AccountKey=)[^;\s\"']+", re.I), r"\1***"),
     (re.compile(r"(SharedAccessSignature=)[^;\s\"']+", re.I), r"\1***"),
     (re.compile(r"([?&]sig=)[^&\s\"']+", re.I), r"\1***"),
+    (re.compile(r"(X-Goog-Signature=)[0-9a-f]+", re.I), r"\1***"),
     (re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I), r"\1***"),
     (re.compile(r"(\"private_key\"\s*:\s*\")[^\"]+", re.I), r"\1***"),
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S), "***private key***"),

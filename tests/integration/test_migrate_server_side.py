@@ -8,6 +8,7 @@ and the block path is exercised with an Azurite SAS URL as the source.
 from __future__ import annotations
 
 import hashlib
+import json
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -128,3 +129,23 @@ def test_put_block_from_url_copies_without_bytes_passing_through(azure_env: Azur
     blob = dest.head(obj.key)
     assert (blob.md5, blob.content_type, blob.storage_class) == (obj.md5, "application/x-thing", "Hot")
     assert blob.metadata["owner"] == "ops" and blob.metadata["gcs_generation"] == "7"
+
+
+def test_signed_urls_never_reach_the_report_or_the_log(
+    azure_env: Azurite, caplog: pytest.LogCaptureFixture, tmp_path: object
+) -> None:
+    """A copy that fails after signing reports the object, not the URL that could read it."""
+    secret = "X-Goog-Signature=feedfacecafebeef"
+
+    class LeakySource(AzuriteUrlSource):
+        def signed_url(self, key: str, generation: str | None) -> str:
+            return f"http://127.0.0.1:1/nowhere/{key}?{secret}"  # Azure cannot fetch it: the copy fails
+
+    dest = AzureBlobDestination(unique_name("dst"))
+    dest.create()
+    obj = ObjectDetails(key="x.bin", size=10, md5="0" * 32, generation="1")
+    with caplog.at_level("DEBUG"):
+        outcome = copy_object(LeakySource(azure_env, "none"), dest, obj, None, Options(server_side=True))
+    assert outcome.action == "failed"
+    assert "feedfacecafebeef" not in json.dumps(outcome.to_dict())
+    assert "feedfacecafebeef" not in caplog.text

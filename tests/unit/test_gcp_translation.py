@@ -118,3 +118,9 @@ def test_credentials_never_reach_the_log(secret: str) -> None:
     line = logs.CloudLoggingFormatter().format(record)
     for fragment in ("c2VjcmV0a2V5", "c2lnbmF0dXJl", "payload.sig", "MIIE"):
         assert fragment not in line
+
+
+def test_signed_url_signatures_are_masked() -> None:
+    url = "https://storage.googleapis.com/b/o?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Signature=0a1b2c3d4e5f"
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "copy from %s failed", (url,), None)
+    assert "0a1b2c3d4e5f" not in logs.CloudLoggingFormatter().format(record)
