@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from core import config, imaging
+from core import config, imaging, logs
 from core.errors import BadRequest, Conflict, Frozen, InvalidImage, NotFound, PayloadTooLarge
 from core.jobs import Job, JsonJobStore, Status, job_id_for, utcnow
 from core.ports import JobStore, ObjectStore, TaskQueue
@@ -164,6 +164,40 @@ def process_job(services: Services, job_id: str) -> Job:
     )
     sniffed = rendered.source_type or None
     return services.jobs.update(job.id, lambda j: j.complete(result_key, content_type=sniffed, now=services.clock()))
+
+
+def handle_job_message(services: Services, payload: Any) -> Job | None:
+    """A jobs-queue message, from either cloud: process its job; None for a message that can never work.
+
+    A malformed message or an unknown job is logged and dropped (acknowledged), never
+    redelivered forever; anything transient propagates so the platform retries.
+    """
+    try:
+        job_id = parse_job_message(payload)
+    except BadRequest as exc:
+        log.error("dropped a malformed job message: %s", exc)
+        return None
+    with logs.context(job_id=job_id):
+        try:
+            job = process_job(services, job_id)
+        except NotFound:
+            log.error("dropped a message for unknown job %s", job_id)
+            return None
+        log.info("job %s is %s after %d attempt(s)", job.id, job.status.value, job.attempts)
+        return job
+
+
+def handle_dead_letter(services: Services, payload: Any, reason: str) -> Job | None:
+    """A jobs message the platform gave up on (dead letter, poison queue): its job ends FAILED."""
+    try:
+        job_id = parse_job_message(payload)
+    except BadRequest as exc:
+        log.error("dropped a malformed dead letter: %s", exc)
+        return None
+    with logs.context(job_id=job_id):
+        job = fail_job(services, job_id, reason)
+        log.warning("dead letter for job %s: %s", job_id, job.status.value if job else "unknown job")
+        return job
 
 
 def fail_job(services: Services, job_id: str, reason: str) -> Job | None:

@@ -10,7 +10,6 @@ import azure.functions as func
 
 from core import http_api, logs, pipeline
 from core.clouds.azure_queue import AzureQueueTaskQueue
-from core.errors import BadRequest, NotFound
 from functions_azure.services import services
 from functions_azure.settings import CONNECTION, JOBS_QUEUE, MAX_DEQUEUE_COUNT, POISON_QUEUE
 from migrate import http as migration_http
@@ -42,32 +41,14 @@ def on_upload(blob: func.InputStream) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name=JOBS_QUEUE, connection=CONNECTION)
 def process_job(msg: func.QueueMessage) -> None:
     """One grayscale-jobs message. Raising makes the host retry, then move it to the poison queue."""
-    try:
-        job_id = pipeline.parse_job_message(_json(msg))
-    except BadRequest as exc:
-        log.error("dropped a malformed job message %s: %s", msg.id, exc)
-        return
-    with logs.context(job_id=job_id):
-        try:
-            job = pipeline.process_job(services(), job_id)
-        except NotFound:
-            log.error("dropped a message for unknown job %s", job_id)
-            return
-        log.info("job %s is %s after %d attempt(s)", job.id, job.status.value, job.attempts)
+    pipeline.handle_job_message(services(), _json(msg))
 
 
 @bp.function_name("on_poison")
 @bp.queue_trigger(arg_name="msg", queue_name=POISON_QUEUE, connection=CONNECTION)
 def on_poison(msg: func.QueueMessage) -> None:
     """A jobs message the host gave up on: the job ends FAILED."""
-    try:
-        job_id = pipeline.parse_job_message(_json(msg))
-    except BadRequest as exc:
-        log.error("dropped a malformed poison message %s: %s", msg.id, exc)
-        return
-    with logs.context(job_id=job_id):
-        job = pipeline.fail_job(services(), job_id, f"gave up after {MAX_DEQUEUE_COUNT} attempts")
-        log.warning("poison message for job %s: %s", job_id, job.status.value if job else "unknown job")
+    pipeline.handle_dead_letter(services(), _json(msg), f"gave up after {MAX_DEQUEUE_COUNT} attempts")
 
 
 @bp.function_name("api_upload")
@@ -117,7 +98,9 @@ def _http(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _json(msg: func.QueueMessage) -> object:
+    """The body as JSON; None (which the use cases drop as malformed) when it is not."""
     try:
         return json.loads(msg.get_body())
-    except ValueError as exc:
-        raise BadRequest(f"the message is not JSON: {exc}") from exc
+    except ValueError:
+        log.error("message %s is not JSON", msg.id)
+        return None

@@ -44,17 +44,11 @@ def process_job(event: CloudEvent) -> None:
     """One jobs-topic message: render the job. Raising makes Pub/Sub redeliver."""
     with logs.context(trace=logs.trace_from_header(event.get("traceparent"))):
         try:
-            job_id = pipeline.parse_job_message(events.message_json(event["type"], event.data))
+            payload = events.message_json(event["type"], event.data)
         except BadRequest as exc:
             log.error("dropped a malformed job message %s: %s", event["id"], exc)
             return
-        logs.set_job(job_id)
-        try:
-            job = pipeline.process_job(services(), job_id)
-        except NotFound:
-            log.error("dropped a message for unknown job %s", job_id)
-            return
-        log.info("job %s is %s after %d attempt(s)", job.id, job.status.value, job.attempts)
+        pipeline.handle_job_message(services(), payload)
 
 
 @functions_framework.cloud_event
@@ -62,15 +56,13 @@ def on_dead_letter(event: CloudEvent) -> None:
     """A jobs message that Pub/Sub gave up on: the job ends FAILED."""
     with logs.context(trace=logs.trace_from_header(event.get("traceparent"))):
         try:
-            job_id = pipeline.parse_job_message(events.message_json(event["type"], event.data))
+            payload = events.message_json(event["type"], event.data)
         except BadRequest as exc:
             log.error("dropped a malformed dead letter %s: %s", event["id"], exc)
             return
-        logs.set_job(job_id)
         attempts = events.delivery_attempts(event.data)
         reason = f"gave up after {attempts} attempts" if attempts else "gave up after repeated failures"
-        job = pipeline.fail_job(services(), job_id, reason)
-        log.warning("dead letter for job %s: %s", job_id, job.status.value if job else "unknown job")
+        pipeline.handle_dead_letter(services(), payload, reason)
 
 
 @functions_framework.http

@@ -24,6 +24,16 @@ def unique_name(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:16]}"
 
 
+def require_pubsub_emulator(what: str = "this test") -> None:
+    """Skip, saying why, where Google's Pub/Sub emulator is not installed."""
+    from devstack.emulators import pubsub_emulator_binary
+
+    try:
+        pubsub_emulator_binary()
+    except EmulatorUnavailable as exc:
+        pytest.skip(f"{what} needs Google's Pub/Sub emulator: {exc}")
+
+
 @pytest.fixture(scope="session")
 def fake_gcs() -> Iterator[FakeGcs]:
     with FakeGcs() as server:

@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 
 from devstack.azure import AzureStack
-from devstack.emulators import EmulatorUnavailable, pubsub_emulator_binary
 from devstack.environment import environment
 from devstack.gcp import GcpStack
-from tests.conftest import EMULATORS
+from tests.conftest import EMULATORS, require_pubsub_emulator
 
 # Both stacks run with the same small upload cap, so that the parity suite can send "too large".
 PARITY_ENV = {"GRAYSCALE_MAX_UPLOAD_BYTES": "1000000"}
@@ -24,10 +23,7 @@ PARITY_ENV = {"GRAYSCALE_MAX_UPLOAD_BYTES": "1000000"}
 @pytest.fixture(scope="session")
 def gcp_stack() -> Iterator[GcpStack]:
     """The whole GCP chain; skipped with the reason where the Pub/Sub emulator is absent."""
-    try:
-        pubsub_emulator_binary()
-    except EmulatorUnavailable as exc:
-        pytest.skip(f"the GCP chain needs Google's Pub/Sub emulator: {exc}")
+    require_pubsub_emulator("the GCP chain")
     with GcpStack(extra_env=PARITY_ENV) as stack, environment(stack.env()):
         EMULATORS.setdefault("pubsub-emulator", f"ran in the GCP stack on {stack.pubsub.host if stack.pubsub else '-'}")
         yield stack

@@ -13,12 +13,11 @@ import pytest
 from core.clouds.azure_blob import AzureBlobDestination
 from core.clouds.gcs import GcsObjectStore, GcsSource
 from devstack.azure import AzureStack
-from devstack.emulators import EmulatorUnavailable, pubsub_emulator_binary
 from devstack.environment import environment
 from devstack.gcp import GcpStack
 from devstack.stacks import both_clouds
 from migrate.verify import run_verify
-from tests.conftest import unique_name
+from tests.conftest import require_pubsub_emulator, unique_name
 from tests.e2e.conftest import http_json
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator, pytest.mark.pubsub]
@@ -26,10 +25,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.emulator, pytest.mark.pubsub]
 
 @pytest.fixture(scope="module")
 def clouds() -> Iterator[tuple[GcpStack, AzureStack]]:
-    try:
-        pubsub_emulator_binary()
-    except EmulatorUnavailable as exc:
-        pytest.skip(f"the GCP fan-out needs Google's Pub/Sub emulator: {exc}")
+    require_pubsub_emulator("the GCP fan-out")
     with contextlib.ExitStack() as stack:
         gcp, azure = both_clouds(stack, bucket=unique_name("src"), container=unique_name("dst"))
         with environment({**gcp.env(), **azure.env()}):

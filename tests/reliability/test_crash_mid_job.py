@@ -12,9 +12,9 @@ import pytest
 
 from core.clouds.pubsub import PubSubTaskQueue
 from core.jobs import Job, JsonJobStore, Status, job_id_for, utcnow
-from devstack.emulators import EmulatorUnavailable, pubsub_emulator_binary
 from devstack.environment import environment
 from devstack.gcp import JOBS_TOPIC, GcpStack
+from tests.conftest import require_pubsub_emulator
 from tests.e2e.conftest import wait_for_job
 from tests.helper import encode, hopper
 
@@ -26,10 +26,7 @@ SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "seed-photos"
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[GcpStack]:
-    try:
-        pubsub_emulator_binary()
-    except EmulatorUnavailable as exc:
-        pytest.skip(f"the GCP chain needs Google's Pub/Sub emulator: {exc}")
+    require_pubsub_emulator("the GCP chain")
     with GcpStack(extra_env={"GRAYSCALE_LEASE_SECONDS": str(LEASE)}) as running, environment(running.env()):
         yield running
 
