@@ -58,6 +58,8 @@ class AzureStack(Stack):
     """Seconds before a failed queue message is retried; None keeps host.json's visibilityTimeout."""
     lease: float | None = None
     """Seconds a message is hidden while its handler runs; None keeps the devhost's 300."""
+    persistent: bool = False
+    """Keep Azurite's data on disk, so that ``self.azurite.restart()`` loses nothing."""
     extra_env: dict[str, str] = field(default_factory=dict)
     azurite: Azurite | None = None
     devhost: DevHostProcess | None = None
@@ -83,7 +85,7 @@ class AzureStack(Stack):
 
     def start(self) -> None:
         if self.azurite is None:  # else: an Azurite the caller started and stops
-            self.azurite = self._stack.enter_context(Azurite())
+            self.azurite = self._stack.enter_context(Azurite(persistent=self.persistent))
         with environment(self.env()):
             self.store().create_container()
         port = self.api_port or (DEVHOST_PORT if port_is_free(DEVHOST_PORT) else free_port())

@@ -102,7 +102,21 @@ class _Process:
             self.stop()
             raise
 
+    def restart(self, down: float = 0.0) -> None:
+        """Stop the process, stay down ``down`` seconds, and start it again on the same ports.
+
+        Its working directory is kept, so an emulator started ``persistent`` comes back with its data.
+        """
+        self._halt()
+        time.sleep(down)
+        self.start()
+
     def stop(self) -> None:
+        self._halt()
+        if self._own_dir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _halt(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -113,8 +127,6 @@ class _Process:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        if self._own_dir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self):  # type: ignore[no-untyped-def]
         self.start()
@@ -136,7 +148,11 @@ def fake_gcs_binary() -> Path:
 
 
 class FakeGcs(_Process):
-    """fake-gcs-server over HTTP; optionally publishing OBJECT_FINALIZE to a Pub/Sub topic."""
+    """fake-gcs-server over HTTP; optionally publishing OBJECT_FINALIZE to a Pub/Sub topic.
+
+    In memory by default; ``persistent=True`` keeps objects on disk in its working directory, so they
+    survive ``restart()``.
+    """
 
     name = "fake-gcs-server"
 
@@ -147,9 +163,11 @@ class FakeGcs(_Process):
         pubsub_project: str | None = None,
         pubsub_topic: str | None = None,
         workdir: Path | None = None,
+        persistent: bool = False,
     ) -> None:
         super().__init__(workdir)
         self.port = port or free_port()
+        self.persistent = persistent
         self.pubsub_project = pubsub_project
         self.pubsub_topic = pubsub_topic
 
@@ -163,7 +181,8 @@ class FakeGcs(_Process):
             "-scheme", "http",
             "-host", HOST,
             "-port", str(self.port),
-            "-backend", "memory",
+            *(["-backend", "filesystem", "-filesystem-root", str(self.workdir / "data")]
+              if self.persistent else ["-backend", "memory"]),
             "-external-url", self.url,
             "-public-host", f"{HOST}:{self.port}",
             "-log-level", "warn",
@@ -189,12 +208,14 @@ def azurite_binary() -> Path:
 
 
 class Azurite(_Process):
-    """Azurite's blob and queue services (in memory)."""
+    """Azurite's blob and queue services: in memory, or on disk in its working directory with
+    ``persistent=True`` (so that data survives ``restart()``)."""
 
     name = "azurite"
 
-    def __init__(self, *, workdir: Path | None = None) -> None:
+    def __init__(self, *, workdir: Path | None = None, persistent: bool = False) -> None:
         super().__init__(workdir)
+        self.persistent = persistent
         self.blob_port = free_port()
         self.queue_port = free_port()
         self.table_port = free_port()
@@ -204,7 +225,7 @@ class Azurite(_Process):
             str(azurite_binary()),
             "--silent",
             "--skipApiVersionCheck",
-            "--inMemoryPersistence",
+            *(["--location", str(self.workdir / "data")] if self.persistent else ["--inMemoryPersistence"]),
             "--blobHost", HOST, "--blobPort", str(self.blob_port),
             "--queueHost", HOST, "--queuePort", str(self.queue_port),
             "--tableHost", HOST, "--tablePort", str(self.table_port),

@@ -84,6 +84,8 @@ class GcpStack(Stack):
     api_port: int | None = None
     bucket: str = field(default_factory=lambda: f"gray-{uuid.uuid4().hex[:8]}")
     use_pubsub: bool = True
+    persistent: bool = False
+    """Keep fake-gcs-server's objects on disk, so that ``self.gcs.restart()`` loses nothing."""
     extra_env: dict[str, str] = field(default_factory=dict)
     pubsub: PubSubEmulator | None = None
     gcs: FakeGcs | None = None
@@ -121,7 +123,8 @@ class GcpStack(Stack):
             if self.pubsub:
                 for topic in (NOTIFICATIONS_TOPIC, JOBS_TOPIC, DEAD_LETTER_TOPIC, BATCH_TOPIC):
                     pubsub.ensure_topic(topic, PROJECT)
-            self.gcs = FakeGcs(pubsub_project=PROJECT, pubsub_topic=NOTIFICATIONS_TOPIC) if self.pubsub else FakeGcs()
+            topic = {"pubsub_project": PROJECT, "pubsub_topic": NOTIFICATIONS_TOPIC} if self.pubsub else {}
+            self.gcs = FakeGcs(persistent=self.persistent, **topic)
             self._stack.enter_context(self.gcs)
             with environment({**self.gcs.env(), "GOOGLE_CLOUD_PROJECT": PROJECT}):
                 self.store().create_bucket()

@@ -48,7 +48,7 @@ import azure.functions as func
 
 from core.clouds.azure_blob import AzureBlobObjectStore
 from core.clouds.azure_queue import AzureQueueTaskQueue, Received
-from core.errors import CoreError
+from core.errors import CoreError, NotFound
 from functions_azure.services import share_host_storage
 from functions_azure.settings import CONNECTION, CONTAINER_SETTING, DEFAULT_CONTAINER
 
@@ -289,18 +289,36 @@ class DevHost:
         )
         try:
             handler(incoming)
+            failed: Exception | None = None
         except Exception as exc:
-            if message.dequeue_count >= self.settings["max_dequeue_count"]:
-                log.warning("%s: message %s failed %d times, moved to %s-poison: %s",
-                            name, message.id, message.dequeue_count, queue.queue_name, exc)  # fmt: skip
-                poison.send_body(message.body)
-                queue.delete(message)
-            else:
-                log.info("%s: message %s failed (attempt %d), retried in %.0fs: %s",
-                         name, message.id, message.dequeue_count, self.settings["visibility_timeout"], exc)  # fmt: skip
-                queue.release(message, visibility_timeout=int(self.settings["visibility_timeout"]))
-            return
-        queue.delete(message)
+            failed = exc
+        try:
+            self._settle(queue, poison, name, message, failed)
+        except CoreError as exc:
+            # Storage unreachable: the message reappears when its lease ends, as on the real host.
+            log.warning("%s: could not settle message %s, it returns after its lease: %s", name, message.id, exc)
+
+    def _settle(
+        self,
+        queue: AzureQueueTaskQueue,
+        poison: AzureQueueTaskQueue,
+        name: str,
+        message: Received,
+        failed: Exception | None,
+    ) -> None:
+        """Delete a handled message; release a failed one for a retry, or move it to the poison queue."""
+        if failed is None:
+            queue.delete(message)
+        elif message.dequeue_count >= self.settings["max_dequeue_count"]:
+            log.warning("%s: message %s failed %d times, moved to %s-poison: %s",
+                        name, message.id, message.dequeue_count, queue.queue_name, failed)  # fmt: skip
+            poison.send_body(message.body)
+            queue.delete(message)
+        else:
+            retry_in = self.settings["visibility_timeout"]
+            log.info("%s: message %s failed (attempt %d), retried in %.0fs: %s",
+                     name, message.id, message.dequeue_count, retry_in, failed)  # fmt: skip
+            queue.release(message, visibility_timeout=int(retry_in))
 
     # Blobs: the local stand-in for Event Grid ----------------------------------------------------
 
@@ -344,9 +362,13 @@ class DevHost:
         for attempt in range(1, EVENT_GRID_ATTEMPTS + 1):
             try:
                 blob = store.get(key)
-            except CoreError as exc:
-                log.info("%s: %s vanished before delivery: %s", name, key, exc)
+            except NotFound:
+                log.info("%s: %s vanished before delivery", name, key)
                 return
+            except CoreError as exc:  # storage unreachable: Event Grid retries the delivery
+                log.warning("%s: delivery %d of %s failed: %s", name, attempt, event["subject"], exc)
+                self.stopping.wait(min(2**attempt, 30))
+                continue
             stream = func.blob.InputStream(
                 data=blob.data, name=f"{container}/{key}", uri=f"devhost://{container}/{key}", length=len(blob.data)
             )
