@@ -41,6 +41,7 @@ from core.errors import (
     TransientError,
 )
 from core.jobs import Job, Status
+from core.logs import redact
 from core.pipeline import Services, submit_upload
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,11 @@ def json_response(status: int, payload: Any, **headers: str) -> Response:
 
 
 def error_response(http_status: int, code: str, message: str, **extra: Any) -> Response:
-    """The JSON error body every failure gets: ``{"error": code, "message": sentence, ...}``."""
-    return json_response(http_status, {"error": code, "message": message, **extra})
+    """The JSON error body every failure gets: ``{"error": code, "message": sentence, ...}``.
+
+    The sentence is redacted as log lines are: an adapter's error may quote a URL or a connection string.
+    """
+    return json_response(http_status, {"error": code, "message": redact(message), **extra})
 
 
 Route = tuple[str, "re.Pattern[str]", Callable[[Request, "re.Match[str]"], Response]]

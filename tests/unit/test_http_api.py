@@ -201,6 +201,28 @@ def test_a_store_outage_is_503_and_an_unexpected_error_500(services: Services) -
     assert_error(call(Services.over(Broken(), InMemoryTaskQueue()), "GET", "/jobs/" + "a" * 32), 500, "internal")
 
 
+@pytest.mark.parametrize(
+    "leak",
+    [
+        "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=c2VjcmV0a2V5;",
+        "https://acct.blob.core.windows.net/c/uploads/a.jpg?sv=2024-05-04&sig=c2lnbmF0dXJl",
+        "https://storage.googleapis.com/b/o?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Signature=0a1b2c3d4e5f",
+    ],
+)
+def test_credentials_in_an_error_never_reach_the_body(leak: str) -> None:
+    from core.errors import TransientError
+
+    class Leaky(InMemoryObjectStore):
+        def get(self, key: str):  # type: ignore[no-untyped-def]
+            raise TransientError(f"request to {leak} failed")
+
+    response = call(Services.over(Leaky(), InMemoryTaskQueue()), "GET", "/jobs/" + "a" * 32)
+    assert_error(response, 503, "unavailable")
+    for secret in ("c2VjcmV0a2V5", "c2lnbmF0dXJl", "0a1b2c3d4e5f"):
+        assert secret not in response.body.decode()
+    assert "Traceback" not in response.body.decode()
+
+
 def test_a_frozen_store_answers_uploads_with_503(services: Services) -> None:
     from migrate.cutover import freeze
 
