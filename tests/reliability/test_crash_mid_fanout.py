@@ -1,4 +1,5 @@
-"""SIGKILL the Azure function host during the migration's fan-out: the batches come back, and the run ends clean."""
+"""SIGKILL the Azure function host 5 times during the migration's fan-out: the batches come back after their
+lease, and the run ends clean."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ pytestmark = [pytest.mark.reliability, pytest.mark.emulator]
 
 ROOT = Path(__file__).resolve().parents[2]
 LEASE = 3
+KILLS = 5
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +50,7 @@ def test_kill_the_host_mid_fanout_then_the_run_finishes(clouds: tuple[FakeGcs, A
     bucket, container = unique_name("src"), unique_name("dst")
     GcsObjectStore(bucket).create_bucket()
     AzureBlobDestination(container).create()
-    payloads = {f"data/{i:04d}.bin": rng.randbytes(rng.randint(1, 4096)) for i in range(600)}
+    payloads = {f"data/{i:04d}.bin": rng.randbytes(rng.randint(1, 4096)) for i in range(1000)}
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda key: GcsObjectStore(bucket).put(key, payloads[key]), payloads))
     argv = ["plan", f"gs://{bucket}", f"az://{container}", "--batch-size", "20", "--json"]
@@ -57,10 +59,12 @@ def test_kill_the_host_mid_fanout_then_the_run_finishes(clouds: tuple[FakeGcs, A
     )
     run_id = json.loads(plan.stdout.strip().splitlines()[-1])["run_id"]
     status_url = f"{azure.api_url}/migrations/{run_id}?container={urllib.parse.quote(container)}"
-    time.sleep(rng.uniform(0.8, 1.5))
-    azure.kill_host()  # mid-batch: its messages are leased, not deleted
-    copied_at_kill = sum(1 for _ in AzureBlobDestination(container).list("data/"))
-    azure.restart_host()
+    copied_at_kills = []
+    for _ in range(KILLS):  # each time mid-batch: its messages are leased, not deleted
+        time.sleep(rng.uniform(0.5, 1.5))
+        azure.kill_host()
+        copied_at_kills.append(sum(1 for _ in AzureBlobDestination(container).list("data/")))
+        azure.restart_host()
     deadline, found = time.monotonic() + 120, {}
     while time.monotonic() < deadline:
         _, found = http_json("GET", status_url)
@@ -75,8 +79,8 @@ def test_kill_the_host_mid_fanout_then_the_run_finishes(clouds: tuple[FakeGcs, A
         azure.azurite,  # type: ignore[arg-type]
     )
     print(f"\nFIGURE crash mid-fan-out: {len(payloads)} objects in {found.get('batches')} batches; host SIGKILLed "
-          f"with {copied_at_kill} copied; after restart: run {found.get('state')}, {found.get('copied')} copied + "
-          f"{found.get('skipped')} skipped; verify {verified.to_dict()}")  # fmt: skip
+          f"{KILLS} times, with {copied_at_kills} copied; after the last restart: run {found.get('state')}, "
+          f"{found.get('copied')} copied + {found.get('skipped')} skipped; verify {verified.to_dict()}")  # fmt: skip
     assert found.get("state") == "done"
     assert verified.clean and verified.same == len(payloads)
     assert check.returncode == 0 and "0 differences found" in check.stderr
