@@ -1,5 +1,9 @@
 """Property-based fuzzing (hypothesis) of the parsers that face the outside: images and events.
 
+Events: CloudEvents and Pub/Sub push payloads (GCP); on Azure, where the host itself parses
+Event Grid and queue envelopes, what reaches our code: the blob name of an Event Grid
+BlobCreated delivery, and queue message bodies.
+
 A short run here (make test); a longer one: ``HYPOTHESIS_PROFILE=long make unit``.
 """
 
@@ -10,11 +14,17 @@ import contextlib
 import json
 import os
 
-from hypothesis import HealthCheck, given, settings
+import azure.functions as func
+from azure.functions.queue import QueueMessage
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from core.errors import BadRequest, InvalidImage
 from core.imaging import grayscale
+from core.memory import InMemoryObjectStore, InMemoryTaskQueue
+from core.pipeline import Services
+from functions_azure import blueprint
+from functions_azure import services as azure_services
 from functions_gcp import events
 from tests.helper import encode, hopper
 
@@ -69,3 +79,39 @@ def test_pubsub_message_parser_raises_only_bad_request(payload: object, attribut
         events.delivery_attempts(message)
     except BadRequest:
         pass
+
+
+@contextlib.contextmanager
+def azure_functions_over_fakes():  # type: ignore[no-untyped-def]
+    store, queue = InMemoryObjectStore(), InMemoryTaskQueue()
+    azure_services.use(Services.over(store, queue))
+    try:
+        yield store, queue
+    finally:
+        azure_services.use(None)
+
+
+@given(st.text(max_size=300), st.binary(max_size=64))
+@example("c/uploads/a b#?.jpg", b"x")
+@example("c/uploads/\x00", b"")
+@example("c/uploads/", b"")
+@example("c/uploads/../jobs/x.json", b"{}")
+def test_event_grid_blob_names_never_crash_on_upload(name: str, body: bytes) -> None:
+    with azure_functions_over_fakes() as (store, queue):
+        key = name.split("/", 1)[1] if "/" in name else name
+        with contextlib.suppress(BadRequest):  # a key no store accepts (empty, NUL) cannot have been uploaded
+            store.put(key, body)
+        blueprint.on_upload(func.blob.InputStream(data=body, name=name, length=len(body)))
+        # Only an upload becomes a job; nothing is written anywhere else.
+        written = {info.key for info in store.list()} - {key}
+        assert all(k.startswith("jobs/") for k in written)
+        assert len(queue.messages) == (1 if written else 0)
+
+
+@given(st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()))
+def test_queue_bodies_never_crash_process_job_or_on_poison(body: bytes) -> None:
+    with azure_functions_over_fakes() as (store, _):
+        message = QueueMessage(id="m", body=body, dequeue_count=1)
+        blueprint.process_job(message)  # malformed or unknown: logged and dropped, never retried forever
+        blueprint.on_poison(message)
+        assert list(store.list()) == []
