@@ -17,6 +17,7 @@ import base64
 import hashlib
 import os
 import threading
+import time
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -228,10 +229,14 @@ class AzureBlobDestination:
             ),
             timeout=urllib3.Timeout(connect=10, read=300),
         )
-        self._sas: tuple[str, datetime] | None = None
+        self._host_pool: urllib3.HTTPConnectionPool | None = None
+        self._sas: tuple[str, datetime, float] | None = None
         self._sas_lock = threading.Lock()
 
     def _sas_token(self) -> str:
+        cached = self._sas
+        if cached is not None and time.monotonic() < cached[2]:
+            return cached[0]
         with self._sas_lock:
             now = datetime.now(UTC)
             if self._sas is None or self._sas[1] - now < timedelta(minutes=30):
@@ -254,14 +259,15 @@ class AzureBlobDestination:
                         self.container.account_name, self.container_name, user_delegation_key=key,
                         permission=permission, expiry=expiry, start=now - timedelta(minutes=5),
                     )  # fmt: skip
-                self._sas = (token, expiry)
+                # Renewed 30 minutes before it expires; the monotonic deadline spares a clock read per request.
+                self._sas = (token, expiry, time.monotonic() + (expiry - now - timedelta(minutes=30)).total_seconds())
             return self._sas[0]
 
     def _rest_put(self, key: str, query: str, body: bytes, headers: dict[str, str]) -> None:
         url = f"{self.container.url}/{quote(key, safe='/')}?{query}{'&' if query else ''}{self._sas_token()}"
         headers = {"x-ms-version": self.API_VERSION, "Content-Length": str(len(body)), **headers}
         try:
-            response = self._pool.request("PUT", url, body=body, headers=headers)
+            response = self._http().request("PUT", url, body=body, headers=headers)
         except urllib3.exceptions.HTTPError as exc:
             raise TransientError(f"cannot reach Azure Storage for {key!r}: {exc}") from exc
         if response.status in (200, 201):
@@ -272,6 +278,12 @@ class AzureBlobDestination:
         if response.status in (408, 429) or response.status >= 500:
             raise TransientError(f"Azure Storage answered {response.status} {code} for {key!r}")
         raise BadRequest(f"Azure Storage rejected {key!r}: {response.status} {code}")
+
+    def _http(self) -> urllib3.HTTPConnectionPool:
+        """The connection pool of the account's blob endpoint (one host: no pool lookup per request)."""
+        if self._host_pool is None:
+            self._host_pool = self._pool.connection_from_url(self.container.url)
+        return self._host_pool
 
     @property
     def container(self) -> ContainerClient:

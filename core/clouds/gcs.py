@@ -186,6 +186,7 @@ class GcsSource:
             retries=urllib3.Retry(total=5, backoff_factor=0.2, status_forcelist=(429, 500, 502, 503, 504)),
             timeout=urllib3.Timeout(connect=10, read=120),
         )
+        self._host_pool: urllib3.HTTPConnectionPool | None = None
         self._token_lock = threading.Lock()
 
     @property
@@ -215,7 +216,9 @@ class GcsSource:
         # Accept-Encoding: gzip keeps GCS from decompressing gzip-encoded objects on the way out.
         headers = {"Range": f"bytes={start}-{end}", "Accept-Encoding": "gzip", **self._auth()}
         try:
-            response = self._pool.request("GET", url, headers=headers, decode_content=False, preload_content=True)
+            if self._host_pool is None:  # one host: no pool lookup per request
+                self._host_pool = self._pool.connection_from_url(url)
+            response = self._host_pool.request("GET", url, headers=headers, decode_content=False, preload_content=True)
         except urllib3.exceptions.HTTPError as exc:
             raise TransientError(f"cannot read {key!r} from GCS: {exc}") from exc
         if response.status in (200, 206):
