@@ -154,30 +154,39 @@ def copy_object(
 
 
 class Checksums:
-    """MD5 and CRC32C of a stream, compared with what GCS recorded."""
+    """What GCS recorded, checked against the bytes as they pass: CRC32C, or MD5 when there is no CRC32C.
 
-    def __init__(self) -> None:
-        self.md5 = hashlib.md5()
-        self.crc = google_crc32c.Checksum()
+    Every GCS object has a CRC32C, which costs a tenth of an MD5 to compute. The MD5
+    still guards the Azure side: a whole put carries the source MD5 as Content-MD5
+    and each staged block its own, so Azure refuses bytes that differ.
+    """
+
+    def __init__(self, obj: ObjectDetails) -> None:
+        self.obj = obj
+        self.crc = google_crc32c.Checksum() if obj.crc32c else None
+        self.md5 = hashlib.md5() if obj.crc32c is None and obj.md5 else None
 
     def update(self, data: bytes) -> None:
-        self.md5.update(data)
-        self.crc.update(data)
+        if self.crc is not None:
+            self.crc.update(data)
+        if self.md5 is not None:
+            self.md5.update(data)
 
-    def check(self, obj: ObjectDetails) -> None:
-        if obj.md5 and self.md5.hexdigest() != obj.md5:
-            raise CoreError(f"MD5 mismatch reading {obj.key}: the object changed or the read was corrupted")
-        if obj.crc32c and base64.b64encode(self.crc.digest()).decode() != obj.crc32c:
+    def check(self) -> None:
+        obj = self.obj
+        if self.crc is not None and base64.b64encode(self.crc.digest()).decode() != obj.crc32c:
             raise CoreError(f"CRC32C mismatch reading {obj.key}: the object changed or the read was corrupted")
+        if self.md5 is not None and self.md5.hexdigest() != obj.md5:
+            raise CoreError(f"MD5 mismatch reading {obj.key}: the object changed or the read was corrupted")
 
 
 def _copy_whole(
     source: Source, dest: Destination, obj: ObjectDetails, details: ObjectDetails, tier: str | None
 ) -> None:
     data = source.read_range(obj.key, obj.generation, 0, obj.size - 1) if obj.size else b""
-    sums = Checksums()
+    sums = Checksums(obj)
     sums.update(data)
-    sums.check(obj)
+    sums.check()
     dest.put(details, data, tier=tier)
 
 
@@ -192,7 +201,7 @@ def _copy_blocks(
     """Read blocks in order (checksummed as they pass) and stage up to ``BLOCKS_IN_FLIGHT`` at once."""
     staged = dest.staged_blocks(details.key)
     ids: list[str] = []
-    sums: Checksums | None = Checksums()
+    sums: Checksums | None = Checksums(obj)
     in_flight: list[Future[None]] = []
     with ThreadPoolExecutor(max_workers=BLOCKS_IN_FLIGHT, thread_name_prefix="block") as pool:
         for index, start in enumerate(range(0, obj.size, block_size)):
@@ -210,7 +219,7 @@ def _copy_blocks(
         for future in in_flight:
             future.result()
     if sums is not None:
-        sums.check(obj)
+        sums.check()
     dest.commit(details, ids, tier=tier)
 
 

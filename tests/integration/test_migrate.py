@@ -297,3 +297,33 @@ def test_composite_objects_are_checked_by_crc32c(container: str, size: int) -> N
     failed = copy_object(bad, AzureBlobDestination(container), replace(bad.details(), generation="10"), None,
                          Options(block_size=BLOCK))  # fmt: skip
     assert failed.action == "failed" and "CRC32C mismatch" in (failed.error or "")
+
+
+class CorruptingSource(CompositeSource):
+    """An object with the checksums GCS records (``crc32c``, ``md5``, or both), read back with its last byte changed."""
+
+    def __init__(self, data: bytes, sums: str) -> None:
+        import hashlib
+
+        super().__init__(data, corrupt=True)
+        self.sums, self.md5 = sums, hashlib.md5(data).hexdigest()
+
+    def details(self) -> ObjectDetails:
+        return ObjectDetails(
+            key="corrupted.bin",
+            size=len(self.data),
+            md5=self.md5 if "md5" in self.sums else None,
+            crc32c=self.crc if "crc32c" in self.sums else None,
+            generation="11",
+        )
+
+
+@pytest.mark.parametrize("size", [1000, BLOCK * 3 + 5])
+@pytest.mark.parametrize(("sums", "caught_by"), [("md5+crc32c", "CRC32C"), ("md5", "MD5"), ("crc32c", "CRC32C")])
+def test_a_corrupted_read_never_becomes_a_blob(container: str, size: int, sums: str, caught_by: str) -> None:
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    source = CorruptingSource(data, sums)
+    dest = AzureBlobDestination(container)
+    outcome = copy_object(source, dest, source.details(), None, Options(block_size=BLOCK))
+    assert outcome.action == "failed" and f"{caught_by} mismatch" in (outcome.error or "")
+    assert [d.key for d in dest.list()] == []
