@@ -7,13 +7,15 @@ What it creates, in order:
  2. two service accounts: ``gray-runtime`` (what the functions run as) and
     ``gray-invoker`` (what Pub/Sub and Eventarc use to call them);
  3. the bucket (uniform access), with ``gray-runtime`` as object user on it only;
- 4. the topics ``gcs-notifications``, ``grayscale-jobs`` and ``grayscale-jobs-dead``,
-    ``gray-runtime`` allowed to publish to ``grayscale-jobs`` only;
+ 4. the topics ``gcs-notifications``, ``grayscale-jobs``, ``grayscale-jobs-dead``,
+    ``migrate-batches`` and ``migrate-batches-dead``, ``gray-runtime`` allowed to publish to
+    ``grayscale-jobs`` and ``migrate-batches`` only;
  5. the upload trigger: a bucket notification (OBJECT_FINALIZE under ``uploads/``)
     on ``gcs-notifications``, or with ``--trigger eventarc`` a direct Eventarc trigger;
- 6. the five functions (the four of the pipeline and ``migrate_batch``; gen2, python312, ``--retry`` on the event ones);
- 7. the dead-letter policy on the ``process_job`` subscription (5 attempts), with the
-    IAM the Pub/Sub service agent needs for it;
+ 6. the six functions (the four of the pipeline, ``migrate_batch`` and ``migrate_batch_dead_letter``;
+    gen2, python312, ``--retry`` on the event ones);
+ 7. the dead-letter policies (5 attempts) on the ``process_job`` and ``migrate_batch``
+    subscriptions, with the IAM the Pub/Sub service agent needs for them;
  8. ``gray-invoker`` as the only invoker of the event functions. The API is deployed
     ``--no-allow-unauthenticated``: grant ``roles/run.invoker`` to its callers.
 """
@@ -34,6 +36,10 @@ NOTIFICATIONS_TOPIC = "gcs-notifications"
 JOBS_TOPIC = "grayscale-jobs"
 DEAD_LETTER_TOPIC = "grayscale-jobs-dead"
 BATCH_TOPIC = "migrate-batches"
+BATCH_DEAD_LETTER_TOPIC = "migrate-batches-dead"
+DEAD_LETTERS = [("process-job", "JOBS_SUBSCRIPTION", DEAD_LETTER_TOPIC),
+                ("migrate-batch", "BATCH_SUBSCRIPTION", BATCH_DEAD_LETTER_TOPIC)]  # fmt: skip
+"""(function, shell variable for its subscription, dead-letter topic)."""
 MAX_DELIVERY_ATTEMPTS = 5
 APIS = [
     "cloudfunctions.googleapis.com",
@@ -84,6 +90,11 @@ class Plan:
             Function("on-dead-letter", "on_dead_letter", [f"--trigger-topic={DEAD_LETTER_TOPIC}", "--retry"]),
             Function("api", "api", ["--trigger-http", "--no-allow-unauthenticated"], memory="1Gi"),
             Function("migrate-batch", "migrate_batch", [f"--trigger-topic={BATCH_TOPIC}", "--retry"], memory="1Gi"),
+            Function(
+                "migrate-batch-dead",
+                "migrate_batch_dead_letter",
+                [f"--trigger-topic={BATCH_DEAD_LETTER_TOPIC}", "--retry"],
+            ),
         ]
 
     def commands(self) -> list[list[str]]:
@@ -102,7 +113,7 @@ class Plan:
             ["gcloud", "storage", "buckets", "add-iam-policy-binding", f"gs://{self.bucket}", f"--member={runtime}",
              "--role=roles/storage.objectUser"],
             ["gcloud", "pubsub", "topics", "create", NOTIFICATIONS_TOPIC, JOBS_TOPIC, DEAD_LETTER_TOPIC,
-             BATCH_TOPIC, *p],
+             BATCH_TOPIC, BATCH_DEAD_LETTER_TOPIC, *p],
             ["gcloud", "pubsub", "topics", "add-iam-policy-binding", JOBS_TOPIC, f"--member={runtime}",
              "--role=roles/pubsub.publisher", *p],
             ["gcloud", "pubsub", "topics", "add-iam-policy-binding", BATCH_TOPIC, f"--member={runtime}",
@@ -128,21 +139,22 @@ class Plan:
             if "--trigger-http" not in fn.trigger:
                 run.append(["gcloud", "functions", "add-invoker-policy-binding", fn.name, f"--region={self.region}",
                             f"--member={invoker}", *p])  # fmt: skip
-        subscription = (
-            f"$(gcloud eventarc triggers describe $(gcloud functions describe process-job --gen2 "
-            f"--region={self.region} --project={self.project} --format='value(eventTrigger.trigger)') "
-            f"--location={self.region} --project={self.project} --format='value(transport.pubsub.subscription)')"
-        )
-        run += [
-            ["JOBS_SUBSCRIPTION=" + subscription],
-            ["gcloud", "pubsub", "subscriptions", "update", "${JOBS_SUBSCRIPTION}",
-             f"--dead-letter-topic={DEAD_LETTER_TOPIC}", f"--max-delivery-attempts={MAX_DELIVERY_ATTEMPTS}",
-             "--min-retry-delay=10s", "--max-retry-delay=600s", *p],
-            ["gcloud", "pubsub", "topics", "add-iam-policy-binding", DEAD_LETTER_TOPIC, f"--member={pubsub_agent}",
-             "--role=roles/pubsub.publisher", *p],
-            ["gcloud", "pubsub", "subscriptions", "add-iam-policy-binding", "${JOBS_SUBSCRIPTION}",
-             f"--member={pubsub_agent}", "--role=roles/pubsub.subscriber", *p],
-        ]  # fmt: skip
+        for function, variable, dead_letter_topic in DEAD_LETTERS:
+            subscription = (
+                f"$(gcloud eventarc triggers describe $(gcloud functions describe {function} --gen2 "
+                f"--region={self.region} --project={self.project} --format='value(eventTrigger.trigger)') "
+                f"--location={self.region} --project={self.project} --format='value(transport.pubsub.subscription)')"
+            )
+            run += [
+                [f"{variable}=" + subscription],
+                ["gcloud", "pubsub", "subscriptions", "update", f"${{{variable}}}",
+                 f"--dead-letter-topic={dead_letter_topic}", f"--max-delivery-attempts={MAX_DELIVERY_ATTEMPTS}",
+                 "--min-retry-delay=10s", "--max-retry-delay=600s", *p],
+                ["gcloud", "pubsub", "topics", "add-iam-policy-binding", dead_letter_topic, f"--member={pubsub_agent}",
+                 "--role=roles/pubsub.publisher", *p],
+                ["gcloud", "pubsub", "subscriptions", "add-iam-policy-binding", f"${{{variable}}}",
+                 f"--member={pubsub_agent}", "--role=roles/pubsub.subscriber", *p],
+            ]  # fmt: skip
         return run
 
 
@@ -163,7 +175,18 @@ def teardown_commands(plan: Plan) -> list[list[str]]:
         run.append(["gcloud", "projects", "remove-iam-policy-binding", plan.project, f"--member={gcs_agent}",
                     "--role=roles/pubsub.publisher"])  # fmt: skip
     run += [
-        ["gcloud", "pubsub", "topics", "delete", NOTIFICATIONS_TOPIC, JOBS_TOPIC, DEAD_LETTER_TOPIC, BATCH_TOPIC, *p],
+        [
+            "gcloud",
+            "pubsub",
+            "topics",
+            "delete",
+            NOTIFICATIONS_TOPIC,
+            JOBS_TOPIC,
+            DEAD_LETTER_TOPIC,
+            BATCH_TOPIC,
+            BATCH_DEAD_LETTER_TOPIC,
+            *p,
+        ],
         ["gcloud", "storage", "rm", "--recursive", f"gs://{plan.bucket}", *p],
         ["gcloud", "iam", "service-accounts", "delete", plan.invoker_sa, "--quiet", *p],
         ["gcloud", "iam", "service-accounts", "delete", plan.runtime_sa, "--quiet", *p],

@@ -7,6 +7,8 @@
         ──push──▶ functions-framework on_dead_letter
     functions-framework api on :8080 (or a free port): the HTTP API and page
     topic migrate-batches --push--> functions-framework migrate_batch (the migration's fan-out on GCP)
+        with a dead-letter policy (5 attempts) --> topic migrate-batches-dead
+        --push--> functions-framework migrate_batch_dead_letter (the batch is recorded failed)
 
 Without Google's Pub/Sub emulator only the API runs, with
 ``GRAYSCALE_PROCESS_INLINE=1``: an HTTP upload is processed in-process, and a
@@ -44,6 +46,7 @@ NOTIFICATIONS_TOPIC = "gcs-notifications"
 JOBS_TOPIC = "grayscale-jobs"
 DEAD_LETTER_TOPIC = "grayscale-jobs-dead"
 BATCH_TOPIC = "migrate-batches"
+BATCH_DEAD_LETTER_TOPIC = "migrate-batches-dead"
 MAX_DELIVERY_ATTEMPTS = 5
 API_PORT = 8080
 
@@ -121,7 +124,7 @@ class GcpStack(Stack):
             self.note = "Pub/Sub switched off, so the API processes uploads in-process"
         with environment(self.pubsub.env() if self.pubsub else {}):
             if self.pubsub:
-                for topic in (NOTIFICATIONS_TOPIC, JOBS_TOPIC, DEAD_LETTER_TOPIC, BATCH_TOPIC):
+                for topic in (NOTIFICATIONS_TOPIC, JOBS_TOPIC, DEAD_LETTER_TOPIC, BATCH_TOPIC, BATCH_DEAD_LETTER_TOPIC):
                     pubsub.ensure_topic(topic, PROJECT)
             topic = {"pubsub_project": PROJECT, "pubsub_topic": NOTIFICATIONS_TOPIC} if self.pubsub else {}
             self.gcs = FakeGcs(persistent=self.persistent, **topic)
@@ -138,6 +141,7 @@ class GcpStack(Stack):
         if self.pubsub:
             wanted += [("on_upload", "cloudevent", None), ("process_job", "cloudevent", None)]
             wanted += [("on_dead_letter", "cloudevent", None), ("migrate_batch", "cloudevent", None)]
+            wanted += [("migrate_batch_dead_letter", "cloudevent", None)]
         env = self.env()
         for target, signature, port in wanted:
             host = FunctionsFramework(target, signature, port)
@@ -174,6 +178,14 @@ class GcpStack(Stack):
                 self._endpoint("migrate_batch", BATCH_TOPIC),
                 project=PROJECT,
                 ack_deadline_seconds=600,
+                dead_letter_topic=BATCH_DEAD_LETTER_TOPIC,
+                max_delivery_attempts=MAX_DELIVERY_ATTEMPTS,
+            )
+            pubsub.ensure_push_subscription(
+                "migrate-batch-dead-letter",
+                BATCH_DEAD_LETTER_TOPIC,
+                self._endpoint("migrate_batch_dead_letter", BATCH_DEAD_LETTER_TOPIC),
+                project=PROJECT,
             )
 
     def _endpoint(self, target: str, topic: str) -> str:

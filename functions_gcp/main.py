@@ -60,9 +60,12 @@ def on_dead_letter(event: CloudEvent) -> None:
         except BadRequest as exc:
             log.error("dropped a malformed dead letter %s: %s", event["id"], exc)
             return
-        attempts = events.delivery_attempts(event.data)
-        reason = f"gave up after {attempts} attempts" if attempts else "gave up after repeated failures"
-        pipeline.handle_dead_letter(services(), payload, reason)
+        pipeline.handle_dead_letter(services(), payload, _gave_up(event))
+
+
+def _gave_up(event: CloudEvent) -> str:
+    attempts = events.delivery_attempts(event.data)
+    return f"gave up after {attempts} attempts" if attempts else "gave up after repeated failures"
 
 
 @functions_framework.http
@@ -94,3 +97,12 @@ def migrate_batch(event: CloudEvent) -> None:
         log.error("dropped migration message %s: %s", event["id"], exc)
         return
     log.info("batch %s of run %s: %s", state["batch"], payload.get("run_id"), state["state"])
+
+
+@functions_framework.cloud_event
+def migrate_batch_dead_letter(event: CloudEvent) -> None:
+    """A migrate-batches message that Pub/Sub gave up on: the batch is recorded failed in its run."""
+    try:
+        worker.handle_poison(events.message_json(event["type"], event.data), _gave_up(event))
+    except BadRequest as exc:
+        log.error("dropped a malformed migration dead letter %s: %s", event["id"], exc)

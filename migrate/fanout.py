@@ -18,6 +18,7 @@ Azure's trigger sees a migrated upload, its DONE record is already there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from collections.abc import Iterator, Mapping
@@ -184,10 +185,14 @@ def process_batch(payload: Mapping[str, Any], source: Source, dest: Destination,
 
 
 def mark_failed(records: ObjectStore, payload: Mapping[str, Any], reason: str) -> None:
-    """The poison path: the batch is recorded failed with a reason."""
+    """The poison path: the batch is recorded failed with a reason, unless a delivery already finished it
+    (a late or duplicate dead letter does not undo a copy that was done and recorded)."""
     run_id, number = payload.get("run_id"), payload.get("batch")
     if not isinstance(run_id, str) or not isinstance(number, int):
         return
+    with contextlib.suppress(NotFound):
+        if json.loads(records.get(run_key(run_id, f"batches/{number}.json")).data).get("state") == "done":
+            return
     state = {"batch": number, "state": "failed", "copied": 0, "skipped": 0, "failed": 0, "bytes": 0,
              "errors": [{"key": "*", "error": reason}]}  # fmt: skip
     records.put(run_key(run_id, f"batches/{number}.json"), json.dumps(state).encode(), content_type="application/json")

@@ -10,12 +10,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from core.clouds.azure_blob import AzureBlobDestination
+from core.clouds import pubsub
+from core.clouds.azure_blob import AzureBlobDestination, AzureBlobObjectStore
 from core.clouds.gcs import GcsObjectStore, GcsSource
+from core.memory import InMemoryTaskQueue
 from devstack.azure import AzureStack
 from devstack.environment import environment
-from devstack.gcp import GcpStack
+from devstack.gcp import BATCH_DEAD_LETTER_TOPIC, GcpStack
 from devstack.stacks import both_clouds
+from migrate import fanout
 from migrate.verify import run_verify
 from tests.conftest import require_pubsub_emulator, unique_name
 from tests.e2e.conftest import http_json
@@ -66,3 +69,29 @@ def test_bad_migration_requests(clouds: tuple[GcpStack, AzureStack], cloud: str)
     assert (status, body["error"]) == (400, "bad_request")
     status, body = http_json("GET", f"{api}/migrations/nope?container=nothing-here")
     assert (status, body["error"]) == (404, "not_found")
+
+
+def test_a_batch_dead_lettered_on_gcp_fails_the_run(clouds: tuple[GcpStack, AzureStack]) -> None:
+    """The wiring of migrate-batches-dead: what Pub/Sub forwards after 5 failed deliveries reaches
+    ``migrate_batch_dead_letter``, which records the batch failed (the dead-letter policy itself is
+    exercised on the jobs topic by the GCP chain tests)."""
+    gcp, _ = clouds
+    bucket, container = unique_name("src"), unique_name("dst")
+    GcsObjectStore(bucket).create_bucket()
+    AzureBlobDestination(container).create()
+    GcsObjectStore(bucket).put("data/a.txt", b"a")
+    held = InMemoryTaskQueue()  # planned, but its batch is never delivered to a worker
+    run = fanout.plan(GcsSource(bucket), AzureBlobObjectStore(container), held,
+                      source_uri=f"gs://{bucket}", dest_uri=f"az://{container}")  # fmt: skip
+    (message,) = held.messages
+    with environment(gcp.env()):
+        pubsub.publish_raw(BATCH_DEAD_LETTER_TOPIC, json.dumps(message).encode(),
+                           {"CloudPubSubDeadLetterSourceDeliveryCount": "5"})  # fmt: skip
+    url = f"{gcp.api_url}/migrations/{run.run_id}?container={urllib.parse.quote(container)}"
+    deadline, found = time.monotonic() + 30, {}
+    while time.monotonic() < deadline:
+        _, found = http_json("GET", url)
+        if found.get("state") != "running":
+            break
+        time.sleep(0.3)
+    assert (found["state"], found["batches_failed"]) == ("failed", 1), found

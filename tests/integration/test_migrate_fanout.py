@@ -89,6 +89,40 @@ def test_a_poisoned_batch_fails_the_run(bucket: str, container: str, capsys: pyt
     assert main(["status", run_id, "--container", container]) == 1
 
 
+def test_a_dead_lettered_batch_on_gcp_fails_the_run(
+    bucket: str, container: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from functions_gcp.main import migrate_batch_dead_letter
+    from tests.integration.test_gcp_functions import pubsub_event
+
+    GcsObjectStore(bucket).put("a.txt", b"a")
+    run_id = plan(bucket, container, capsys)
+    queue = AzureQueueTaskQueue(BATCH_QUEUE)
+    (message,) = [m for m in queue.receive(max_messages=32) if m.payload["run_id"] == run_id]
+    queue.delete(message)
+    # What Pub/Sub forwards to migrate-batches-dead: the original message, with its delivery count.
+    migrate_batch_dead_letter(pubsub_event(message.payload, {"CloudPubSubDeadLetterSourceDeliveryCount": "5"}))
+    found = status(AzureBlobObjectStore(container), run_id)
+    assert (found["state"], found["batches_failed"]) == ("failed", 1)
+    record = f"_migrations/{run_id}/batches/{message.payload['batch']}.json"
+    batch = json.loads(AzureBlobObjectStore(container).get(record).data)
+    assert batch["errors"] == [{"key": "*", "error": "gave up after 5 attempts"}]
+
+
+def test_a_late_poison_message_does_not_undo_a_finished_batch(
+    bucket: str, container: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    GcsObjectStore(bucket).put("a.txt", b"a")
+    run_id = plan(bucket, container, capsys)
+    queue = AzureQueueTaskQueue(BATCH_QUEUE)
+    (message,) = [m for m in queue.receive(max_messages=32) if m.payload["run_id"] == run_id]
+    migration.migrate_batch(QueueMessage(id=message.id, body=message.body, dequeue_count=1))
+    queue.delete(message)
+    migration.migrate_batch_poison(QueueMessage(id=message.id, body=message.body, dequeue_count=1))
+    found = status(AzureBlobObjectStore(container), run_id)
+    assert (found["state"], found["batches_done"], found["copied"]) == ("done", 1, 1)
+
+
 def test_status_of_an_unknown_run_exits_2(container: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status", "20260101T000000Z-000000", "--container", container]) == 2
     assert "no migration run" in capsys.readouterr().err
