@@ -48,6 +48,13 @@ DEAD_LETTER_TOPIC = "grayscale-jobs-dead"
 BATCH_TOPIC = "migrate-batches"
 BATCH_DEAD_LETTER_TOPIC = "migrate-batches-dead"
 MAX_DELIVERY_ATTEMPTS = 5
+SUBSCRIPTIONS = (  # (push subscription, topic, function, its dead-letter topic)
+    ("on-upload", NOTIFICATIONS_TOPIC, "on_upload", None),
+    ("process-job", JOBS_TOPIC, "process_job", DEAD_LETTER_TOPIC),
+    ("on-dead-letter", DEAD_LETTER_TOPIC, "on_dead_letter", None),
+    ("migrate-batch", BATCH_TOPIC, "migrate_batch", BATCH_DEAD_LETTER_TOPIC),
+    ("migrate-batch-dead-letter", BATCH_DEAD_LETTER_TOPIC, "migrate_batch_dead_letter", None),
+)
 API_PORT = 8080
 
 
@@ -139,9 +146,7 @@ class GcpStack(Stack):
         api_port = self.api_port or (API_PORT if port_is_free(API_PORT) else free_port())
         wanted = [("api", "http", api_port)]
         if self.pubsub:
-            wanted += [("on_upload", "cloudevent", None), ("process_job", "cloudevent", None)]
-            wanted += [("on_dead_letter", "cloudevent", None), ("migrate_batch", "cloudevent", None)]
-            wanted += [("migrate_batch_dead_letter", "cloudevent", None)]
+            wanted += [(target, "cloudevent", None) for _, _, target, _ in SUBSCRIPTIONS]
         env = self.env()
         for target, signature, port in wanted:
             host = FunctionsFramework(target, signature, port)
@@ -155,38 +160,17 @@ class GcpStack(Stack):
     def _subscribe(self) -> None:
         assert self.pubsub is not None
         with environment({**self.pubsub.env(), "GOOGLE_CLOUD_PROJECT": PROJECT}):
-            pubsub.ensure_push_subscription(
-                "on-upload", NOTIFICATIONS_TOPIC, self._endpoint("on_upload", NOTIFICATIONS_TOPIC), project=PROJECT
-            )
-            pubsub.ensure_push_subscription(
-                "process-job",
-                JOBS_TOPIC,
-                self._endpoint("process_job", JOBS_TOPIC),
-                project=PROJECT,
-                dead_letter_topic=DEAD_LETTER_TOPIC,
-                max_delivery_attempts=MAX_DELIVERY_ATTEMPTS,
-            )
-            pubsub.ensure_push_subscription(
-                "on-dead-letter",
-                DEAD_LETTER_TOPIC,
-                self._endpoint("on_dead_letter", DEAD_LETTER_TOPIC),
-                project=PROJECT,
-            )
-            pubsub.ensure_push_subscription(
-                "migrate-batch",
-                BATCH_TOPIC,
-                self._endpoint("migrate_batch", BATCH_TOPIC),
-                project=PROJECT,
-                ack_deadline_seconds=600,
-                dead_letter_topic=BATCH_DEAD_LETTER_TOPIC,
-                max_delivery_attempts=MAX_DELIVERY_ATTEMPTS,
-            )
-            pubsub.ensure_push_subscription(
-                "migrate-batch-dead-letter",
-                BATCH_DEAD_LETTER_TOPIC,
-                self._endpoint("migrate_batch_dead_letter", BATCH_DEAD_LETTER_TOPIC),
-                project=PROJECT,
-            )
+            for name, topic, target, dead_letter_topic in SUBSCRIPTIONS:
+                pubsub.ensure_push_subscription(
+                    name,
+                    topic,
+                    self._endpoint(target, topic),
+                    project=PROJECT,
+                    dead_letter_topic=dead_letter_topic,
+                    max_delivery_attempts=MAX_DELIVERY_ATTEMPTS,
+                    # A batch takes longer than a job: Pub/Sub waits this long before it redelivers.
+                    ack_deadline_seconds=600 if target == "migrate_batch" else 60,
+                )
 
     def _endpoint(self, target: str, topic: str) -> str:
         # functions-framework reads the topic from this path when it converts a raw push to a CloudEvent.

@@ -9,7 +9,7 @@ import pytest
 from azure.functions.queue import QueueMessage
 
 from core.clouds.azure_blob import AzureBlobDestination, AzureBlobObjectStore
-from core.clouds.azure_queue import AzureQueueTaskQueue
+from core.clouds.azure_queue import AzureQueueTaskQueue, Received
 from core.clouds.gcs import GcsObjectStore, GcsSource
 from core.jobs import Status
 from core.memory import InMemoryTaskQueue
@@ -63,13 +63,21 @@ def test_plan_fan_out_status_and_verify(bucket: str, container: str, capsys: pyt
     assert main(["status", run_id, "--container", container]) == 0
 
 
-def test_a_redelivered_batch_copies_nothing_twice(
+def one_batch(
     bucket: str, container: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+) -> tuple[str, AzureQueueTaskQueue, Received]:
+    """A run of one object: its id, the batch queue, and the batch's message taken from it."""
     GcsObjectStore(bucket).put("a.txt", b"a")
     run_id = plan(bucket, container, capsys)
     queue = AzureQueueTaskQueue(BATCH_QUEUE)
     (message,) = [m for m in queue.receive(max_messages=32) if m.payload["run_id"] == run_id]
+    return run_id, queue, message
+
+
+def test_a_redelivered_batch_copies_nothing_twice(
+    bucket: str, container: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_id, queue, message = one_batch(bucket, container, capsys)
     for _ in range(2):
         migration.migrate_batch(QueueMessage(id=message.id, body=message.body, dequeue_count=1))
     queue.delete(message)
@@ -78,10 +86,7 @@ def test_a_redelivered_batch_copies_nothing_twice(
 
 
 def test_a_poisoned_batch_fails_the_run(bucket: str, container: str, capsys: pytest.CaptureFixture[str]) -> None:
-    GcsObjectStore(bucket).put("a.txt", b"a")
-    run_id = plan(bucket, container, capsys)
-    queue = AzureQueueTaskQueue(BATCH_QUEUE)
-    (message,) = [m for m in queue.receive(max_messages=32) if m.payload["run_id"] == run_id]
+    run_id, queue, message = one_batch(bucket, container, capsys)
     queue.delete(message)
     migration.migrate_batch_poison(QueueMessage(id=message.id, body=message.body, dequeue_count=1))
     found = status(AzureBlobObjectStore(container), run_id)
@@ -95,10 +100,7 @@ def test_a_dead_lettered_batch_on_gcp_fails_the_run(
     from functions_gcp.main import migrate_batch_dead_letter
     from tests.integration.test_gcp_functions import pubsub_event
 
-    GcsObjectStore(bucket).put("a.txt", b"a")
-    run_id = plan(bucket, container, capsys)
-    queue = AzureQueueTaskQueue(BATCH_QUEUE)
-    (message,) = [m for m in queue.receive(max_messages=32) if m.payload["run_id"] == run_id]
+    run_id, queue, message = one_batch(bucket, container, capsys)
     queue.delete(message)
     # What Pub/Sub forwards to migrate-batches-dead: the original message, with its delivery count.
     migrate_batch_dead_letter(pubsub_event(message.payload, {"CloudPubSubDeadLetterSourceDeliveryCount": "5"}))
@@ -112,10 +114,7 @@ def test_a_dead_lettered_batch_on_gcp_fails_the_run(
 def test_a_late_poison_message_does_not_undo_a_finished_batch(
     bucket: str, container: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    GcsObjectStore(bucket).put("a.txt", b"a")
-    run_id = plan(bucket, container, capsys)
-    queue = AzureQueueTaskQueue(BATCH_QUEUE)
-    (message,) = [m for m in queue.receive(max_messages=32) if m.payload["run_id"] == run_id]
+    run_id, queue, message = one_batch(bucket, container, capsys)
     migration.migrate_batch(QueueMessage(id=message.id, body=message.body, dequeue_count=1))
     queue.delete(message)
     migration.migrate_batch_poison(QueueMessage(id=message.id, body=message.body, dequeue_count=1))
