@@ -11,7 +11,7 @@ help:
 	@echo "make dev         the local stack in the foreground until Ctrl-C; writes .dev/stack.json"
 	@echo "make test        lint, type-check and every test layer but live"
 	@echo "make emulators   run fake-gcs-server, Azurite and the Pub/Sub emulator until Ctrl-C"
-	@echo "make bench       the benchmarks: grayscale, chain latency"
+	@echo "make bench       the benchmarks: grayscale, chain latency, migration against rclone"
 	@echo "make soak        the reliability tests with long fuzzing (figures in docs/reliability.md)"
 	@echo "make live        the tests against real GCP and Azure (needs credentials, see README)"
 
@@ -62,6 +62,7 @@ emulators: install
 bench: install
 	$(PY) bench/grayscale.py
 	$(PY) bench/chain_latency.py
+	$(PY) bench/migrate.py
 
 samples: install
 	$(PY) samples/make_samples.py
