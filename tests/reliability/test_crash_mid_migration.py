@@ -1,7 +1,12 @@
-"""SIGKILL during `migrate copy` at 5 random points: every re-run ends verified, by us and by rclone."""
+"""SIGKILL during `migrate copy` at random points: every re-run ends verified, by us and by rclone.
+
+Two ways: five rounds of one kill and a re-run, each verified; and five kills in a row
+over the same destination (each run resuming the last) before the run that finishes.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -26,44 +31,81 @@ ROOT = Path(__file__).resolve().parents[2]
 BLOCK = 512 * 1024
 
 
-def test_kill_copy_five_times_then_finish(gcs_env: FakeGcs, azure_env: Azurite) -> None:
-    rng = random.Random(20261127)
-    bucket, container = unique_name("src"), unique_name("dst")
+def populate(small: int, large: int, rng: random.Random) -> tuple[str, dict[str, int]]:
+    """A bucket of ``small`` objects up to 8 KiB and ``large`` of 6 MiB (12 staged blocks each)."""
+    bucket = unique_name("src")
     source_store = GcsObjectStore(bucket)
     source_store.create_bucket()
-    AzureBlobDestination(container).create()
-    sizes = {f"small/{i:04d}.bin": rng.randint(1, 8192) for i in range(1200)}
-    sizes.update({f"large/{i}.bin": 6 * 1024 * 1024 + i for i in range(6)})
+    sizes = {f"small/{i:04d}.bin": rng.randint(1, 8192) for i in range(small)}
+    sizes.update({f"large/{i}.bin": 6 * 1024 * 1024 + i for i in range(large)})
     payloads = {key: rng.randbytes(size) for key, size in sizes.items()}
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda key: source_store.put(key, payloads[key]), payloads))
-    source, dest = GcsSource(bucket), AzureBlobDestination(container)
-    argv = [sys.executable, "-m", "migrate", "copy", f"gs://{bucket}", f"az://{container}",
+    return bucket, sizes
+
+
+def copy_argv(bucket: str, container: str) -> list[str]:
+    return [sys.executable, "-m", "migrate", "copy", f"gs://{bucket}", f"az://{container}",
             "--workers", "8", "--block-size", str(BLOCK)]  # fmt: skip
 
-    kills = []
-    for _ in range(5):
-        proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ)
-        delay = rng.uniform(0.5, 1.3)  # start-up takes about 0.45 s
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        blobs = {d.key: d.size for d in dest.list()}
-        # A killed copy never leaves a partial blob under its final name.
-        assert all(size == sizes[key] for key, size in blobs.items()), "a partial blob is visible"
-        kills.append((round(delay, 2), len(blobs)))
+
+def kill_at(argv: list[str], delay: float, dest: AzureBlobDestination, sizes: dict[str, int]) -> int:
+    """Start a copy, SIGKILL it after ``delay`` s; check no partial blob is visible; the blobs present."""
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    blobs = {d.key: d.size for d in dest.list()}
+    # A killed copy never leaves a partial blob under its final name.
+    assert all(size == sizes[key] for key, size in blobs.items()), "a partial blob is visible"
+    return len(blobs)
+
+
+def finish_and_check(
+    argv: list[str], bucket: str, dest: AzureBlobDestination, gcs: FakeGcs, azurite: Azurite
+) -> tuple[dict[str, object], int, str]:
+    """The re-run that finishes, then ``migrate verify`` and ``rclone check``: (summary, same, differences)."""
     final = subprocess.run([*argv, "--json"], cwd=ROOT, capture_output=True, text=True, env=os.environ)
     assert final.returncode == 0, final.stderr
-    summary = final.stdout.strip().splitlines()[-1]
-    found = run_verify(source, dest)
-    check = rclone(["check", f"gcs:{bucket}", f"az:{container}"], gcs_env, azure_env)
-    print(
-        f"\nFIGURE crash mid-migration: {len(sizes)} objects; SIGKILL after (s, blobs present) {kills}; "
-        f"final run {summary}; verify {found.to_dict()}; rclone check: {_differences(check.stderr)}"
-    )
-    assert found.clean and found.same == len(sizes)
-    assert check.returncode == 0 and "0 differences found" in check.stderr
+    found = run_verify(GcsSource(bucket), dest)
+    check = rclone(["check", f"gcs:{bucket}", f"az:{dest.container_name}"], gcs, azurite)
+    assert found.clean, found.to_dict()
+    assert check.returncode == 0 and "0 differences found" in check.stderr, check.stderr[-2000:]
+    return json.loads(final.stdout.strip().splitlines()[-1]), found.same, _differences(check.stderr)
+
+
+def test_each_of_five_kills_then_a_rerun_ends_verified(gcs_env: FakeGcs, azure_env: Azurite) -> None:
+    rng = random.Random(27112026)
+    bucket, sizes = populate(400, 3, rng)
+    rounds = []
+    for _ in range(5):
+        dest = AzureBlobDestination(unique_name("dst"))
+        dest.create()
+        argv = copy_argv(bucket, dest.container_name)
+        delay = rng.uniform(0.45, 1.0)  # start-up takes about 0.4 s
+        present = kill_at(argv, delay, dest, sizes)
+        summary, same, differences = finish_and_check(argv, bucket, dest, gcs_env, azure_env)
+        assert same == len(sizes) and summary["copied"] == len(sizes) - present
+        rounds.append((round(delay, 2), present, summary["copied"], differences))
+    print(f"\nFIGURE crash mid-migration, one kill per round: {len(sizes)} objects; per round (kill after s, "
+          f"blobs present, copied by the re-run, rclone check) {rounds}; verify clean every time")  # fmt: skip
+
+
+def test_kill_copy_five_times_then_finish(gcs_env: FakeGcs, azure_env: Azurite) -> None:
+    rng = random.Random(20261127)
+    bucket, sizes = populate(1200, 6, rng)
+    dest = AzureBlobDestination(unique_name("dst"))
+    dest.create()
+    argv = copy_argv(bucket, dest.container_name)
+    kills = []
+    for _ in range(5):
+        delay = rng.uniform(0.45, 0.8)
+        kills.append((round(delay, 2), kill_at(argv, delay, dest, sizes)))
+    summary, same, differences = finish_and_check(argv, bucket, dest, gcs_env, azure_env)
+    print(f"\nFIGURE crash mid-migration, five kills in a row: {len(sizes)} objects; SIGKILL after (s, blobs "
+          f"present) {kills}; final run {summary}; verify {same} same; rclone check: {differences}")  # fmt: skip
+    assert same == len(sizes)
 
 
 def _differences(rclone_output: str) -> str:
-    return next((line.split(": ", 1)[-1] for line in rclone_output.splitlines() if "differences" in line), "?")
+    return next((line.rsplit(": ", 1)[-1] for line in rclone_output.splitlines() if "differences" in line), "?")
