@@ -85,7 +85,9 @@ def test_each_of_five_kills_then_a_rerun_ends_verified(gcs_env: FakeGcs, azure_e
         delay = rng.uniform(0.45, 1.0)  # start-up takes about 0.4 s
         present = kill_at(argv, delay, dest, sizes)
         summary, same, differences = finish_and_check(argv, bucket, dest, gcs_env, azure_env)
-        assert same == len(sizes) and summary["copied"] == len(sizes) - present
+        assert same == len(sizes) and summary["copied"] + summary["skipped"] == len(sizes)
+        # What was there is skipped; a request the killed process had already sent may land just after the kill.
+        assert summary["skipped"] >= present
         rounds.append((round(delay, 2), present, summary["copied"], differences))
     print(f"\nFIGURE crash mid-migration, one kill per round: {len(sizes)} objects; per round (kill after s, "
           f"blobs present, copied by the re-run, rclone check) {rounds}; verify clean every time")  # fmt: skip
