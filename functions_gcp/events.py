@@ -79,8 +79,12 @@ def message_json(event_type: str, data: Any) -> dict[str, Any]:
 
 
 def delivery_attempts(data: Any) -> int | None:
-    """How many deliveries a dead-lettered message had, if Pub/Sub says."""
-    message = _message(as_dict(data))
+    """How many deliveries a dead-lettered message had, if Pub/Sub says (None when it does not, or the
+    event is no Pub/Sub message at all)."""
+    try:
+        message = _message(as_dict(data))
+    except BadRequest:
+        return None
     attributes = message.get("attributes") or {}
     raw = attributes.get(DEAD_LETTER_COUNT) or message.get("deliveryAttempt") or as_dict(data).get("deliveryAttempt")
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import flask
 import functions_framework
@@ -43,24 +44,23 @@ def on_upload(event: CloudEvent) -> None:
 def process_job(event: CloudEvent) -> None:
     """One jobs-topic message: render the job. Raising makes Pub/Sub redeliver."""
     with logs.context(trace=logs.trace_from_header(event.get("traceparent"))):
-        try:
-            payload = events.message_json(event["type"], event.data)
-        except BadRequest as exc:
-            log.error("dropped a malformed job message %s: %s", event["id"], exc)
-            return
-        pipeline.handle_job_message(services(), payload)
+        pipeline.handle_job_message(services(), _json(event))
 
 
 @functions_framework.cloud_event
 def on_dead_letter(event: CloudEvent) -> None:
     """A jobs message that Pub/Sub gave up on: the job ends FAILED."""
     with logs.context(trace=logs.trace_from_header(event.get("traceparent"))):
-        try:
-            payload = events.message_json(event["type"], event.data)
-        except BadRequest as exc:
-            log.error("dropped a malformed dead letter %s: %s", event["id"], exc)
-            return
-        pipeline.handle_dead_letter(services(), payload, _gave_up(event))
+        pipeline.handle_dead_letter(services(), _json(event), _gave_up(event))
+
+
+def _json(event: CloudEvent) -> dict[str, Any] | None:
+    """The JSON object the Pub/Sub message carries; None (which the use cases drop as malformed) when it has none."""
+    try:
+        return events.message_json(event["type"], event.data)
+    except BadRequest as exc:
+        log.error("event %s carries no JSON message: %s", event["id"], exc)
+        return None
 
 
 def _gave_up(event: CloudEvent) -> str:
@@ -90,19 +90,19 @@ def api(request: flask.Request) -> flask.Response:
 @functions_framework.cloud_event
 def migrate_batch(event: CloudEvent) -> None:
     """One migrate-batches message: copy the batch to Azure Blob. Raising makes Pub/Sub redeliver."""
+    payload = _json(event)
     try:
-        payload = events.message_json(event["type"], event.data)
         state = worker.handle(payload, PubSubTaskQueue(BATCH_QUEUE))
     except (BadRequest, NotFound) as exc:
         log.error("dropped migration message %s: %s", event["id"], exc)
         return
-    log.info("batch %s of run %s: %s", state["batch"], payload.get("run_id"), state["state"])
+    log.info("batch %s of run %s: %s", state["batch"], (payload or {}).get("run_id"), state["state"])
 
 
 @functions_framework.cloud_event
 def migrate_batch_dead_letter(event: CloudEvent) -> None:
     """A migrate-batches message that Pub/Sub gave up on: the batch is recorded failed in its run."""
     try:
-        worker.handle_poison(events.message_json(event["type"], event.data), _gave_up(event))
+        worker.handle_poison(_json(event), _gave_up(event))
     except BadRequest as exc:
         log.error("dropped a malformed migration dead letter %s: %s", event["id"], exc)

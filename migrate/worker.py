@@ -17,18 +17,19 @@ from core.ports import ObjectDetails, TaskQueue
 from migrate import fanout
 
 
-def _container(payload: Mapping[str, Any]) -> str:
-    container = payload.get("container")
-    if not isinstance(container, str) or not container:
-        raise BadRequest(f"the batch message names no container: {dict(payload)!r:.200}")
-    return container
+def _batch(payload: object) -> tuple[Mapping[str, Any], str]:
+    """The batch message and the container it names; ``BadRequest`` for anything else (JSON null, a list)."""
+    container = payload.get("container") if isinstance(payload, Mapping) else None
+    if not isinstance(payload, Mapping) or not isinstance(container, str) or not container:
+        raise BadRequest(f"the batch message names no container: {payload!r:.200}")
+    return payload, container
 
 
-def handle(payload: Mapping[str, Any], queue: TaskQueue) -> dict[str, Any]:
+def handle(payload: object, queue: TaskQueue) -> dict[str, Any]:
     """Copy the batch; ``queue`` is where held batches are released (the queue the message came from)."""
-    container = _container(payload)
+    message, container = _batch(payload)
     records = AzureBlobObjectStore(container)
-    run = fanout.load_run(records, str(payload.get("run_id")))
+    run = fanout.load_run(records, str(message.get("run_id")))
     bucket = run.source.split("://", 1)[1].split("/", 1)[0]
     dest = AzureBlobDestination(container)
 
@@ -38,9 +39,10 @@ def handle(payload: Mapping[str, Any], queue: TaskQueue) -> dict[str, Any]:
         except NotFound:
             return None
 
-    return fanout.process_batch(payload, GcsSource(bucket), dest, records, queue, head)
+    return fanout.process_batch(message, GcsSource(bucket), dest, records, queue, head)
 
 
-def handle_poison(payload: Mapping[str, Any], reason: str) -> None:
+def handle_poison(payload: object, reason: str) -> None:
     """The batch the platform gave up on is recorded failed."""
-    fanout.mark_failed(AzureBlobObjectStore(_container(payload)), payload, reason)
+    message, container = _batch(payload)
+    fanout.mark_failed(AzureBlobObjectStore(container), message, reason)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 
@@ -173,3 +174,25 @@ def test_cutover_freezes_syncs_only_the_change_and_verifies(
     assert main(["copy", f"gs://{bucket}", f"az://{container}"]) == 0
     assert accept_upload(azure, "uploads/during-freeze.jpg") is not None
     assert "_cutover/frozen.json" not in {i.key for i in azure.store.list("_cutover/")}
+
+
+@pytest.mark.parametrize("body", [b"null", b"[1, 2]", b'"text"', b"{}", b"not json"])
+def test_batch_messages_that_are_no_batch_are_dropped_on_both_clouds(
+    body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Acknowledged and logged, never raised: raising would retry them and then fail them again as poison."""
+    from cloudevents.http import CloudEvent
+
+    from functions_gcp.events import PUBLISHED
+    from functions_gcp.main import migrate_batch as gcp_migrate_batch
+    from functions_gcp.main import migrate_batch_dead_letter
+
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "local")  # the GCP function's queue client needs one
+    migration.migrate_batch(QueueMessage(id="m", body=body, dequeue_count=1))
+    migration.migrate_batch_poison(QueueMessage(id="m", body=body, dequeue_count=5))
+    event = CloudEvent(
+        {"type": PUBLISHED, "source": "//pubsub.googleapis.com/projects/local/topics/migrate-batches"},
+        {"message": {"data": base64.b64encode(body).decode(), "messageId": "1"}, "subscription": "s"},
+    )
+    gcp_migrate_batch(event)
+    migrate_batch_dead_letter(event)
