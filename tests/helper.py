@@ -1,10 +1,11 @@
-"""Image helpers in the manner of Pillow's Tests/helper.py."""
+"""Test helpers: images in the manner of Pillow's Tests/helper.py, and a check of printed shell scripts."""
 
 from __future__ import annotations
 
 import functools
 import io
 import struct
+import subprocess
 import zlib
 
 from PIL import Image, ImageChops, ImageStat
@@ -65,3 +66,10 @@ def png_bytes(width: int, height: int, bit_depth: int, color_type: int, raw_rows
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
     idat = zlib.compress(raw_rows if raw_rows is not None else b"\0" * 64)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def assert_valid_bash_in_order(lines: list[str], steps: list[str]) -> None:
+    """The printed commands parse as bash, and the first line holding each step comes in this order."""
+    subprocess.run(["bash", "-n"], input="\n".join(lines), text=True, check=True)
+    positions = [next(i for i, line in enumerate(lines) if step in line) for step in steps]
+    assert positions == sorted(positions)

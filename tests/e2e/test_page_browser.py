@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -37,6 +39,19 @@ def browser() -> Iterator[object]:
         launched.close()
 
 
+@contextlib.contextmanager
+def uploaded_on_the_page(browser: object, api: str, file: Path) -> Iterator[Any]:
+    """A new browser page on the API's upload page, with ``file`` chosen and sent; closed after."""
+    page = browser.new_page()  # type: ignore[attr-defined]
+    try:
+        page.goto(f"{api}/")
+        page.set_input_files("#file", str(file))
+        page.click("#send")
+        yield page
+    finally:
+        page.close()
+
+
 @pytest.mark.parametrize("stack", ["gcp_stack", "azure_stack"])
 def test_upload_a_photo_and_see_the_grayscale_result(
     request: pytest.FixtureRequest, browser: object, stack: str, tmp_path: Path
@@ -44,11 +59,7 @@ def test_upload_a_photo_and_see_the_grayscale_result(
     api = request.getfixturevalue(stack).api_url
     photo = tmp_path / "colour photo.jpg"
     photo.write_bytes(encode(hopper().resize((256, 192)), "JPEG", quality=90))
-    page = browser.new_page()  # type: ignore[attr-defined]
-    try:
-        page.goto(f"{api}/")
-        page.set_input_files("#file", str(photo))
-        page.click("#send")
+    with uploaded_on_the_page(browser, api, photo) as page:
         page.wait_for_selector('#status[data-state="DONE"]', timeout=30_000)
         page.wait_for_function("() => document.querySelector('#result').complete && "
                                "document.querySelector('#result').naturalWidth > 0", timeout=10_000)  # fmt: skip
@@ -61,8 +72,6 @@ def test_upload_a_photo_and_see_the_grayscale_result(
             shown = Image.open(io.BytesIO(response.read()))
         assert shown.mode == "L", "the page shows the grayscale result"
         assert shown.size == (256, 192)
-    finally:
-        page.close()
 
 
 @pytest.mark.parametrize("stack", ["gcp_stack", "azure_stack"])
@@ -72,14 +81,8 @@ def test_errors_show_as_readable_messages(
     api = request.getfixturevalue(stack).api_url
     fake = tmp_path / "not really.jpg"
     fake.write_text("this is text, not a photo")
-    page = browser.new_page()  # type: ignore[attr-defined]
-    try:
-        page.goto(f"{api}/")
-        page.set_input_files("#file", str(fake))
-        page.click("#send")
+    with uploaded_on_the_page(browser, api, fake) as page:
         page.wait_for_selector('#status[data-state="error"]', timeout=15_000)
         text = page.inner_text("#status")
         assert "not a supported image" in text and "HTTP 415" in text
         assert "Traceback" not in page.content()
-    finally:
-        page.close()

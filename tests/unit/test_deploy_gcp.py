@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helper import assert_valid_bash_in_order
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -45,7 +47,6 @@ def test_every_entry_point_in_main_is_deployed_and_nothing_else(style: str) -> N
 
 def test_the_script_is_valid_bash_in_order() -> None:
     lines = dry_run()
-    subprocess.run(["bash", "-n"], input="\n".join(lines), text=True, check=True)
     assert lines[0] == "set -euo pipefail"
     order = [
         "services enable",
@@ -57,8 +58,7 @@ def test_the_script_is_valid_bash_in_order() -> None:
         "functions deploy process-job",
         "subscriptions update",
     ]
-    positions = [next(i for i, line in enumerate(lines) if step in line) for step in order]
-    assert positions == sorted(positions)
+    assert_valid_bash_in_order(lines, order)
 
 
 def test_event_functions_retry_and_the_api_needs_authentication() -> None:
