@@ -183,23 +183,25 @@ def test_a_request_that_is_no_event_at_all_is_a_client_error(svc: Services) -> N
 # process_job and on_dead_letter ------------------------------------------------------------------
 
 
-def test_process_job_renders_the_result(svc: Services) -> None:
+def accepted(svc: Services, key: str, data: bytes) -> tuple[GcsObjectStore, str]:
+    """An upload written to the bucket and accepted by on_upload: the store and its job id."""
     store = svc.store
     assert isinstance(store, GcsObjectStore)
-    store.put("uploads/p.jpg", JPEG)
-    post(client("on_upload"), eventarc(store, "uploads/p.jpg"))
+    store.put(key, data)
+    post(client("on_upload"), eventarc(store, key))
     (job_id,) = queued(svc)
+    return store, job_id
+
+
+def test_process_job_renders_the_result(svc: Services) -> None:
+    store, job_id = accepted(svc, "uploads/p.jpg", JPEG)
     assert post(client("process_job"), pubsub_event({"job_id": job_id}), "binary") == 200
     assert svc.jobs.get(job_id).status is Status.DONE
     assert decode(store.get("results/p.jpg").data).mode == "L"
 
 
 def test_a_bad_image_fails_once_and_is_acknowledged(svc: Services) -> None:
-    store = svc.store
-    assert isinstance(store, GcsObjectStore)
-    store.put("uploads/bad.jpg", b"GIF89a but not really")
-    post(client("on_upload"), eventarc(store, "uploads/bad.jpg"))
-    (job_id,) = queued(svc)
+    store, job_id = accepted(svc, "uploads/bad.jpg", b"GIF89a but not really")
     assert post(client("process_job"), pubsub_event({"job_id": job_id})) == 200
     job = svc.jobs.get(job_id)
     assert (job.status, job.attempts) == (Status.FAILED, 1)
@@ -224,11 +226,7 @@ def test_a_transient_failure_is_a_500_so_pubsub_redelivers() -> None:
 
 
 def test_dead_letter_marks_the_job_failed_with_the_attempts(svc: Services) -> None:
-    store = svc.store
-    assert isinstance(store, GcsObjectStore)
-    store.put("uploads/d.jpg", JPEG)
-    post(client("on_upload"), eventarc(store, "uploads/d.jpg"))
-    (job_id,) = queued(svc)
+    _, job_id = accepted(svc, "uploads/d.jpg", JPEG)
     dead = pubsub_event({"job_id": job_id}, {"CloudPubSubDeadLetterSourceDeliveryCount": "5"})
     assert post(client("on_dead_letter"), dead) == 200
     job = svc.jobs.get(job_id)
