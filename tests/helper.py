@@ -10,6 +10,9 @@ import zlib
 
 from PIL import Image, ImageChops, ImageStat
 
+from core.memory import InMemoryObjectStore
+from core.ports import StoredObject
+
 
 @functools.cache
 def _hopper() -> Image.Image:
@@ -73,3 +76,19 @@ def assert_valid_bash_in_order(lines: list[str], steps: list[str]) -> None:
     subprocess.run(["bash", "-n"], input="\n".join(lines), text=True, check=True)
     positions = [next(i for i, line in enumerate(lines) if step in line) for step in steps]
     assert positions == sorted(positions)
+
+
+class FailingReads(InMemoryObjectStore):
+    """An in-memory store whose reads raise ``error``: every one, or only the first ``times``."""
+
+    def __init__(self, error: Exception, *, times: int | None = None) -> None:
+        super().__init__()
+        self.error, self.times = error, times
+
+    def get(self, key: str) -> StoredObject:
+        if self.times is None:
+            raise self.error
+        if self.times > 0:
+            self.times -= 1
+            raise self.error
+        return super().get(key)

@@ -13,11 +13,11 @@ from azure.functions.queue import QueueMessage
 from core.clouds.azure_blob import AzureBlobObjectStore
 from core.errors import TransientError
 from core.jobs import Status, job_id_for
-from core.memory import InMemoryObjectStore, InMemoryTaskQueue
+from core.memory import InMemoryTaskQueue
 from core.pipeline import Services
 from functions_azure import blueprint
 from functions_azure import services as azure_services
-from tests.helper import decode, encode, hopper
+from tests.helper import FailingReads, decode, encode, hopper
 
 pytestmark = pytest.mark.emulator
 
@@ -109,11 +109,7 @@ def test_malformed_or_unknown_messages_are_acknowledged(svc: Services, body: byt
 
 
 def test_a_transient_failure_raises_so_the_host_retries() -> None:
-    class Down(InMemoryObjectStore):
-        def get(self, key: str):  # type: ignore[no-untyped-def]
-            raise TransientError("injected outage")
-
-    azure_services.use(Services.over(Down(), InMemoryTaskQueue()))
+    azure_services.use(Services.over(FailingReads(TransientError("injected outage")), InMemoryTaskQueue()))
     try:
         with pytest.raises(TransientError):
             blueprint.process_job(queue_message({"job_id": "a" * 32}))

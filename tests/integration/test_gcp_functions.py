@@ -19,11 +19,11 @@ from functions_framework import create_app
 from core.clouds.gcs import GcsObjectStore
 from core.errors import TransientError
 from core.jobs import Status, job_id_for
-from core.memory import InMemoryObjectStore, InMemoryTaskQueue
+from core.memory import InMemoryTaskQueue
 from core.pipeline import Services
 from functions_gcp import services as gcp_services
 from functions_gcp.events import FINALIZED, PUBLISHED
-from tests.helper import decode, encode, hopper
+from tests.helper import FailingReads, decode, encode, hopper
 
 pytestmark = pytest.mark.emulator
 
@@ -214,11 +214,7 @@ def test_an_unknown_job_is_acknowledged(svc: Services) -> None:
 
 
 def test_a_transient_failure_is_a_500_so_pubsub_redelivers() -> None:
-    class Down(InMemoryObjectStore):
-        def get(self, key: str):  # type: ignore[no-untyped-def]
-            raise TransientError("injected outage")
-
-    gcp_services.use(Services.over(Down(), InMemoryTaskQueue()))
+    gcp_services.use(Services.over(FailingReads(TransientError("injected outage")), InMemoryTaskQueue()))
     try:
         assert post(client("process_job"), pubsub_event({"job_id": "a" * 32})) == 500
     finally:

@@ -12,6 +12,7 @@ from core.clouds.azure_queue import Received
 from core.errors import TransientError
 from core.memory import InMemoryObjectStore
 from functions_azure.devhost import DevHost
+from tests.helper import FailingReads
 
 
 class Unreachable:
@@ -34,20 +35,6 @@ class Unreachable:
 
     def send_body(self, body: bytes) -> None:
         self._down("send_body")
-
-
-class FlakyStore(InMemoryObjectStore):
-    """Storage that is down for the first ``failures`` reads."""
-
-    def __init__(self, failures: int) -> None:
-        super().__init__()
-        self.failures = failures
-
-    def get(self, key: str):  # type: ignore[no-untyped-def]
-        if self.failures:
-            self.failures -= 1
-            raise TransientError("connection refused")
-        return super().get(key)
 
 
 def host() -> DevHost:
@@ -78,11 +65,11 @@ def test_a_failed_message_that_cannot_be_released_or_poisoned_does_not_raise() -
 
 
 def test_a_blob_unreadable_for_a_moment_is_still_delivered_once() -> None:
-    dev, store = host(), FlakyStore(failures=1)
+    dev, store = host(), FailingReads(TransientError("connection refused"), times=1)
     store.put("uploads/a.jpg", b"bytes", content_type="image/jpeg")
     delivered: list[bytes] = []
     dev._deliver_blob(store, "on_upload", "c", "uploads/a.jpg", lambda blob: delivered.append(blob.read()))  # type: ignore[arg-type]
-    assert delivered == [b"bytes"] and store.failures == 0
+    assert delivered == [b"bytes"] and store.times == 0
 
 
 def test_a_blob_deleted_before_delivery_is_dropped() -> None:

@@ -11,7 +11,7 @@ from core.http_api import Request, Response, handle
 from core.jobs import Status
 from core.memory import InMemoryObjectStore, InMemoryTaskQueue
 from core.pipeline import Services, process_job
-from tests.helper import decode, encode, hopper
+from tests.helper import FailingReads, decode, encode, hopper
 
 JPEG = encode(hopper(), "JPEG", quality=90)
 BASE = "http://127.0.0.1:8080"
@@ -182,23 +182,19 @@ def test_unknown_route_is_404_json(services: Services) -> None:
     assert_error(call(services, "GET", "/nope"), 404, "not_found")
 
 
+def reads_fail(error: Exception) -> Services:
+    """Services over a store whose every read raises ``error``."""
+    return Services.over(FailingReads(error), InMemoryTaskQueue())
+
+
 def test_a_store_outage_is_503_and_an_unexpected_error_500(services: Services) -> None:
     from core.errors import TransientError
 
-    class Down(InMemoryObjectStore):
-        def get(self, key: str):  # type: ignore[no-untyped-def]
-            raise TransientError("injected outage")
-
-    down = Services.over(Down(), InMemoryTaskQueue())
-    response = call(down, "GET", "/jobs/" + "a" * 32)
+    response = call(reads_fail(TransientError("injected outage")), "GET", "/jobs/" + "a" * 32)
     assert_error(response, 503, "unavailable")
     assert response.headers["Retry-After"]
 
-    class Broken(InMemoryObjectStore):
-        def get(self, key: str):  # type: ignore[no-untyped-def]
-            raise RuntimeError("bug")
-
-    assert_error(call(Services.over(Broken(), InMemoryTaskQueue()), "GET", "/jobs/" + "a" * 32), 500, "internal")
+    assert_error(call(reads_fail(RuntimeError("bug")), "GET", "/jobs/" + "a" * 32), 500, "internal")
 
 
 @pytest.mark.parametrize(
@@ -212,11 +208,7 @@ def test_a_store_outage_is_503_and_an_unexpected_error_500(services: Services) -
 def test_credentials_in_an_error_never_reach_the_body(leak: str) -> None:
     from core.errors import TransientError
 
-    class Leaky(InMemoryObjectStore):
-        def get(self, key: str):  # type: ignore[no-untyped-def]
-            raise TransientError(f"request to {leak} failed")
-
-    response = call(Services.over(Leaky(), InMemoryTaskQueue()), "GET", "/jobs/" + "a" * 32)
+    response = call(reads_fail(TransientError(f"request to {leak} failed")), "GET", "/jobs/" + "a" * 32)
     assert_error(response, 503, "unavailable")
     for secret in ("c2VjcmV0a2V5", "c2lnbmF0dXJl", "0a1b2c3d4e5f"):
         assert secret not in response.body.decode()
