@@ -222,28 +222,18 @@ class AzureBlobDestination:
     def __init__(self, container: str, *, service: BlobServiceClient | None = None) -> None:
         self.container_name = container
         self._store = AzureBlobObjectStore(container, service=service)
-        self._pool = urllib3.PoolManager(
-            maxsize=64,
-            retries=urllib3.Retry(
-                total=5, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504), allowed_methods=None
-            ),
-            timeout=urllib3.Timeout(connect=10, read=300),
-        )
-        self._host_pool: urllib3.HTTPConnectionPool | None = None
-        self._sas: tuple[str, datetime, float] | None = None
+        self._pool: urllib3.HTTPConnectionPool | None = None
+        self._sas: tuple[str, float] | None = None
         self._sas_lock = threading.Lock()
 
     def _sas_token(self) -> str:
         cached = self._sas
-        if cached is not None and time.monotonic() < cached[2]:
+        if cached is not None and time.monotonic() < cached[1]:
             return cached[0]
         with self._sas_lock:
             now = datetime.now(UTC)
-            if self._sas is None or self._sas[1] - now < timedelta(minutes=30):
+            if self._sas is None or time.monotonic() >= self._sas[1]:
                 expiry = now + self.SAS_LIFETIME
-                service = (
-                    self.container._get_service_client() if hasattr(self.container, "_get_service_client") else None
-                )
                 credential = self.container.credential
                 permission = ContainerSasPermissions(read=True, write=True, create=True, add=True)
                 if getattr(credential, "account_key", None):
@@ -259,8 +249,9 @@ class AzureBlobDestination:
                         self.container.account_name, self.container_name, user_delegation_key=key,
                         permission=permission, expiry=expiry, start=now - timedelta(minutes=5),
                     )  # fmt: skip
-                # Renewed 30 minutes before it expires; the monotonic deadline spares a clock read per request.
-                self._sas = (token, expiry, time.monotonic() + (expiry - now - timedelta(minutes=30)).total_seconds())
+                # Renewed 30 minutes before it expires (a monotonic deadline: no wall-clock read per request).
+                renew_in = (self.SAS_LIFETIME - timedelta(minutes=30)).total_seconds()
+                self._sas = (token, time.monotonic() + renew_in)
             return self._sas[0]
 
     def _rest_put(self, key: str, query: str, body: bytes, headers: dict[str, str]) -> None:
@@ -280,10 +271,17 @@ class AzureBlobDestination:
         raise BadRequest(f"Azure Storage rejected {key!r}: {response.status} {code}")
 
     def _http(self) -> urllib3.HTTPConnectionPool:
-        """The connection pool of the account's blob endpoint (one host: no pool lookup per request)."""
-        if self._host_pool is None:
-            self._host_pool = self._pool.connection_from_url(self.container.url)
-        return self._host_pool
+        """The connection pool of the account's blob endpoint, made on first use."""
+        if self._pool is None:
+            self._pool = urllib3.connection_from_url(
+                self.container.url,
+                maxsize=64,
+                retries=urllib3.Retry(
+                    total=5, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504), allowed_methods=None
+                ),
+                timeout=urllib3.Timeout(connect=10, read=300),
+            )
+        return self._pool
 
     @property
     def container(self) -> ContainerClient:

@@ -181,12 +181,7 @@ class GcsSource:
     def __init__(self, bucket: str, *, client: storage.Client | None = None) -> None:
         self.bucket_name = bucket
         self._client = client
-        self._pool = urllib3.PoolManager(
-            maxsize=64,
-            retries=urllib3.Retry(total=5, backoff_factor=0.2, status_forcelist=(429, 500, 502, 503, 504)),
-            timeout=urllib3.Timeout(connect=10, read=120),
-        )
-        self._host_pool: urllib3.HTTPConnectionPool | None = None
+        self._pool: urllib3.HTTPConnectionPool | None = None
         self._token_lock = threading.Lock()
 
     @property
@@ -216,9 +211,7 @@ class GcsSource:
         # Accept-Encoding: gzip keeps GCS from decompressing gzip-encoded objects on the way out.
         headers = {"Range": f"bytes={start}-{end}", "Accept-Encoding": "gzip", **self._auth()}
         try:
-            if self._host_pool is None:  # one host: no pool lookup per request
-                self._host_pool = self._pool.connection_from_url(url)
-            response = self._host_pool.request("GET", url, headers=headers, decode_content=False, preload_content=True)
+            response = self._http().request("GET", url, headers=headers, decode_content=False, preload_content=True)
         except urllib3.exceptions.HTTPError as exc:
             raise TransientError(f"cannot read {key!r} from GCS: {exc}") from exc
         if response.status in (200, 206):
@@ -228,6 +221,17 @@ class GcsSource:
         if response.status in (401, 403):
             raise BadRequest(f"GCS refused to read {key!r} ({response.status}): check the credentials")
         raise TransientError(f"GCS answered {response.status} reading {key!r}")
+
+    def _http(self) -> urllib3.HTTPConnectionPool:
+        """The connection pool of the GCS endpoint, made on first use."""
+        if self._pool is None:
+            self._pool = urllib3.connection_from_url(
+                self.client.api_endpoint,
+                maxsize=64,
+                retries=urllib3.Retry(total=5, backoff_factor=0.2, status_forcelist=(429, 500, 502, 503, 504)),
+                timeout=urllib3.Timeout(connect=10, read=120),
+            )
+        return self._pool
 
     def can_sign(self) -> bool:
         """True when these credentials can make V4 signed URLs (a key, or IAM signBlob)."""
