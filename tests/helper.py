@@ -6,7 +6,9 @@ import functools
 import io
 import struct
 import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 from PIL import Image, ImageChops, ImageStat
 
@@ -69,6 +71,15 @@ def png_bytes(width: int, height: int, bit_depth: int, color_type: int, raw_rows
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
     idat = zlib.compress(raw_rows if raw_rows is not None else b"\0" * 64)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def deploy_dry_run(script: str, *args: str) -> list[str]:
+    """The commands ``deploy/<script> ... --dry-run`` prints, a line each."""
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, f"deploy/{script}", *args, "--dry-run"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+    return out.splitlines()
 
 
 def assert_valid_bash_in_order(lines: list[str], steps: list[str]) -> None:

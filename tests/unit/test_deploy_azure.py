@@ -7,31 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helper import assert_valid_bash_in_order
+from tests.helper import assert_valid_bash_in_order, deploy_dry_run
 from tests.unit.test_azure_wiring import functions
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def dry_run() -> list[str]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "deploy/azure.py",
-            "--resource-group",
-            "rg",
-            "--storage-account",
-            "sa1",
-            "--app",
-            "app1",
-            "--dry-run",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return out.splitlines()
+    return deploy_dry_run("azure.py", "--resource-group", "rg", "--storage-account", "sa1", "--app", "app1")
 
 
 def test_every_function_of_the_app_is_deployed_and_checked() -> None:

@@ -6,25 +6,17 @@ import ast
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helper import assert_valid_bash_in_order
+from tests.helper import assert_valid_bash_in_order, deploy_dry_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def dry_run(*extra: str) -> list[str]:
-    out = subprocess.run(
-        [sys.executable, "deploy/gcp.py", "--project", "proj-1", "--bucket", "bkt", "--dry-run", *extra],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return out.splitlines()
+    return deploy_dry_run("gcp.py", "--project", "proj-1", "--bucket", "bkt", *extra)
 
 
 def main_exports() -> set[str]:
