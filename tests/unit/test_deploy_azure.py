@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.helper import assert_valid_bash_in_order, deploy_dry_run
@@ -13,8 +12,8 @@ from tests.unit.test_azure_wiring import functions
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def dry_run() -> list[str]:
-    return deploy_dry_run("azure.py", "--resource-group", "rg", "--storage-account", "sa1", "--app", "app1")
+def dry_run(*extra: str) -> list[str]:
+    return deploy_dry_run("azure.py", "--resource-group", "rg", "--storage-account", "sa1", "--app", "app1", *extra)
 
 
 def test_every_function_of_the_app_is_deployed_and_checked() -> None:
@@ -53,10 +52,7 @@ def test_identity_not_keys_and_event_grid_on_uploads() -> None:
 
 
 def test_teardown_names_every_resource_the_deploy_creates() -> None:
-    argv = ["--resource-group", "rg", "--storage-account", "sa1", "--app", "app1", "--dry-run", "--teardown"]
-    out = subprocess.run(
-        [sys.executable, "deploy/azure.py", *argv], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
+    out = "\n".join(dry_run("--teardown"))
     subprocess.run(["bash", "-n"], input=out, text=True, check=True)
     deploy = "\n".join(dry_run())
     assert (
