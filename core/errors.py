@@ -7,6 +7,7 @@ Every failure that crosses a module boundary is one of these; adapters in
      ├── NotFound            (also LookupError)  the key, job or object does not exist
      ├── Conflict                                a conditional write lost: re-read and retry
      ├── BadRequest          (also ValueError)   the caller sent something unusable
+     │    ├── Forbidden      (also PermissionError) the cloud refused this identity: a role is missing
      │    ├── PayloadTooLarge                    more bytes than the upload cap
      │    └── InvalidImage                       not a supported image, or a damaged one
      │         └── ImageTooLarge                 a raster over the pixel limit (seen in the header)
@@ -47,6 +48,12 @@ class BadRequest(CoreError, ValueError):
     """The input cannot be used as it is; retrying the same input fails again."""
 
     code = "bad_request"
+
+
+class Forbidden(BadRequest, PermissionError):
+    """The cloud refused the request for this identity (401/403): a role or permission is missing."""
+
+    code = "forbidden"
 
 
 class PayloadTooLarge(BadRequest):

@@ -6,9 +6,11 @@
     python -m migrate plan   gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--batch-size N] [--json]
     python -m migrate status RUN_ID [--container NAME] [--json]
     python -m migrate cutover gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--json]   # freeze, final sync, verify
+    python -m migrate check  gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--json]   # preflight: access on both sides
 
-Exit codes: 0 success, 1 any object failed or differs, 2 usage or configuration error
-(a wrong scheme, a missing bucket or container, bad credentials, an unreachable endpoint).
+Exit codes: 0 success, 1 any object failed or differs (``check``: a permission is refused),
+2 usage or configuration error (a wrong scheme, a missing bucket or container, bad credentials,
+an unreachable endpoint).
 """
 
 from __future__ import annotations
@@ -66,10 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     plan = commands.add_parser("plan", help="enqueue batches for the fan-out functions; prints the run id")
     status = commands.add_parser("status", help="the progress of a planned run")
     cutover = commands.add_parser("cutover", help="freeze GCP uploads, copy what changed, verify, print the switch")
-    for sub in (copy, verify, plan, cutover):
+    check = commands.add_parser("check", help="preflight: prove access on both sides, name each missing role")
+    for sub in (copy, verify, plan, cutover, check):
         sub.add_argument("source", help="gs://BUCKET[/PREFIX]")
         sub.add_argument("dest", help="az://CONTAINER[/PREFIX]")
-    for sub in (copy, verify, plan, status, cutover):
+    for sub in (copy, verify, plan, status, cutover, check):
         sub.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     cutover.add_argument("--workers", type=int, default=32, help="objects copied at once (default 32)")
     plan.add_argument("--batch-size", type=int, default=200, help="objects per batch (default 200)")
@@ -101,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         dest_at = parse_location(args.dest, "az")
         if getattr(args, "workers", 1) < 1:
             raise UsageError("--workers must be at least 1")
+        if args.command == "check":
+            return check_command(args, source_at, dest_at)
         source, dest = open_ends(source_at, dest_at)
         if args.command == "copy":
             return copy_command(args, source, dest, source_at, dest_at)
@@ -114,16 +119,17 @@ def main(argv: list[str] | None = None) -> int:
         return USAGE_ERROR
 
 
-def open_ends(source_at: Location, dest_at: Location) -> tuple[Any, Any]:
-    """The source bucket and destination container, checked to exist and answer."""
+def open_ends(source_at: Location, dest_at: Location, *, checked: bool = True) -> tuple[Any, Any]:
+    """The source bucket and destination container, checked to exist and answer (unless ``checked`` is False)."""
     from core.clouds.azure_blob import AzureBlobDestination
     from core.clouds.gcs import GcsSource
 
     try:
         source = GcsSource(source_at.container)
-        source.check()
         dest = AzureBlobDestination(dest_at.container)
-        dest.check()
+        if checked:
+            source.check(source_at.prefix)
+            dest.check(dest_at.prefix)
     except NotFound as exc:
         raise UsageError(str(exc)) from exc
     except (ConfigError, TransientError) as exc:
@@ -131,6 +137,26 @@ def open_ends(source_at: Location, dest_at: Location) -> tuple[Any, Any]:
     except CoreError as exc:
         raise UsageError(f"cannot use {source_at} or {dest_at} (check the credentials): {exc}") from exc
     return source, dest
+
+
+def check_command(args: argparse.Namespace, source_at: Location, dest_at: Location) -> int:
+    """Exit 0 when every permission is there, 1 when one is refused, 2 when a side is missing or unreachable."""
+    from migrate import check
+
+    source, dest = open_ends(source_at, dest_at, checked=False)
+    try:
+        missing = check.preflight(source, dest, source_prefix=source_at.prefix, dest_prefix=dest_at.prefix)
+    except NotFound as exc:
+        raise UsageError(str(exc)) from exc
+    except (ConfigError, TransientError) as exc:
+        raise UsageError(f"cannot reach {source_at} or {dest_at}: {exc}") from exc
+    for item in missing:
+        print(f"missing: {item.message}")
+    if not missing:
+        print(f"ok: {source_at} can be listed and read, {dest_at} written and deleted by these credentials")
+    if args.json:
+        print(json.dumps(check.result(missing)))
+    return 1 if missing else 0
 
 
 def copy_command(args: argparse.Namespace, source: Any, dest: Any, source_at: Location, dest_at: Location) -> int:

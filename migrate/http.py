@@ -2,6 +2,8 @@
 
 - ``POST {base}/migrations`` with ``{"source": "gs://B[/P]", "dest": "az://C[/P]", "batch_size": N}``:
   plans a run and enqueues its batches for the fan-out functions; 202 with the run and ``Location``.
+- ``POST {base}/migrations/check`` with ``{"source", "dest"}``: the preflight (``migrate.check``);
+  200 with ``{"ok": bool, "missing": [{"side", "permission", "role", "message"}]}``; 400 / 404 / 503.
 - ``GET {base}/migrations/{run_id}[?container=C]``: the run's status (the container defaults to
   ``MIGRATE_CONTAINER``, then ``AZURE_STORAGE_CONTAINER``); 200 / 404.
 """
@@ -48,6 +50,20 @@ def routes(queue_factory: Callable[[], TaskQueue]) -> list[Route]:
         location = f"{request.base_url}/migrations/{run.run_id}?container={dest_at.container}"
         return json_response(202, body, Location=location)
 
+    def check(request: Request, match: re.Match[str]) -> Response:
+        from migrate import check
+        from migrate.cli import UsageError, open_ends, parse_location
+
+        try:
+            body = json.loads(read_capped(request, 64 * 1024) or b"{}")
+            source_at = parse_location(str(body.get("source", "")), "gs")
+            dest_at = parse_location(str(body.get("dest", "")), "az")
+            source, dest = open_ends(source_at, dest_at, checked=False)
+        except (ValueError, AttributeError, UsageError) as exc:
+            raise BadRequest(f'{exc}; send {{"source": "gs://BUCKET", "dest": "az://CONTAINER"}}') from exc
+        missing = check.preflight(source, dest, source_prefix=source_at.prefix, dest_prefix=dest_at.prefix)
+        return json_response(200, check.result(missing))
+
     def show(request: Request, match: re.Match[str]) -> Response:
         from core.clouds.azure_blob import AzureBlobObjectStore
 
@@ -64,6 +80,7 @@ def routes(queue_factory: Callable[[], TaskQueue]) -> list[Route]:
             raise NotFound(f"no migration run {match['run_id']!r} in container {container!r}") from None
 
     return [
+        ("POST", re.compile(r"/migrations/check/?"), check),
         ("POST", re.compile(r"/migrations/?"), start),
         ("GET", re.compile(r"/migrations/(?P<run_id>[^/]+)/?"), show),
     ]

@@ -40,7 +40,8 @@ from azure.storage.blob import (
 )
 
 from core import config
-from core.errors import BadRequest, ConfigError, Conflict, NotFound, TransientError
+from core.clouds import identity
+from core.errors import BadRequest, ConfigError, Conflict, Forbidden, NotFound, TransientError
 from core.ports import DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE, ObjectDetails, ObjectInfo, StoredObject
 
 CONNECTION_STRING_VAR = "AZURE_STORAGE_CONNECTION_STRING"
@@ -52,15 +53,13 @@ _METADATA_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in "%")
 
 
 def make_service_client() -> BlobServiceClient:
-    """A blob service client from the connection string, else the account URL with Entra ID."""
+    """A blob service client from the connection string, else the account URL with Entra ID (``identity``)."""
     connection_string = os.environ.get(CONNECTION_STRING_VAR, "").strip()
     if connection_string:
         return BlobServiceClient.from_connection_string(connection_string)
     account_url = os.environ.get(ACCOUNT_URL_VAR, "").strip()
     if account_url:
-        from azure.identity import DefaultAzureCredential
-
-        return BlobServiceClient(account_url, credential=DefaultAzureCredential())
+        return BlobServiceClient(account_url, credential=identity.azure_credential())
     raise ConfigError(f"set {CONNECTION_STRING_VAR} (UseDevelopmentStorage=true for Azurite) or {ACCOUNT_URL_VAR}")
 
 
@@ -73,12 +72,16 @@ def translate_errors(key: str) -> Iterator[None]:
         raise NotFound(f"no object {key!r}: {_reason(exc)}") from exc
     except (aexc.ResourceExistsError, aexc.ResourceModifiedError) as exc:
         raise Conflict(f"conditional write on {key!r} failed: {_reason(exc)}") from exc
+    except aexc.ClientAuthenticationError as exc:
+        raise Forbidden(f"Azure Storage refused the request for {key!r}: {_reason(exc)}") from exc
     except aexc.ServiceRequestError as exc:
         raise TransientError(f"cannot reach Azure Storage for {key!r}: {exc}") from exc
     except aexc.HttpResponseError as exc:
         status = exc.status_code or 0
         if status == 412:
             raise Conflict(f"conditional write on {key!r} failed: {_reason(exc)}") from exc
+        if status in (401, 403):
+            raise Forbidden(f"Azure Storage refused the request for {key!r}: {_reason(exc)}") from exc
         if status in (408, 429) or status >= 500:
             raise TransientError(f"Azure Storage is unavailable for {key!r}: {_reason(exc)}") from exc
         raise BadRequest(f"Azure Storage rejected the request for {key!r}: {_reason(exc)}") from exc
@@ -230,6 +233,9 @@ class AzureBlobDestination:
         cached = self._sas
         if cached is not None and time.monotonic() < cached[1]:
             return cached[0]
+        given = self._given_sas()
+        if given is not None:
+            return given
         with self._sas_lock:
             now = datetime.now(UTC)
             if self._sas is None or time.monotonic() >= self._sas[1]:
@@ -254,8 +260,25 @@ class AzureBlobDestination:
                 self._sas = (token, time.monotonic() + renew_in)
             return self._sas[0]
 
+    def _given_sas(self) -> str | None:
+        """The SAS this client was given (a SAS connection string or ``AzureSasCredential``), if any.
+
+        Such a client has no key to sign with and may not ask for a user delegation
+        key, so its own SAS authorises the REST requests too.
+        """
+        query = urllib.parse.urlsplit(self.container.url).query
+        if query:
+            return query
+        signature = getattr(self.container.credential, "signature", None)
+        return str(signature).lstrip("?") if signature else None
+
+    @property
+    def container_url(self) -> str:
+        """The container's URL without any SAS query."""
+        return self.container.url.partition("?")[0]
+
     def _rest_put(self, key: str, query: str, body: bytes, headers: dict[str, str]) -> None:
-        url = f"{self.container.url}/{quote(key, safe='/')}?{query}{'&' if query else ''}{self._sas_token()}"
+        url = f"{self.container_url}/{quote(key, safe='/')}?{query}{'&' if query else ''}{self._sas_token()}"
         headers = {"x-ms-version": self.API_VERSION, "Content-Length": str(len(body)), **headers}
         try:
             response = self._http().request("PUT", url, body=body, headers=headers)
@@ -266,6 +289,8 @@ class AzureBlobDestination:
         code = response.headers.get("x-ms-error-code", "")
         if response.status == 404:
             raise NotFound(f"no container {self.container_name!r} for {key!r} ({code})")
+        if response.status in (401, 403):
+            raise Forbidden(f"Azure Storage refused to write {key!r}: {response.status} {code}")
         if response.status in (408, 429) or response.status >= 500:
             raise TransientError(f"Azure Storage answered {response.status} {code} for {key!r}")
         raise BadRequest(f"Azure Storage rejected {key!r}: {response.status} {code}")
@@ -274,7 +299,7 @@ class AzureBlobDestination:
         """The connection pool of the account's blob endpoint, made on first use."""
         if self._pool is None:
             self._pool = urllib3.connection_from_url(
-                self.container.url,
+                self.container_url,
                 maxsize=64,
                 retries=urllib3.Retry(
                     total=5, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504), allowed_methods=None
@@ -287,15 +312,39 @@ class AzureBlobDestination:
     def container(self) -> ContainerClient:
         return self._store.container
 
-    def check(self) -> None:
-        """Raise ``NotFound`` if the container does not exist."""
-        with translate_errors(self.container_name):
-            # One retry only: this is the pre-flight check a user waits on.
-            if not self.container.exists(retry_total=1, timeout=10):
-                raise NotFound(f"no Azure container {self.container_name!r}")
+    def check(self, prefix: str = "") -> None:
+        """Raise ``NotFound`` if the container does not exist, ``Forbidden`` if it may not be listed.
+
+        A one-blob list, which a container SAS with list permission may do too.
+        """
+        try:
+            with translate_errors(self.container_name):
+                # One retry only: this is the pre-flight check a user waits on.
+                pages = self.container.list_blobs(
+                    name_starts_with=prefix or None, results_per_page=1, retry_total=1, timeout=10
+                ).by_page()
+                next(pages, None)
+        except NotFound:
+            raise NotFound(f"no Azure container {self.container_name!r}") from None
+        except BadRequest as exc:
+            if "ContainerNotFound" in str(exc):
+                raise NotFound(f"no Azure container {self.container_name!r}") from None
+            raise
 
     def create(self) -> None:
         self._store.create_container()
+
+    def authorize(self) -> None:
+        """Make the SAS that authorises the copy's REST requests now (``Forbidden`` if that is refused).
+
+        With an Entra identity that asks for a user delegation key, which needs
+        Storage Blob Delegator (or a data role) on the account.
+        """
+        with translate_errors(self.container_name):
+            self._sas_token()
+
+    def delete(self, key: str) -> None:
+        self._store.delete(key)
 
     def list(self, prefix: str = "", *, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[ObjectDetails]:
         with translate_errors(prefix):

@@ -23,6 +23,7 @@ from azure.storage.queue import (
     QueueClient,
 )
 
+from core.clouds import identity
 from core.clouds.azure_blob import ACCOUNT_URL_VAR, CONNECTION_STRING_VAR, translate_errors
 from core.errors import BadRequest, ConfigError, NotFound
 
@@ -40,10 +41,8 @@ def make_queue_client(queue: str) -> QueueClient:
         return QueueClient.from_connection_string(connection_string, queue, **policies)
     account_url = os.environ.get(ACCOUNT_URL_VAR, "").strip()
     if account_url:
-        from azure.identity import DefaultAzureCredential
-
         queue_url = account_url.replace(".blob.", ".queue.")
-        return QueueClient(queue_url, queue, credential=DefaultAzureCredential(), **policies)
+        return QueueClient(queue_url, queue, credential=identity.azure_credential(), **policies)
     raise ConfigError(f"set {CONNECTION_STRING_VAR} (UseDevelopmentStorage=true for Azurite) or {ACCOUNT_URL_VAR}")
 
 

@@ -25,7 +25,8 @@ from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from core import config
-from core.errors import BadRequest, Conflict, NotFound, TransientError
+from core.clouds import identity
+from core.errors import BadRequest, Conflict, Forbidden, NotFound, TransientError
 from core.ports import DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE, ObjectDetails, ObjectInfo, StoredObject
 
 BUCKET_VAR = "GCS_BUCKET"
@@ -34,10 +35,14 @@ SIGNED_URL_LIFETIME = timedelta(minutes=15)
 
 
 def make_client(project: str | None = None) -> storage.Client:
-    """A storage client: the emulator's when ``STORAGE_EMULATOR_HOST`` is set, else ADC."""
+    """A storage client: the emulator's, federated credentials, or ADC (``core.clouds.identity`` says which wins)."""
     project = project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
     if os.environ.get("STORAGE_EMULATOR_HOST"):
         return storage.Client(project=project or "local", credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+    federated = identity.gcp_credentials()
+    if federated is not None:
+        # The client would otherwise look up ADC's project; listing a bucket needs none.
+        return storage.Client(project=project or "-", credentials=federated)
     return storage.Client(project=project)
 
 
@@ -52,6 +57,8 @@ def translate_errors(key: str) -> Iterator[None]:
         raise Conflict(f"conditional write on {key!r} failed: {exc.message}") from exc
     except (gexc.TooManyRequests, gexc.ServerError, gexc.RetryError) as exc:
         raise TransientError(f"GCS is unavailable for {key!r}: {exc}") from exc
+    except (gexc.Forbidden, gexc.Unauthorized) as exc:
+        raise Forbidden(f"GCS refused the request for {key!r}: {exc.message}") from exc
     except gexc.BadRequest as exc:
         raise BadRequest(f"GCS rejected the request for {key!r}: {exc.message}") from exc
     except (requests.ConnectionError, requests.Timeout) as exc:
@@ -190,12 +197,30 @@ class GcsSource:
             self._client = make_client()
         return self._client
 
-    def check(self) -> None:
-        """Raise ``NotFound`` if the bucket does not exist, ``TransientError`` if GCS cannot be reached."""
-        with translate_errors(self.bucket_name):
-            # A short deadline: this is the pre-flight check a user waits on.
-            if not self.client.bucket(self.bucket_name).exists(retry=DEFAULT_RETRY.with_deadline(10), timeout=10):
-                raise NotFound(f"no GCS bucket {self.bucket_name!r}")
+    def check(self, prefix: str = "") -> ObjectDetails | None:
+        """The first object under ``prefix`` (None if there is none), by a one-object list.
+
+        ``NotFound`` if the bucket does not exist, ``Forbidden`` if this identity may
+        not list it, ``TransientError`` if GCS cannot be reached. A list, not
+        ``bucket.exists()``: that needs ``storage.buckets.get``, which neither
+        ``roles/storage.objectUser`` nor ``roles/storage.objectViewer`` grants.
+        """
+        try:
+            with translate_errors(self.bucket_name):
+                # A short deadline: this is the pre-flight check a user waits on.
+                blobs = self.client.list_blobs(
+                    self.bucket_name, prefix=prefix or None, max_results=1,
+                    retry=DEFAULT_RETRY.with_deadline(10), timeout=10,
+                )  # fmt: skip
+                first = next(iter(blobs), None)
+        except NotFound:
+            raise NotFound(f"no GCS bucket {self.bucket_name!r}") from None
+        except Forbidden as exc:
+            raise Forbidden(
+                f"GCS refused to list gs://{self.bucket_name} (storage.objects.list): grant roles/storage.objectViewer"
+                f" on the bucket to this identity ({identity.describe()['gcs']})"
+            ) from exc
+        return details(first) if first is not None else None
 
     def list(self, prefix: str = "", *, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[ObjectDetails]:
         """Every object under ``prefix`` in key order, a page at a time."""
@@ -219,7 +244,7 @@ class GcsSource:
         if response.status == 404:
             raise NotFound(f"no object {key!r} at generation {generation}")
         if response.status in (401, 403):
-            raise BadRequest(f"GCS refused to read {key!r} ({response.status}): check the credentials")
+            raise Forbidden(f"GCS refused to read {key!r} ({response.status}): check the credentials")
         raise TransientError(f"GCS answered {response.status} reading {key!r}")
 
     def _http(self) -> urllib3.HTTPConnectionPool:

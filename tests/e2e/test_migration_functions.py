@@ -71,6 +71,26 @@ def test_bad_migration_requests(clouds: tuple[GcpStack, AzureStack], cloud: str)
     assert (status, body["error"]) == (404, "not_found")
 
 
+@pytest.mark.parametrize("cloud", ["gcp", "azure"])
+def test_post_migrations_check_proves_access_on_both_sides(clouds: tuple[GcpStack, AzureStack], cloud: str) -> None:
+    gcp, azure = clouds
+    bucket, container = unique_name("src"), unique_name("dst")
+    GcsObjectStore(bucket).create_bucket()
+    GcsObjectStore(bucket).put("data/one.txt", b"one", content_type="text/plain")
+    AzureBlobDestination(container).create()
+    api = gcp.api_url if cloud == "gcp" else azure.api_url
+    body = json.dumps({"source": f"gs://{bucket}", "dest": f"az://{container}"}).encode()
+    status, found = http_json("POST", f"{api}/migrations/check", body, {"Content-Type": "application/json"})
+    assert (status, found) == (200, {"ok": True, "missing": []})
+    assert not list(AzureBlobObjectStore(container).list("_migrations/")), "the probe blob is deleted"
+    missing_bucket = json.dumps({"source": f"gs://{unique_name('none')}", "dest": f"az://{container}"}).encode()
+    status, found = http_json("POST", f"{api}/migrations/check", missing_bucket)
+    assert (status, found["error"]) == (404, "not_found")
+    assert "no GCS bucket" in found["message"]
+    status, found = http_json("POST", f"{api}/migrations/check", b'{"source": "gs://b", "dest": "s3://c"}')
+    assert (status, found["error"]) == (400, "bad_request")
+
+
 def test_a_batch_dead_lettered_on_gcp_fails_the_run(clouds: tuple[GcpStack, AzureStack]) -> None:
     """The wiring of migrate-batches-dead: what Pub/Sub forwards after 5 failed deliveries reaches
     ``migrate_batch_dead_letter``, which records the batch failed (the dead-letter policy itself is
