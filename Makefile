@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help install demo dev soak test lint unit integration e2e live emulators bench samples clean
+.PHONY: help install demo dev soak test lint unit integration e2e live emulators bench samples clean az-cli smoke
 
 help:
 	@echo "make demo        install, start the emulators, push samples/ through both clouds, stop"
@@ -55,6 +55,12 @@ soak: install
 
 live: install
 	$(PY) -m pytest -m live tests/live $(PYTEST_ARGS)
+
+az-cli: .venv-az/bin/az
+
+.venv-az/bin/az:
+	$(PYTHON) -m venv .venv-az
+	.venv-az/bin/pip install --quiet azure-cli
 
 emulators: install
 	$(PY) -m devstack.emulators

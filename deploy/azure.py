@@ -1,20 +1,36 @@
-"""Deploy the function app to Azure with az and func, in order; ``--dry-run`` prints the commands.
+"""Deploy the function app to Azure with az, in order; ``--dry-run`` prints the commands.
 
-    python deploy/azure.py --resource-group RG --storage-account SA --app APP [--location westeurope] [--dry-run]
+    python deploy/azure.py --resource-group RG --storage-account SA --app APP [--location westeurope]
+                           [--gcp-project-number N --gcp-wif-provider P --gcp-reader-sa EMAIL
+                            --gcp-runtime-sa-id ID] [--dry-run] [--teardown]
+    python deploy/azure.py --check --api URL [--function-key KEY]   # smoke-test a deployment
+
+Every step is safe to run twice. Role assignments take up to 30 minutes to
+apply, so the first command that needs one is retried, bounded, saying what it
+waits for. It works for a user and for a service principal (CI). The last line
+printed is one JSON object with the ids GCP needs (``deploy/gcp.py --azure-...``).
 
 In order:
- 1. the resource group;
- 2. the storage account (no shared-key access, no public blobs), the container and
-    the queues ``grayscale-jobs`` and ``grayscale-jobs-poison``;
- 3. a Flex Consumption function app (Python 3.11) with a system-assigned managed identity;
- 4. role assignments for that identity on the account only: Storage Blob Data Owner
-    (the host keeps its leases and state in blobs) and Storage Queue Data Contributor;
-    no account key in the app settings: ``AzureWebJobsStorage__accountName`` and
-    ``AZURE_STORAGE_ACCOUNT_URL`` use the identity;
- 5. ``func azure functionapp publish``;
- 6. the Event Grid subscription that drives the blob trigger: the blobs extension
-    webhook, BlobCreated only, subject filter on ``uploads/``;
- 7. a check that every function of function_app.py is deployed.
+ 1. the resource providers (Event Grid, Web, Storage, Managed Identity) registered;
+ 2. the resource group;
+ 3. the storage account (no shared-key access, no public blobs), the container and the
+    queues ``grayscale-jobs``, ``migrate-batches`` and their ``-poison`` queues, made by
+    the deployer's identity (Blob and Queue Data Contributor on the account);
+ 4. a Flex Consumption function app (Python 3.11) with a system-assigned managed identity,
+    Storage Blob Data Owner and Storage Queue Data Contributor on the account only; no
+    account key in the settings: ``AzureWebJobsStorage__accountName`` and
+    ``AZURE_STORAGE_ACCOUNT_URL`` use the identity. With the GCP ids, it reads GCS through
+    Workload Identity Federation (``GCP_WORKLOAD_IDENTITY_PROVIDER``, ``GCP_SERVICE_ACCOUNT``);
+ 5. the user-assigned identity ``<app>-gcp-writer`` that GCP's migration functions write as:
+    Storage Blob Data Contributor on the container only, Storage Blob Delegator on the
+    account (for the user-delegation SAS), and with ``--gcp-runtime-sa-id`` a federated
+    credential (issuer ``https://accounts.google.com``, subject that service account's id);
+ 6. the code, as a zip built from ``.funcignore`` (``config-zip`` ignores that file),
+    published with ``az functionapp deployment source config-zip`` and a remote build;
+ 7. the Event Grid subscription that drives the blob trigger: the blobs extension
+    webhook (its key is waited for: the host makes it when it first starts),
+    BlobCreated only, subject filter on ``uploads/``;
+ 8. a check that every function of function_app.py is deployed.
 """
 
 from __future__ import annotations
@@ -46,6 +62,21 @@ def function_names() -> list[str]:
     return [f.get_function_name() for f in function_app.app.get_functions()]
 
 
+ZIP = ".dist/function-app.zip"
+PROVIDERS = ["Microsoft.EventGrid", "Microsoft.Web", "Microsoft.Storage", "Microsoft.ManagedIdentity"]
+TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+
+
+@dataclass(frozen=True)
+class GcpIds:
+    """What Azure needs to know of the GCP side (``deploy/gcp.py`` prints it)."""
+
+    project_number: str = ""
+    wif_provider: str = ""
+    reader_sa: str = ""
+    runtime_sa_id: str = ""
+
+
 @dataclass(frozen=True)
 class Plan:
     resource_group: str
@@ -54,49 +85,99 @@ class Plan:
     location: str
     container: str
     functions: list[str]
+    gcp: GcpIds = GcpIds()
+
+    @property
+    def writer(self) -> str:
+        """The user-assigned identity that GCP's migration functions write to Azure as."""
+        return f"{self.app}-gcp-writer"
+
+    def settings(self) -> list[str]:
+        found = [
+            f"{CONNECTION}__accountName={self.storage_account}",
+            f"AZURE_STORAGE_ACCOUNT_URL=https://{self.storage_account}.blob.core.windows.net",
+            f"{CONTAINER_SETTING}={self.container}",
+        ]
+        if self.gcp.wif_provider and self.gcp.reader_sa:
+            found += [f"GCP_WORKLOAD_IDENTITY_PROVIDER={self.gcp.wif_provider}",
+                      f"GCP_SERVICE_ACCOUNT={self.gcp.reader_sa}"]  # fmt: skip
+        if self.gcp.project_number:
+            found.append(f"GOOGLE_CLOUD_PROJECT={self.gcp.project_number}")
+        return found
 
     def commands(self) -> list[list[str]]:
         rg, sa, app = ["--resource-group", self.resource_group], self.storage_account, self.app
         login = ["--account-name", sa, "--auth-mode", "login"]
         subject = f"/blobServices/default/containers/{self.container}/blobs/uploads/"
+        container_scope = f"${{STORAGE_ID}}/blobServices/default/containers/{self.container}"
+        waits = "the data roles of the deployer on the storage account"
         run: list[list[str]] = [
+            *(["az", "provider", "register", "--namespace", name, "--wait"] for name in PROVIDERS),
+            shell.assign("DEPLOYER_TYPE", ["az", "account", "show", "--query", "user.type", "--output", "tsv"]),
+            # A user has a signed-in-user object; a service principal (CI) has none, but is an sp.
+            ['DEPLOYER=$(if [ "${DEPLOYER_TYPE}" = servicePrincipal ]; then az ad sp show --id '
+             '"$(az account show --query user.name --output tsv)" --query id --output tsv; '
+             "else az ad signed-in-user show --query id --output tsv; fi)"],
+            ['DEPLOYER_KIND=$(if [ "${DEPLOYER_TYPE}" = servicePrincipal ]; then echo ServicePrincipal; '
+             "else echo User; fi)"],
             ["az", "group", "create", "--name", self.resource_group, "--location", self.location],
             ["az", "storage", "account", "create", "--name", sa, *rg, "--location", self.location,
              "--sku", "Standard_LRS", "--kind", "StorageV2", "--min-tls-version", "TLS1_2",
              "--allow-blob-public-access", "false", "--allow-shared-key-access", "false"],
-            [f"STORAGE_ID=$(az storage account show --name {sa} --resource-group {self.resource_group} "
-             "--query id --output tsv)"],
-            ["az", "role", "assignment", "create", "--assignee", "${DEPLOYER}",
-             "--role", "Storage Blob Data Contributor", "--scope", "${STORAGE_ID}"],
-            ["az", "role", "assignment", "create", "--assignee", "${DEPLOYER}",
-             "--role", "Storage Queue Data Contributor", "--scope", "${STORAGE_ID}"],
-            ["az", "storage", "container", "create", "--name", self.container, *login],
-            ["az", "storage", "queue", "create", "--name", JOBS_QUEUE, *login],
-            ["az", "storage", "queue", "create", "--name", POISON_QUEUE, *login],
-            ["az", "storage", "queue", "create", "--name", BATCH_QUEUE, *login],
-            ["az", "storage", "queue", "create", "--name", f"{BATCH_QUEUE}-poison", *login],
-            ["az", "functionapp", "create", "--name", app, *rg, "--storage-account", sa,
-             "--flexconsumption-location", self.location, "--runtime", "python", "--runtime-version", "3.11",
-             "--assign-identity", "[system]", "--deployment-storage-auth-type", "SystemAssignedIdentity"],
-            [f"PRINCIPAL=$(az functionapp identity show --name {app} --resource-group {self.resource_group} "
-             "--query principalId --output tsv)"],
+            shell.assign("STORAGE_ID", ["az", "storage", "account", "show", "--name", sa, *rg, "--query", "id",
+                                        "--output", "tsv"]),
+            ["az", "role", "assignment", "create", "--assignee-object-id", "${DEPLOYER}",
+             "--assignee-principal-type", "${DEPLOYER_KIND}", "--role", "Storage Blob Data Contributor",
+             "--scope", "${STORAGE_ID}"],
+            ["az", "role", "assignment", "create", "--assignee-object-id", "${DEPLOYER}",
+             "--assignee-principal-type", "${DEPLOYER_KIND}", "--role", "Storage Queue Data Contributor",
+             "--scope", "${STORAGE_ID}"],
+            shell.retry(waits, ["az", "storage", "container", "create", "--name", self.container, *login]),
+            *(shell.retry(waits, ["az", "storage", "queue", "create", "--name", queue, *login])
+              for queue in (JOBS_QUEUE, POISON_QUEUE, BATCH_QUEUE, f"{BATCH_QUEUE}-poison")),
+            shell.ensure(["az", "functionapp", "show", "--name", app, *rg],
+                         ["az", "functionapp", "create", "--name", app, *rg, "--storage-account", sa,
+                          "--flexconsumption-location", self.location, "--runtime", "python",
+                          "--runtime-version", "3.11", "--assign-identity", "[system]",
+                          "--deployment-storage-auth-type", "SystemAssignedIdentity"]),
+            shell.assign("PRINCIPAL", ["az", "functionapp", "identity", "show", "--name", app, *rg,
+                                       "--query", "principalId", "--output", "tsv"]),
             ["az", "role", "assignment", "create", "--assignee-object-id", "${PRINCIPAL}",
              "--assignee-principal-type", "ServicePrincipal", "--role", "Storage Blob Data Owner",
              "--scope", "${STORAGE_ID}"],
             ["az", "role", "assignment", "create", "--assignee-object-id", "${PRINCIPAL}",
              "--assignee-principal-type", "ServicePrincipal", "--role", "Storage Queue Data Contributor",
              "--scope", "${STORAGE_ID}"],
-            ["az", "functionapp", "config", "appsettings", "set", "--name", app, *rg, "--settings",
-             f"{CONNECTION}__accountName={sa}",
-             f"AZURE_STORAGE_ACCOUNT_URL=https://{sa}.blob.core.windows.net",
-             f"{CONTAINER_SETTING}={self.container}"],
+            ["az", "identity", "create", "--name", self.writer, *rg, "--location", self.location],
+            shell.assign("WRITER_CLIENT_ID", ["az", "identity", "show", "--name", self.writer, *rg,
+                                              "--query", "clientId", "--output", "tsv"]),
+            shell.assign("WRITER_PRINCIPAL", ["az", "identity", "show", "--name", self.writer, *rg,
+                                              "--query", "principalId", "--output", "tsv"]),
+            ["az", "role", "assignment", "create", "--assignee-object-id", "${WRITER_PRINCIPAL}",
+             "--assignee-principal-type", "ServicePrincipal", "--role", "Storage Blob Data Contributor",
+             "--scope", container_scope],
+            ["az", "role", "assignment", "create", "--assignee-object-id", "${WRITER_PRINCIPAL}",
+             "--assignee-principal-type", "ServicePrincipal", "--role", "Storage Blob Delegator",
+             "--scope", "${STORAGE_ID}"],
+        ]  # fmt: skip
+        if self.gcp.runtime_sa_id:
+            run.append(["az", "identity", "federated-credential", "create", "--name", "gcp-runtime",
+                        "--identity-name", self.writer, *rg, "--issuer", "https://accounts.google.com",
+                        "--subject", self.gcp.runtime_sa_id, "--audiences", TOKEN_EXCHANGE_AUDIENCE])  # fmt: skip
+        run += [
+            ["az", "functionapp", "config", "appsettings", "set", "--name", app, *rg, "--settings", *self.settings()],
             ["az", "functionapp", "config", "appsettings", "delete", "--name", app, *rg,
              "--setting-names", CONNECTION],
-            ["func", "azure", "functionapp", "publish", app, "--python"],
-            [f"HOST_NAME=$(az functionapp show --name {app} --resource-group {self.resource_group} "
-             "--query defaultHostName --output tsv)"],
-            [f"BLOBS_KEY=$(az functionapp keys list --name {app} --resource-group {self.resource_group} "
-             "--query systemKeys.blobs_extension --output tsv)"],
+            ['"${PYTHON:-python3}" -m deploy.package ' + ZIP],
+            shell.retry("the roles of the app on the storage account (publish)",
+                        ["az", "functionapp", "deployment", "source", "config-zip", "--name", app, *rg,
+                         "--src", ZIP, "--build-remote", "true"]),
+            shell.assign("HOST_NAME", ["az", "functionapp", "show", "--name", app, *rg,
+                                       "--query", "defaultHostName", "--output", "tsv"]),
+            shell.assign("BLOBS_KEY", shell.retry(
+                "the blobs_extension key (the host makes it when it first starts)",
+                ["nonempty", "az", "functionapp", "keys", "list", "--name", app, *rg,
+                 "--query", "systemKeys.blobs_extension", "--output", "tsv"])),
             ["az", "eventgrid", "event-subscription", "create", "--name", "on-upload",
              "--source-resource-id", "${STORAGE_ID}", "--endpoint-type", "webhook",
              "--endpoint", "https://${HOST_NAME}/runtime/webhooks/blobs?functionName=Host.Functions.on_upload"
@@ -106,6 +187,11 @@ class Plan:
         for name in self.functions:
             run.append(["az", "functionapp", "function", "show", "--name", app, *rg, "--function-name", name,
                         "--query", "name", "--output", "tsv"])  # fmt: skip
+        run.append(shell.assign("TENANT_ID", ["az", "account", "show", "--query", "tenantId", "--output", "tsv"]))
+        run.append(shell.emit_ids({
+            "azure_tenant_id": "${TENANT_ID}", "azure_client_id": "${WRITER_CLIENT_ID}",
+            "azure_principal_id": "${PRINCIPAL}", "azure_storage_account": sa, "azure_container": self.container,
+        }))  # fmt: skip
         return run
 
 
@@ -115,17 +201,25 @@ def teardown_commands(plan: Plan) -> list[list[str]]:
     The resource group stays: it may hold other things (``az group delete`` is yours
     to run if the deploy made it for this app alone). The storage account goes with
     its data: this is the decommission step, after the cutover has been verified.
+    Role assignments on the account go with it; the deployer's are removed first.
     """
     rg, app = ["--resource-group", plan.resource_group], plan.app
     return [
-        [f"STORAGE_ID=$(az storage account show --name {plan.storage_account} --resource-group "
-         f"{plan.resource_group} --query id --output tsv)"],
-        [f"PRINCIPAL=$(az functionapp identity show --name {app} --resource-group {plan.resource_group} "
-         "--query principalId --output tsv)"],
+        shell.assign("STORAGE_ID", ["az", "storage", "account", "show", "--name", plan.storage_account, *rg,
+                                    "--query", "id", "--output", "tsv"]),
+        shell.assign("PRINCIPAL", ["az", "functionapp", "identity", "show", "--name", app, *rg,
+                                   "--query", "principalId", "--output", "tsv"]),
+        shell.assign("WRITER_PRINCIPAL", ["az", "identity", "show", "--name", plan.writer, *rg,
+                                          "--query", "principalId", "--output", "tsv"]),
         ["az", "eventgrid", "event-subscription", "delete", "--name", "on-upload",
          "--source-resource-id", "${STORAGE_ID}"],
         ["az", "role", "assignment", "delete", "--assignee", "${PRINCIPAL}", "--scope", "${STORAGE_ID}"],
-        ["az", "role", "assignment", "delete", "--assignee", "${DEPLOYER}", "--scope", "${STORAGE_ID}"],
+        ["az", "role", "assignment", "delete", "--assignee", "${WRITER_PRINCIPAL}", "--scope", "${STORAGE_ID}"],
+        ["az", "role", "assignment", "delete", "--assignee", "${WRITER_PRINCIPAL}", "--scope",
+         f"${{STORAGE_ID}}/blobServices/default/containers/{plan.container}"],
+        ["az", "identity", "federated-credential", "delete", "--name", "gcp-runtime", "--identity-name", plan.writer,
+         *rg, "--yes"],
+        ["az", "identity", "delete", "--name", plan.writer, *rg],
         ["az", "functionapp", "delete", "--name", app, *rg],
         ["az", "storage", "account", "delete", "--name", plan.storage_account, *rg, "--yes"],
     ]  # fmt: skip
@@ -133,19 +227,35 @@ def teardown_commands(plan: Plan) -> list[list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--resource-group", required=True)
-    parser.add_argument("--storage-account", required=True)
-    parser.add_argument("--app", required=True)
+    parser.add_argument("--resource-group")
+    parser.add_argument("--storage-account")
+    parser.add_argument("--app")
     parser.add_argument("--location", default="westeurope")
     parser.add_argument("--container", default=DEFAULT_CONTAINER)
+    gcp = parser.add_argument_group("cross-cloud identity (the ids deploy/gcp.py prints)")
+    gcp.add_argument("--gcp-project-number")
+    gcp.add_argument("--gcp-wif-provider", help="projects/N/locations/global/workloadIdentityPools/P/providers/X")
+    gcp.add_argument("--gcp-reader-sa", help="the service account that may read the source bucket")
+    gcp.add_argument("--gcp-runtime-sa-id", help="unique id of the GCP functions' runtime service account")
     parser.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
     parser.add_argument("--teardown", action="store_true", help="remove everything the deploy created")
+    parser.add_argument("--check", action="store_true", help="smoke-test the deployment at --api")
+    parser.add_argument("--api", help="with --check: the API's base URL (https://APP.azurewebsites.net/api)")
+    parser.add_argument("--function-key", help="with --check: the key of api_upload (default $AZURE_FUNCTION_KEY)")
+    parser.add_argument("--stack", help="with --check: read the API URL and storage from this stack file")
     args = parser.parse_args(argv)
-    plan = Plan(args.resource_group, args.storage_account, args.app, args.location, args.container, function_names())
+    if args.check:
+        from deploy import smoke
+
+        return smoke.main_for("azure", api=args.api, stack=args.stack, function_key=args.function_key)
+    if not (args.resource_group and args.storage_account and args.app):
+        parser.error("--resource-group, --storage-account and --app are required (or --check --api URL)")
+    ids = GcpIds(args.gcp_project_number or "", args.gcp_wif_provider or "", args.gcp_reader_sa or "",
+                 args.gcp_runtime_sa_id or "")  # fmt: skip
+    plan = Plan(args.resource_group, args.storage_account, args.app, args.location, args.container,
+                function_names(), ids)  # fmt: skip
     commands = teardown_commands(plan) if args.teardown else plan.commands()
-    return shell.run(
-        commands, dry_run=args.dry_run, header="DEPLOYER=$(az ad signed-in-user show --query id --output tsv)\n"
-    )
+    return shell.run(commands, dry_run=args.dry_run)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,13 @@ def api_migrations(req: func.HttpRequest) -> func.HttpResponse:
     return _http(req)
 
 
+@bp.function_name("api_migration_check")
+@bp.route(route="migrations/check", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def api_migration_check(req: func.HttpRequest) -> func.HttpResponse:
+    """POST {base}/migrations/check: the preflight (a function key is required on Azure)."""
+    return _http(req)
+
+
 @bp.function_name("api_migration_status")
 @bp.route(route="migrations/{run_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def api_migration_status(req: func.HttpRequest) -> func.HttpResponse:

@@ -73,6 +73,15 @@ def png_bytes(width: int, height: int, bit_depth: int, color_type: int, raw_rows
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
+GCP_IDS = [
+    "--gcp-project-number", "123456789012",
+    "--gcp-wif-provider", "projects/123456789012/locations/global/workloadIdentityPools/gray-azure/providers/azure",
+    "--gcp-reader-sa", "gray-reader@proj-1.iam.gserviceaccount.com",
+    "--gcp-runtime-sa-id", "1098765432101234",
+]  # fmt: skip
+"""What deploy/gcp.py prints for deploy/azure.py, as its arguments (placeholders)."""
+
+
 def deploy_dry_run(script: str, *args: str) -> list[str]:
     """The commands ``deploy/<script> ... --dry-run`` prints, a line each."""
     root = Path(__file__).resolve().parents[1]

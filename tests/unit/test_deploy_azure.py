@@ -6,19 +6,21 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.helper import assert_valid_bash_in_order, deploy_dry_run
+from tests.helper import GCP_IDS, assert_valid_bash_in_order, deploy_dry_run
 from tests.unit.test_azure_wiring import functions
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def dry_run(*extra: str) -> list[str]:
-    return deploy_dry_run("azure.py", "--resource-group", "rg", "--storage-account", "sa1", "--app", "app1", *extra)
+    base = ["azure.py", "--resource-group", "rg", "--storage-account", "sa1", "--app", "app1"]
+    return deploy_dry_run(*base, *GCP_IDS, *extra)
 
 
 def test_every_function_of_the_app_is_deployed_and_checked() -> None:
     lines = dry_run()
-    assert any(line.startswith("func azure functionapp publish app1") for line in lines)
+    assert any("deployment source config-zip --name app1" in line and "--build-remote true" in line for line in lines)
+    assert not any(line.startswith("func ") for line in lines), "Core Tools are not needed to publish"
     checked = {m.group(1) for line in lines if (m := re.search(r"--function-name (\w+)", line))}
     assert checked == set(functions())
 
@@ -30,8 +32,10 @@ def test_valid_bash_in_order() -> None:
         "storage account create",
         "queue create",
         "functionapp create",
-        "role assignment create --assignee-object-id",
-        "functionapp publish",
+        'role assignment create --assignee-object-id "${PRINCIPAL}"',
+        "federated-credential create",
+        "-m deploy.package",
+        "config-zip",
         "event-subscription create",
     ]
     assert_valid_bash_in_order(lines, order)
@@ -43,6 +47,7 @@ def test_identity_not_keys_and_event_grid_on_uploads() -> None:
     assert "AzureWebJobsStorage__accountName=sa1" in text
     assert "AccountKey" not in text and "connection-string" not in text
     assert "--flexconsumption-location" in text and "--assign-identity '[system]'" in text
+    assert "signed-in-user" in text and "az ad sp show" in text, "a user and a service principal both work"
     grid = next(line for line in text.splitlines() if "event-subscription create" in line)
     assert "functionName=Host.Functions.on_upload" in grid
     assert "--included-event-types Microsoft.Storage.BlobCreated" in grid
