@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
+STACK ?= .dev/stack.json
+GCP_API ?=
+AZURE_API ?=
 
 .PHONY: help install demo dev soak test lint unit integration e2e live emulators bench samples clean az-cli smoke
 
@@ -13,6 +16,7 @@ help:
 	@echo "make emulators   run fake-gcs-server, Azurite and the Pub/Sub emulator until Ctrl-C"
 	@echo "make bench       the benchmarks: grayscale, chain latency, migration against rclone"
 	@echo "make soak        the reliability tests with long fuzzing (figures in docs/reliability.md)"
+	@echo "make smoke       smoke-test a deployment: the local stack of make dev, or GCP_API=... AZURE_API=..."
 	@echo "make live        the tests against real GCP and Azure (needs credentials, see README)"
 
 install: $(VENV)/.installed node_modules/.installed
@@ -55,6 +59,13 @@ soak: install
 
 live: install
 	$(PY) -m pytest -m live tests/live $(PYTEST_ARGS)
+
+# Smoke-test a deployment: `make smoke` against the local stack of `make dev`, or
+# `make smoke GCP_API=https://... AZURE_API=https://.../api` (with GCS_BUCKET, AZURE_STORAGE_CONTAINER,
+# AZURE_FUNCTION_KEY and GCP_IDENTITY_TOKEN in the environment).
+smoke: install
+	$(PY) deploy/gcp.py --check $(if $(GCP_API),--api $(GCP_API),--stack $(STACK))
+	$(PY) deploy/azure.py --check $(if $(AZURE_API),--api $(AZURE_API),--stack $(STACK))
 
 az-cli: .venv-az/bin/az
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -51,6 +52,15 @@ def test_dev_writes_the_stack_file_once_everything_answers_and_cleans_up(tmp_pat
             with urllib.request.urlopen(api + "/", timeout=10) as page:
                 assert page.status == 200
         assert stack["gcs_bucket"] and stack["azure_container"]
+        # make smoke, as a user runs it against this stack: both deploy scripts' --check.
+        smoke = subprocess.run(["make", "--no-print-directory", "smoke", f"STACK={stack_file}"], cwd=ROOT,
+                               capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+        for cloud in ("gcp", "azure"):
+            assert f"smoke {cloud}: all worked" in smoke.stdout
+            for path in ("API upload", "storage upload"):
+                line = rf"{cloud}: {path} +DONE [0-9a-f]{{12}} .* result [\d,]+ B"
+                assert re.search(line, smoke.stdout), smoke.stdout
         assert (
             "UseDevelopmentStorage" in stack["azure_connection_string"]
             or "BlobEndpoint=" in stack["azure_connection_string"]

@@ -86,3 +86,33 @@ def test_errors_show_as_readable_messages(
         text = page.inner_text("#status")
         assert "not a supported image" in text and "HTTP 415" in text
         assert "Traceback" not in page.content()
+
+
+def test_the_page_sends_the_key_from_its_fragment_and_explains_a_401(
+    gcp_stack: Any, browser: object, tmp_path: Path
+) -> None:
+    """Opened as ``.../#code=KEY``, the upload carries ``x-functions-key``; without a key, a 401 says how to get one.
+
+    The local hosts ask for no key, so the Azure 401 is played by the browser's own request routing.
+    """
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(encode(hopper().resize((64, 48)), "JPEG", quality=90))
+    page = browser.new_page()  # type: ignore[attr-defined]
+    try:
+        sent: list[dict[str, str]] = []
+        page.on("request", lambda r: sent.append(r.headers) if r.method == "POST" else None)
+        page.goto(f"{gcp_stack.api_url}/#code=test-function-key")
+        page.set_input_files("#file", str(photo))
+        page.click("#send")
+        page.wait_for_selector('#status[data-state="DONE"]', timeout=30_000)
+        assert sent and sent[0].get("x-functions-key") == "test-function-key"
+
+        page.route("**/jobs", lambda route: route.fulfill(status=401, body=""))
+        page.goto(f"{gcp_stack.api_url}/")
+        page.reload()
+        page.set_input_files("#file", str(photo))
+        page.click("#send")
+        page.wait_for_selector('#status[data-state="error"]', timeout=15_000)
+        assert "#code=KEY" in page.inner_text("#status")
+    finally:
+        page.close()
