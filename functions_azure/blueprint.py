@@ -7,6 +7,7 @@ import logging
 import urllib.parse
 
 import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blob
 
 from core import http_api, logs, pipeline
 from core.clouds.azure_queue import AzureQueueTaskQueue
@@ -22,15 +23,18 @@ bp = func.Blueprint()
 
 @bp.function_name("on_upload")
 @bp.blob_trigger(
-    arg_name="blob",
+    arg_name="client",
     path="%AZURE_STORAGE_CONTAINER%/uploads/{name}",
     connection=CONNECTION,
     source=func.BlobSource.EVENT_GRID,
 )
-def on_upload(blob: func.InputStream) -> None:
-    """A blob created under uploads/ (Event Grid) becomes a job and a message on grayscale-jobs."""
-    container_and_key = blob.name or ""
-    key = container_and_key.split("/", 1)[1] if "/" in container_and_key else container_and_key
+def on_upload(client: blob.BlobClient) -> None:
+    """A blob created under uploads/ (Event Grid) becomes a job and a message on grayscale-jobs.
+
+    An SDK-type binding: the host hands over a client for the blob, not its bytes
+    (``func.InputStream`` would make it download the whole upload first).
+    """
+    key = client.blob_name
     job = pipeline.accept_upload(services(), key)
     if job is not None:
         with logs.context(job_id=job.id):

@@ -34,6 +34,8 @@ import signal
 import sys
 import threading
 import time
+import types
+import typing
 import urllib.parse
 import uuid
 from collections.abc import Callable
@@ -45,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 import azure.functions as func
+from azurefunctions.extensions.base import Datum
+from azurefunctions.extensions.bindings.blob.blobClientConverter import BlobClientConverter
 
 from core.clouds.azure_blob import AzureBlobObjectStore
 from core.clouds.azure_queue import AzureQueueTaskQueue, Received
@@ -109,7 +113,8 @@ class Route:
 class Bindings:
     routes: list[Route] = field(default_factory=list)
     queues: dict[str, tuple[str, Callable[[func.QueueMessage], None]]] = field(default_factory=dict)
-    blobs: list[tuple[str, str, str, Callable[[func.InputStream], None]]] = field(default_factory=list)
+    blobs: list[tuple[str, str, str, str, Callable[[Any], None]]] = field(default_factory=list)
+    """(function, container, key prefix, connection setting, handler)."""
 
 
 def read_bindings(app: func.FunctionApp) -> Bindings:
@@ -127,7 +132,7 @@ def read_bindings(app: func.FunctionApp) -> Bindings:
         elif kind == "blobTrigger":
             container, _, pattern = resolve(trigger["path"]).partition("/")
             prefix = pattern.split("{", 1)[0]
-            found.blobs.append((name, container, prefix, handler))
+            found.blobs.append((name, container, prefix, trigger.get("connection") or "AzureWebJobsStorage", handler))
         else:
             log.warning("function %s has a %s trigger, which this devhost does not drive", name, kind)
     found.routes.sort(key=lambda r: (r.catch_all, -len(r.template)))
@@ -156,12 +161,10 @@ class DevHost:
         for queue, (name, handler) in self.bindings.queues.items():
             ready.append(threading.Event())
             self._thread(functools.partial(self._drain, queue, name, handler, ready[-1]), f"queue-{queue}")
-        for name, container, prefix, handler in self.bindings.blobs:
+        for name, container, prefix, connection, handler in self.bindings.blobs:
             ready.append(threading.Event())
-            self._thread(
-                lambda n=name, c=container, p=prefix, h=handler, r=ready[-1]: self._watch(n, c, p, h, r),
-                f"blobs-{name}",
-            )
+            watch = functools.partial(self._watch, name, container, prefix, connection, handler, ready[-1])
+            self._thread(watch, f"blobs-{name}")
         for event in ready:
             if not event.wait(timeout):
                 raise RuntimeError("a trigger did not start: is the storage account reachable?")
@@ -327,7 +330,8 @@ class DevHost:
         name: str,
         container: str,
         prefix: str,
-        handler: Callable[[func.InputStream], None],
+        connection: str,
+        handler: Callable[[Any], None],
         ready: threading.Event,
     ) -> None:
         store = AzureBlobObjectStore(container)
@@ -344,7 +348,7 @@ class DevHost:
                 if seen.get(key) == info.version:
                     continue
                 seen[key] = info.version
-                self._deliver_blob(store, name, container, key, handler)
+                self._deliver_blob(store, name, container, key, connection, handler)
 
     def _deliver_blob(
         self,
@@ -352,7 +356,8 @@ class DevHost:
         name: str,
         container: str,
         key: str,
-        handler: Callable[[func.InputStream], None],
+        connection: str,
+        handler: Callable[[Any], None],
     ) -> None:
         event = {  # what Event Grid would post; logged so the stand-in is visible
             "id": str(uuid.uuid4()),
@@ -361,7 +366,7 @@ class DevHost:
         }
         for attempt in range(1, EVENT_GRID_ATTEMPTS + 1):
             try:
-                blob = store.get(key)
+                argument = blob_argument(handler, store, connection, container, key)
             except NotFound:
                 log.info("%s: %s vanished before delivery", name, key)
                 return
@@ -369,11 +374,8 @@ class DevHost:
                 log.warning("%s: delivery %d of %s failed: %s", name, attempt, event["subject"], exc)
                 self.stopping.wait(min(2**attempt, 30))
                 continue
-            stream = func.blob.InputStream(
-                data=blob.data, name=f"{container}/{key}", uri=f"devhost://{container}/{key}", length=len(blob.data)
-            )
             try:
-                handler(stream)
+                handler(argument)
                 log.debug("%s: delivered %s", name, json.dumps(event))
                 return
             except Exception:
@@ -389,6 +391,29 @@ class DevHost:
             except CoreError:
                 time.sleep(0.2)
         action()
+
+
+def blob_argument(
+    handler: Callable[[Any], None], store: AzureBlobObjectStore, connection: str, container: str, key: str
+) -> Any:
+    """What the Python worker passes a blob trigger: an SDK client, or the bytes as ``func.InputStream``.
+
+    For an SDK-type parameter (``azurefunctions.extensions.bindings.blob``), the host
+    sends model binding data (connection, container, blob name) and the extension's
+    converter makes the client: no byte of the blob is read. ``NotFound`` if the blob is gone.
+    """
+    hints = [hint for name, hint in typing.get_type_hints(handler).items() if name != "return"]
+    parameter = hints[0] if hints else None
+    if isinstance(parameter, type) and BlobClientConverter.check_input_type_annotation(parameter):
+        store.head(key)
+        content = json.dumps({"Connection": connection, "ContainerName": container, "BlobName": key})
+        binding = types.SimpleNamespace(
+            version="1.0", source="AzureStorageBlobs", content_type="application/json", content=content
+        )
+        return BlobClientConverter.decode(Datum(binding, "model_binding_data"), trigger_metadata=None, pytype=parameter)
+    data = store.get(key).data
+    uri = f"devhost://{container}/{key}"
+    return func.blob.InputStream(data=data, name=f"{container}/{key}", uri=uri, length=len(data))
 
 
 class _Server(ThreadingHTTPServer):

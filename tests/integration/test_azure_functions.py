@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tracemalloc
 from collections.abc import Iterator
+from typing import Any
 
 import azure.functions as func
 import pytest
@@ -17,6 +20,8 @@ from core.memory import InMemoryTaskQueue
 from core.pipeline import Services
 from functions_azure import blueprint
 from functions_azure import services as azure_services
+from functions_azure.devhost import blob_argument
+from functions_azure.settings import CONNECTION
 from tests.helper import FailingReads, decode, encode, hopper
 
 pytestmark = pytest.mark.emulator
@@ -25,18 +30,18 @@ JPEG = encode(hopper(), "JPEG", quality=90)
 
 
 @pytest.fixture
-def svc(azure_store: AzureBlobObjectStore) -> Iterator[Services]:
+def svc(azure_store: AzureBlobObjectStore, azure_env: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Services]:
+    monkeypatch.setenv(CONNECTION, azure_env.connection_string)  # the host's storage setting, which the binding reads
     services = Services.over(azure_store, InMemoryTaskQueue())
     azure_services.use(services)
     yield services
     azure_services.use(None)
 
 
-def blob_event(store: AzureBlobObjectStore, key: str) -> func.InputStream:
-    data = store.get(key).data
-    return func.blob.InputStream(
-        data=data, name=f"{store.container_name}/{key}", uri=f"http://x/{key}", length=len(data)
-    )
+def blob_event(store: AzureBlobObjectStore, key: str) -> Any:
+    """What the worker hands on_upload for a BlobCreated event: the SDK-type client, as the devhost makes it."""
+    handler = blueprint.on_upload._function.get_user_function()
+    return blob_argument(handler, store, CONNECTION, store.container_name, key)
 
 
 def queue_message(payload: object, dequeue_count: int = 1) -> QueueMessage:
@@ -140,3 +145,35 @@ def test_http_handlers_answer_like_the_api(svc: Services) -> None:
     assert (missing.status_code, json.loads(missing.get_body())["error"]) == (404, "not_found")
     assert http("DELETE", f"/jobs/{job['id']}").status_code == 405
     assert http("POST", "/jobs", b"plain text").status_code == 415
+
+
+def test_on_upload_of_50_mib_allocates_far_less_than_the_upload(
+    svc: Services, azure_store: AzureBlobObjectStore, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The SDK-type binding hands over a client: the handler, and the host before it, read no upload bytes.
+
+    ``func.InputStream`` (what on_upload took before) makes the host download the whole blob first;
+    the same 50 MiB read that way is measured beside it as the baseline.
+    """
+    key, size = "uploads/big.raw", 50 * 1024 * 1024
+    azure_store.put(key, os.urandom(size), content_type="application/octet-stream")
+    handler = blueprint.on_upload._function.get_user_function()
+    tracemalloc.start()
+    try:
+        argument = blob_argument(handler, azure_store, CONNECTION, azure_store.container_name, key)
+        tracemalloc.reset_peak()
+        blueprint.on_upload(argument)
+        _, handler_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        blob_argument(lambda stream: None, azure_store, CONNECTION, azure_store.container_name, key)
+        _, download_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    job = svc.jobs.get(job_id_for(key, azure_store.head(key).md5 or ""))
+    assert job.status is Status.PENDING, "the upload became a job"
+    assert handler_peak < size / 50, f"on_upload allocated {handler_peak:,} bytes for a {size:,}-byte upload"
+    assert download_peak >= size, "the InputStream baseline really downloads the upload"
+    with capsys.disabled():
+        ratio = download_peak / handler_peak
+        print(f"\non_upload of 50 MiB: peak {handler_peak / 2**20:.2f} MiB allocated "
+              f"(InputStream baseline: {download_peak / 2**20:.1f} MiB, {ratio:.0f}x)")  # fmt: skip

@@ -14,8 +14,8 @@ import contextlib
 import json
 import os
 
-import azure.functions as func
 from azure.functions.queue import QueueMessage
+from azure.storage.blob import BlobClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -101,7 +101,9 @@ def test_event_grid_blob_names_never_crash_on_upload(name: str, body: bytes) -> 
         key = name.split("/", 1)[1] if "/" in name else name
         with contextlib.suppress(BadRequest):  # a key no store accepts (empty, NUL) cannot have been uploaded
             store.put(key, body)
-        blueprint.on_upload(func.blob.InputStream(data=body, name=name, length=len(body)))
+        if not key:
+            return  # Event Grid names no blob without a name; the SDK binding cannot make its client
+        blueprint.on_upload(BlobClient("http://127.0.0.1:1/devstoreaccount1", "c", key))
         # Only an upload becomes a job; nothing is written anywhere else.
         written = {info.key for info in store.list()} - {key}
         assert all(k.startswith("jobs/") for k in written)
