@@ -59,6 +59,8 @@ soak: install
 
 live: install
 	$(PY) -m pytest -m live tests/live $(PYTEST_ARGS)
+	$(if $(GCP_API),$(PY) deploy/gcp.py --check --api $(GCP_API),@echo "GCP_API unset: no smoke check of a GCP deployment")
+	$(if $(AZURE_API),$(PY) deploy/azure.py --check --api $(AZURE_API),@echo "AZURE_API unset: no smoke check of an Azure deployment")
 
 # Smoke-test a deployment: `make smoke` against the local stack of `make dev`, or
 # `make smoke GCP_API=https://... AZURE_API=https://.../api` (with GCS_BUCKET, AZURE_STORAGE_CONTAINER,

@@ -104,7 +104,8 @@ def check_page(api: str, headers: dict[str, str]) -> None:
 
 
 def upload_via_api(api: str, data: bytes, headers: dict[str, str]) -> str:
-    body, content_type = multipart("smoke.jpg", data)
+    # A fresh name: the same name and bytes would find the job of an earlier run, already DONE.
+    body, content_type = multipart(f"smoke-{uuid.uuid4().hex[:12]}.jpg", data)
     status, answer = http("POST", f"{api}/jobs", body, {**headers, "Content-Type": content_type})
     if status in (401, 403):
         raise SmokeFailed(f"POST /jobs answered {status}: the key or identity token is missing or refused")
