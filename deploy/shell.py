@@ -7,6 +7,7 @@ the scripts safe to run twice and on a fresh project:
 
 - ``ensure(check, make)``: run ``make`` only when ``check`` fails (the resource is not there yet);
 - ``retry(what, command)``: bounded retries that say what they wait for (role propagation);
+  the shell function ``nonempty`` makes a command that prints nothing (a key not made yet) fail;
 - ``emit_ids(...)``: the ids the script made, as one JSON object on the last line.
 """
 
@@ -27,6 +28,9 @@ retry() {  # retry WHAT COMMAND...: up to RETRY_TRIES tries, RETRY_SECONDS apart
     echo "waiting for $what (try $n of ${RETRY_TRIES:-60}, next in ${RETRY_SECONDS:-30} s)" >&2
     sleep "${RETRY_SECONDS:-30}"; n=$((n + 1))
   done
+}
+nonempty() {  # nonempty COMMAND...: fail when the command prints nothing (a key that does not exist yet)
+  local out; out=$("$@") && [ -n "$out" ] && echo "$out"
 }
 """
 
