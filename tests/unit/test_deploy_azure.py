@@ -67,3 +67,33 @@ def test_teardown_names_every_resource_the_deploy_creates() -> None:
     assert "storage account create --name sa1" in deploy and "storage account delete --name sa1" in out
     assert deploy.count("role assignment create") >= 2 and out.count("role assignment delete") >= 2
     assert "group delete" not in out, "the resource group may hold other things: it stays"
+
+
+def test_fresh_subscription_steps_and_the_cross_cloud_identity() -> None:
+    lines = dry_run()
+    text = "\n".join(lines)
+    assert "az provider register --namespace Microsoft.EventGrid --wait" in text
+    assert re.search(r"retry .* az storage container create", text), "the deployer's new role is waited for"
+    assert re.search(r"BLOBS_KEY=\$\(retry .* nonempty az functionapp keys list", text)
+    assert (
+        "--issuer https://accounts.google.com --subject 1098765432101234 --audiences api://AzureADTokenExchange" in text
+    )
+    writer = [x for x in lines if '--assignee-object-id "${WRITER_PRINCIPAL}"' in x]
+    assert any(
+        "'Storage Blob Data Contributor' --scope \"${STORAGE_ID}/blobServices/default/containers/grayscale\"" in x
+        for x in writer
+    ), "the writer may write to the container only"
+    assert any("'Storage Blob Delegator' --scope \"${STORAGE_ID}\"" in x for x in writer)
+    assert "GCP_SERVICE_ACCOUNT=gray-reader@proj-1.iam.gserviceaccount.com" in text
+    teardown = "\n".join(dry_run("--teardown"))
+    assert "identity delete --name app1-gcp-writer" in teardown and "federated-credential delete" in teardown
+
+
+def test_the_zip_holds_the_app_and_nothing_else() -> None:
+    from deploy.package import included
+
+    files = included()
+    assert {"function_app.py", "host.json", "requirements.txt"} <= set(files)
+    assert any(f.startswith("core/") for f in files) and any(f.startswith("functions_azure/") for f in files)
+    tops = {f.split("/")[0] for f in files}
+    assert not tops & {"tests", "deploy", "devstack", "functions_gcp", "main.py", ".venv", ".git", "bench"}

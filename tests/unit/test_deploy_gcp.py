@@ -101,3 +101,38 @@ def test_teardown_names_every_resource_the_deploy_creates(style: str) -> None:
     if style == "eventarc":
         assert "remove-iam-policy-binding" in teardown
     assert "services disable" not in teardown, "APIs may serve other things: they stay"
+
+
+def test_fresh_project_steps_come_in_a_working_order() -> None:
+    """The defects of a fresh project, each mended: build account, GCS agent made first, --project, Token Creator."""
+    lines = dry_run("--azure-tenant-id", "t")
+    text = "\n".join(lines)
+    for line in (x for x in lines if "functions deploy" in x):
+        assert "--build-service-account=projects/proj-1/serviceAccounts/gray-build@" in line
+    agent = next(i for i, x in enumerate(lines) if x.startswith("gcloud storage service-agent"))
+    bound = next(i for i, x in enumerate(lines) if "gs-project-accounts" in x)
+    assert agent < bound, "the GCS service agent exists before it is bound"
+    notification = next(x for x in lines if "notifications create" in x)
+    assert "--project=proj-1" in notification
+    assert re.search(r"gcp-sa-pubsub.*--role=roles/iam.serviceAccountTokenCreator", text)
+    assert "roles/storage.objectViewer" in text and "roles/storage.objectUser" in text
+
+
+def test_cross_cloud_identity_on_gcp() -> None:
+    text = "\n".join(dry_run("--azure-tenant-id", "tid", "--azure-client-id", "cid", "--azure-storage-account", "sa1",
+                             "--azure-container", "ct", "--azure-principal-id", "pid"))  # fmt: skip
+    assert "--issuer-uri=https://login.microsoftonline.com/tid/v2.0" in text
+    assert "--allowed-audiences=api://AzureADTokenExchange" in text
+    assert "workloadIdentityPools/gray-azure/subject/pid" in text
+    for line in text.splitlines():
+        if "functions deploy" in line:
+            writes_azure = any(f"functions deploy {n} " in line for n in ("api", "migrate-batch", "migrate-batch-dead"))
+            assert ("AZURE_CLIENT_ID=cid" in line) == writes_azure, line
+    assert "keys create" not in text and "GOOGLE_APPLICATION_CREDENTIALS" not in text, "no key file anywhere"
+
+
+def test_public_api_is_an_explicit_opt_in() -> None:
+    api = next(x for x in dry_run("--public-api") if "functions deploy api " in x)
+    assert "--allow-unauthenticated" in api.split()
+    api = next(x for x in dry_run() if "functions deploy api " in x)
+    assert "--no-allow-unauthenticated" in api.split()
