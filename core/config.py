@@ -17,6 +17,7 @@ MAX_UPLOAD_BYTES_VAR = "GRAYSCALE_MAX_UPLOAD_BYTES"
 JPEG_QUALITY_VAR = "GRAYSCALE_JPEG_QUALITY"
 PNG_COMPRESS_LEVEL_VAR = "GRAYSCALE_PNG_COMPRESS_LEVEL"
 LEASE_SECONDS_VAR = "GRAYSCALE_LEASE_SECONDS"
+UPLOAD_EVENTS_VAR = "GRAYSCALE_UPLOAD_EVENTS"
 
 DEFAULT_MAX_PIXELS = 64_000_000  # a 64 MP raster: 64 MB as L, 256 MB as RGBA while decoding
 DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024
@@ -79,3 +80,13 @@ def png_compress_level() -> int:
 def lease_seconds() -> int:
     """How long a PROCESSING job belongs to its worker before a retry may take it over."""
     return env_int(LEASE_SECONDS_VAR, DEFAULT_LEASE_SECONDS, minimum=1)
+
+
+def upload_events() -> bool:
+    """Whether writes under ``uploads/`` raise storage events here (default yes; ``0`` where none do)."""
+    raw = os.environ.get(UPLOAD_EVENTS_VAR, "").strip().lower()
+    if raw in ("", "1", "true", "yes"):
+        return True
+    if raw in ("0", "false", "no"):
+        return False
+    raise ConfigError(f"{UPLOAD_EVENTS_VAR} must be 1 or 0, got {raw!r}")

@@ -46,6 +46,9 @@ class Services:
     jobs: JobStore
     render: Callable[[bytes], imaging.Rendered] = imaging.grayscale
     clock: Callable[[], datetime] = utcnow
+    upload_events: bool = False
+    """True where a write under ``uploads/`` raises an event that calls ``accept_upload`` (the
+    deployed clouds, the local stacks): then ``submit_upload`` leaves the one message to that event."""
 
     @classmethod
     def over(cls, store: ObjectStore, queue: TaskQueue) -> Services:
@@ -96,7 +99,7 @@ def submit_upload(
     # A Conflict means it was uploaded before (same name, same leading hash); the job id checks the whole hash.
     with contextlib.suppress(Conflict):
         services.store.put(key, data, content_type=info.content_type, if_none_match=True)
-    job = accept_upload(services, key, md5=md5, content_type=info.content_type)
+    job = accept_upload(services, key, md5=md5, content_type=info.content_type, enqueue=not services.upload_events)
     assert job is not None  # the key is under uploads/
     return job
 
@@ -107,12 +110,15 @@ def accept_upload(
     *,
     md5: str | None = None,
     content_type: str | None = None,
+    enqueue: bool = True,
 ) -> Job | None:
     """Turn an upload event into a job and a queue message; ``None`` if the key is not an upload.
 
     Idempotent: a duplicate event finds the same job. The message is sent
     again while the job is PENDING (a crash may have come between the record
     and the message); ``process_job`` takes duplicates in its stride.
+    ``enqueue=False`` makes the record only: an HTTP upload whose storage event
+    will send the message, so that each upload costs one message, not two.
     """
     if not is_upload(key):
         return None
@@ -129,7 +135,7 @@ def accept_upload(
         md5 = md5 or head.md5 or hashlib.md5(services.store.get(key).data).hexdigest()
         content_type = content_type or head.content_type
     job = services.jobs.create(Job.new(job_id_for(key, md5), key, content_type, now=services.clock()))
-    if job.status is Status.PENDING:
+    if job.status is Status.PENDING and enqueue:
         services.queue.send(job_message(job.id))
     return job
 

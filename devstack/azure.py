@@ -1,8 +1,11 @@
 """The local Azure stack: Azurite and the devhost (``functions_azure.devhost``) running ``function_app.py``.
 
 The devhost serves the HTTP routes on ``http://127.0.0.1:7071/api`` (or a free
-port), drains the Azurite queues into the queue triggers, and stands in for
-Event Grid by turning new blobs under ``uploads/`` into blob trigger calls.
+port) and drains the Azurite queues into the queue triggers. Blob events come as
+on Azure: ``devstack.eventgrid`` sits in front of Azurite's blob endpoint (the
+stack's connection string points at it) and pushes ``BlobCreated`` for every
+commit under ``uploads/`` to the devhost's blobs webhook, after Event Grid's
+subscription handshake.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from core.clouds.azure_blob import AzureBlobObjectStore
 from devstack.emulators import HOST, ROOT, Azurite, _Process, free_port, port_is_free
 from devstack.environment import Stack, environment
+from devstack.eventgrid import EventGridProxy
 
 DEVHOST_PORT = 7071
 
@@ -62,6 +66,8 @@ class AzureStack(Stack):
     """Keep Azurite's data on disk, so that ``self.azurite.restart()`` loses nothing."""
     extra_env: dict[str, str] = field(default_factory=dict)
     azurite: Azurite | None = None
+    eventgrid: EventGridProxy | None = None
+    """Event Grid in front of Azurite's blobs; made here unless the caller shares one (``devstack.stacks``)."""
     devhost: DevHostProcess | None = None
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
@@ -70,12 +76,19 @@ class AzureStack(Stack):
         assert self.devhost is not None
         return self.devhost.api_url
 
+    @property
+    def connection_string(self) -> str:
+        """Azurite, with blobs reached through Event Grid's proxy (so that commits raise events)."""
+        assert self.azurite is not None and self.eventgrid is not None
+        return self.azurite.connection_string_via(self.eventgrid.port)
+
     def env(self) -> dict[str, str]:
         """The app settings of the function app, which also point clients at Azurite."""
-        assert self.azurite is not None
         return {
-            **self.azurite.env(),
-            "AzureWebJobsStorage": self.azurite.connection_string,
+            "AZURE_STORAGE_CONNECTION_STRING": self.connection_string,
+            "AzureWebJobsStorage": self.connection_string,
+            # As local.settings.json.example: a short queue polling interval locally; host.json keeps 2 s.
+            "AzureFunctionsJobHost__extensions__queues__maxPollingInterval": "00:00:00.100",
             "AZURE_STORAGE_CONTAINER": self.container,
             **self.extra_env,
         }
@@ -86,6 +99,8 @@ class AzureStack(Stack):
     def start(self) -> None:
         if self.azurite is None:  # else: an Azurite the caller started and stops
             self.azurite = self._stack.enter_context(Azurite(persistent=self.persistent))
+        if self.eventgrid is None:
+            self.eventgrid = self._stack.enter_context(EventGridProxy(self.azurite.blob_port))
         with environment(self.env()):
             self.store().create_container()
         port = self.api_port or (DEVHOST_PORT if port_is_free(DEVHOST_PORT) else free_port())
@@ -94,6 +109,11 @@ class AzureStack(Stack):
         self.devhost.launch(self.env(), self.retry_delay, self.lease)
         with urllib.request.urlopen(self.api_url + "/", timeout=10):
             pass
+        # As deploy/azure.py subscribes on Azure: BlobCreated under uploads/, to the blobs extension webhook.
+        self.eventgrid.subscribe(
+            f"http://{HOST}:{self.devhost.port}/runtime/webhooks/blobs?functionName=Host.Functions.on_upload",
+            subject_begins_with=f"/blobServices/default/containers/{self.container}/blobs/uploads/",
+        )
 
     def kill_host(self) -> None:
         """SIGKILL the devhost, as a dying Functions instance."""
@@ -112,6 +132,6 @@ class AzureStack(Stack):
         assert self.azurite is not None
         return {
             "azure_api": self.api_url,
-            "azure_connection_string": self.azurite.connection_string,
+            "azure_connection_string": self.connection_string,
             "azure_container": self.container,
         }

@@ -236,9 +236,13 @@ class Azurite(_Process):
 
     @property
     def connection_string(self) -> str:
+        return self.connection_string_via(self.blob_port)
+
+    def connection_string_via(self, blob_port: int) -> str:
+        """The connection string, with blobs reached on ``blob_port`` (``devstack.eventgrid``'s proxy)."""
         return (
             f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-            f"BlobEndpoint=http://{HOST}:{self.blob_port}/{AZURITE_ACCOUNT};"
+            f"BlobEndpoint=http://{HOST}:{blob_port}/{AZURITE_ACCOUNT};"
             f"QueueEndpoint=http://{HOST}:{self.queue_port}/{AZURITE_ACCOUNT};"
             f"TableEndpoint=http://{HOST}:{self.table_port}/{AZURITE_ACCOUNT};"
         )

@@ -11,6 +11,7 @@ import contextlib
 
 from devstack.azure import AzureStack
 from devstack.emulators import Azurite
+from devstack.eventgrid import EventGridProxy
 from devstack.gcp import GcpStack
 
 
@@ -19,11 +20,17 @@ def both_clouds(
 ) -> tuple[GcpStack, AzureStack]:
     """Start both stacks on ``stack``; they stop with it."""
     azurite = stack.enter_context(Azurite())
-    shared = {**(extra_env or {}), **azurite.env(), "MIGRATE_CONTAINER": container}
+    # GCP's migrate_batch writes through Event Grid's proxy too: a migrated upload raises BlobCreated on Azure.
+    eventgrid = stack.enter_context(EventGridProxy(azurite.blob_port))
+    shared = {
+        **(extra_env or {}),
+        "AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string_via(eventgrid.port),
+        "MIGRATE_CONTAINER": container,
+    }
     gcp = stack.enter_context(GcpStack(bucket=bucket, extra_env=shared))
     assert gcp.gcs is not None
     gcs_env = {**gcp.gcs.env(), "GOOGLE_CLOUD_PROJECT": "local"}
-    azure = stack.enter_context(
-        AzureStack(container=container, azurite=azurite, extra_env={**(extra_env or {}), **gcs_env})
-    )
+    azure_env = {**(extra_env or {}), **gcs_env}
+    azure = AzureStack(container=container, azurite=azurite, eventgrid=eventgrid, extra_env=azure_env)
+    stack.enter_context(azure)
     return gcp, azure

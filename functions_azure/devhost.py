@@ -12,11 +12,14 @@ host does, against the storage account in ``AzureWebJobsStorage`` (Azurite):
   becomes visible again after host.json's ``visibilityTimeout``; once its
   ``dequeue_count`` reaches ``maxDequeueCount`` a failure moves it to
   ``<queue>-poison``. Up to ``batchSize`` messages run at once.
-- Blobs: the local stand-in for Event Grid. New or changed blobs under a
-  blob trigger's path (here ``uploads/``) become ``Microsoft.Storage.BlobCreated``
-  events, delivered to the trigger as ``func.blob.InputStream``, with Event
-  Grid's retries. Blobs that exist when the host starts are not delivered, as
-  with a new Event Grid subscription.
+- Blobs: a blob trigger with ``source=EventGrid`` is driven as the host does: by
+  ``Microsoft.Storage.BlobCreated`` events posted (Event Grid schema) to the blobs
+  extension webhook, ``POST /runtime/webhooks/blobs?functionName=Host.Functions.NAME``,
+  which also answers Event Grid's subscription-validation handshake. A handler
+  that fails answers 500, so Event Grid retries. The trigger gets what the
+  Python worker gives it: an SDK-type client (no bytes read), or an
+  ``InputStream``. Locally ``devstack.eventgrid`` posts the events, as soon as a
+  blob is committed to Azurite; nothing here lists a container.
 
 ``app.get_functions()`` is called once per process, here at start-up.
 """
@@ -37,7 +40,6 @@ import time
 import types
 import typing
 import urllib.parse
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -59,12 +61,18 @@ from functions_azure.settings import CONNECTION, CONTAINER_SETTING, DEFAULT_CONT
 log = logging.getLogger("devhost")
 ROOT = Path(__file__).resolve().parent.parent
 MAX_BODY_BYTES = 100 * 1024 * 1024  # the host's own limit on HTTP request bodies
-EVENT_GRID_ATTEMPTS = 5
 
 
 def host_settings(path: Path = ROOT / "host.json") -> dict[str, Any]:
-    """The queue settings of host.json, with the host's defaults, times in seconds."""
-    queues = json.loads(path.read_text()).get("extensions", {}).get("queues", {})
+    """The queue settings of host.json, with the host's defaults, times in seconds.
+
+    As on the real host, an app setting ``AzureFunctionsJobHost__extensions__queues__NAME``
+    overrides host.json's ``NAME`` (local settings use it for a short polling interval;
+    host.json, which ships, keeps the production value).
+    """
+    queues = dict(json.loads(path.read_text()).get("extensions", {}).get("queues", {}))
+    prefix = "AzureFunctionsJobHost__extensions__queues__"
+    queues.update({k[len(prefix) :]: v for k, v in os.environ.items() if k.startswith(prefix) and v.strip()})
     return {
         "max_dequeue_count": int(queues.get("maxDequeueCount", 5)),
         "visibility_timeout": _seconds(queues.get("visibilityTimeout", "00:00:00")),
@@ -150,6 +158,8 @@ class DevHost:
         messages reappear after this)."""
         self.threads: list[threading.Thread] = []
         self.server: ThreadingHTTPServer | None = None
+        self.blob_store: Callable[[str], Any] = AzureBlobObjectStore
+        """The store a blob trigger's container is read from (tests pass a fake)."""
 
     @property
     def base_url(self) -> str:
@@ -161,10 +171,6 @@ class DevHost:
         for queue, (name, handler) in self.bindings.queues.items():
             ready.append(threading.Event())
             self._thread(functools.partial(self._drain, queue, name, handler, ready[-1]), f"queue-{queue}")
-        for name, container, prefix, connection, handler in self.bindings.blobs:
-            ready.append(threading.Event())
-            watch = functools.partial(self._watch, name, container, prefix, connection, handler, ready[-1])
-            self._thread(watch, f"blobs-{name}")
         for event in ready:
             if not event.wait(timeout):
                 raise RuntimeError("a trigger did not start: is the storage account reachable?")
@@ -222,6 +228,9 @@ class DevHost:
         self, method: str, raw_path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
         split = urllib.parse.urlsplit(raw_path)
+        if split.path == "/runtime/webhooks/blobs" and method.upper() == "POST":
+            status, answer = self.blob_webhook(dict(urllib.parse.parse_qsl(split.query)), headers, body)
+            return status, {"Content-Type": "application/json"}, answer
         prefix = "/" + self.settings["route_prefix"]
         if not (split.path == prefix or split.path.startswith(prefix + "/")):
             return 404, {}, b""
@@ -323,65 +332,53 @@ class DevHost:
                      name, message.id, message.dequeue_count, retry_in, failed)  # fmt: skip
             queue.release(message, visibility_timeout=int(retry_in))
 
-    # Blobs: the local stand-in for Event Grid ----------------------------------------------------
+    # Blobs: the Event Grid webhook of the blobs extension -----------------------------------------
 
-    def _watch(
-        self,
-        name: str,
-        container: str,
-        prefix: str,
-        connection: str,
-        handler: Callable[[Any], None],
-        ready: threading.Event,
-    ) -> None:
-        store = AzureBlobObjectStore(container)
-        self._retry(store.create_container)
-        seen = {info.key: info.version for info in store.list(prefix)}
-        ready.set()
-        while not self.stopping.wait(0.2):
-            try:
-                current = {info.key: info for info in store.list(prefix)}
-            except CoreError as exc:
-                log.warning("cannot list %s/%s: %s", container, prefix, exc)
+    def blob_webhook(self, query: dict[str, str], headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        """``POST /runtime/webhooks/blobs?functionName=Host.Functions.NAME``: Event Grid's handshake, or its events."""
+        name = query.get("functionName", "").removeprefix("Host.Functions.")
+        binding = next((b for b in self.bindings.blobs if b[0] == name), None)
+        if binding is None:
+            return 404, json.dumps({"error": f"no blob trigger named {name!r}"}).encode()
+        try:
+            events = json.loads(body)
+        except ValueError:
+            return 400, b'{"error": "the body is not Event Grid JSON"}'
+        if not isinstance(events, list):
+            events = [events]
+        kind = {k.lower(): v for k, v in headers.items()}.get("aeg-event-type", "Notification")
+        if kind == "SubscriptionValidation":
+            code = events[0].get("data", {}).get("validationCode") if events and isinstance(events[0], dict) else None
+            return 200, json.dumps({"validationResponse": code}).encode()
+        _, container, prefix, connection, handler = binding
+        status = 200
+        for event in events:
+            subject = str(event.get("subject", "")) if isinstance(event, dict) else ""
+            owner, _, key = subject.removeprefix("/blobServices/default/containers/").partition("/blobs/")
+            if event.get("eventType") != "Microsoft.Storage.BlobCreated" or owner != container:
                 continue
-            for key, info in current.items():
-                if seen.get(key) == info.version:
-                    continue
-                seen[key] = info.version
-                self._deliver_blob(store, name, container, key, connection, handler)
+            if key.startswith(prefix) and not self._deliver_blob(name, container, key, connection, handler):
+                status = 500  # Event Grid retries the delivery
+        return status, b""
 
     def _deliver_blob(
-        self,
-        store: AzureBlobObjectStore,
-        name: str,
-        container: str,
-        key: str,
-        connection: str,
-        handler: Callable[[Any], None],
-    ) -> None:
-        event = {  # what Event Grid would post; logged so the stand-in is visible
-            "id": str(uuid.uuid4()),
-            "eventType": "Microsoft.Storage.BlobCreated",
-            "subject": f"/blobServices/default/containers/{container}/blobs/{key}",
-        }
-        for attempt in range(1, EVENT_GRID_ATTEMPTS + 1):
-            try:
-                argument = blob_argument(handler, store, connection, container, key)
-            except NotFound:
-                log.info("%s: %s vanished before delivery", name, key)
-                return
-            except CoreError as exc:  # storage unreachable: Event Grid retries the delivery
-                log.warning("%s: delivery %d of %s failed: %s", name, attempt, event["subject"], exc)
-                self.stopping.wait(min(2**attempt, 30))
-                continue
-            try:
-                handler(argument)
-                log.debug("%s: delivered %s", name, json.dumps(event))
-                return
-            except Exception:
-                log.exception("%s: delivery %d of %s failed", name, attempt, event["subject"])
-                self.stopping.wait(min(2**attempt, 30))
-        log.error("%s: gave up delivering %s after %d attempts", name, event["subject"], EVENT_GRID_ATTEMPTS)
+        self, name: str, container: str, key: str, connection: str, handler: Callable[[Any], None]
+    ) -> bool:
+        """Call the trigger for one blob; False when it should be delivered again."""
+        try:
+            argument = blob_argument(handler, self.blob_store(container), connection, container, key)
+        except NotFound:
+            log.info("%s: %s vanished before delivery", name, key)
+            return True
+        except CoreError as exc:  # storage unreachable: Event Grid retries the delivery
+            log.warning("%s: cannot read %s/%s: %s", name, container, key, exc)
+            return False
+        try:
+            handler(argument)
+        except Exception:
+            log.exception("%s: the delivery of %s failed", name, key)
+            return False
+        return True
 
     def _retry(self, action: Callable[[], None]) -> None:
         for _ in range(50):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from core import logs
+from core import config, logs
 from core.clouds.azure_blob import CONNECTION_STRING_VAR, AzureBlobObjectStore
 from core.clouds.azure_queue import AzureQueueTaskQueue
 from core.pipeline import LazyServices, Services
@@ -29,7 +29,9 @@ def build() -> Services:
     """Services over the configured container and the jobs queue."""
     share_host_storage()
     container = os.environ.get(CONTAINER_SETTING, "").strip() or DEFAULT_CONTAINER
-    return Services.over(AzureBlobObjectStore(container), AzureQueueTaskQueue(JOBS_QUEUE))
+    built = Services.over(AzureBlobObjectStore(container), AzureQueueTaskQueue(JOBS_QUEUE))
+    built.upload_events = config.upload_events()  # Event Grid's BlobCreated sends the message
+    return built
 
 
 services = LazyServices(build, on_first_use=logs.configure)

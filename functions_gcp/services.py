@@ -28,7 +28,9 @@ def build() -> Services:
         built.queue = CallbackTaskQueue(lambda payload: process_job(built, parse_job_message(payload)))
         return built
     topic = os.environ.get(JOBS_TOPIC_VAR, "").strip() or DEFAULT_JOBS_TOPIC
-    return Services.over(store, PubSubTaskQueue(topic))
+    built = Services.over(store, PubSubTaskQueue(topic))
+    built.upload_events = config.upload_events()  # the bucket notification (or Eventarc) sends the message
+    return built
 
 
 services = LazyServices(build, on_first_use=logs.configure)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
+from core.clouds.azure_blob import AzureBlobObjectStore
 from core.clouds.azure_queue import AzureQueueTaskQueue
 from core.errors import NotFound
 from core.jobs import Job, JsonJobStore, Status, job_id_for, utcnow
 from devstack.azure import AzureStack
+from devstack.environment import environment
 from functions_azure.settings import JOBS_QUEUE, MAX_DEQUEUE_COUNT
 from tests.e2e.conftest import http_json, wait_for_job
 from tests.helper import decode, encode, hopper
@@ -78,3 +81,27 @@ def test_results_trigger_nothing(azure_stack: AzureStack) -> None:
     time.sleep(2)
     with pytest.raises(NotFound):
         JsonJobStore(store).get(job_id_for("results/planted.jpg", hashlib.md5(data).hexdigest()))
+
+
+def test_blob_created_reaches_on_upload_through_the_webhook_and_nothing_polls(azure_stack: AzureStack) -> None:
+    """A blob committed straight to Azurite, past Event Grid, is never noticed (no listing poll); the
+    BlobCreated event that Event Grid would post, sent by hand to the blobs webhook, makes its job."""
+    assert azure_stack.azurite is not None and azure_stack.devhost is not None
+    data, key = photo(7), "uploads/past event grid.jpg"
+    with environment({"AZURE_STORAGE_CONNECTION_STRING": azure_stack.azurite.connection_string}):
+        AzureBlobObjectStore(azure_stack.container).put(key, data, content_type="image/jpeg")
+    job_id = job_id_for(key, hashlib.md5(data).hexdigest())
+    time.sleep(1.5)
+    assert http_json("GET", f"{azure_stack.api_url}/jobs/{job_id}")[0] == 404, "no event, no job: nothing polls"
+    event = [{
+        "id": "by-hand", "eventType": "Microsoft.Storage.BlobCreated", "eventTime": "2026-11-27T00:00:00Z",
+        "subject": f"/blobServices/default/containers/{azure_stack.container}/blobs/{key}",
+        "topic": "/subscriptions/x/resourceGroups/x/providers/Microsoft.Storage/storageAccounts/devstoreaccount1",
+        "data": {"api": "PutBlob", "blobType": "BlockBlob"}, "dataVersion": "", "metadataVersion": "1",
+    }]  # fmt: skip
+    webhook = (
+        f"http://127.0.0.1:{azure_stack.devhost.port}/runtime/webhooks/blobs?functionName=Host.Functions.on_upload"
+    )
+    status, _ = http_json("POST", webhook, json.dumps(event).encode(), {"aeg-event-type": "Notification"})
+    assert status == 200
+    assert wait_for_job(azure_stack.api_url, job_id)["status"] == "DONE"

@@ -6,6 +6,10 @@ delivered again, as Event Grid retries: neither kills the trigger's loop nor los
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from typing import Any
+
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob
 import pytest
@@ -68,11 +72,44 @@ def test_a_failed_message_that_cannot_be_released_or_poisoned_does_not_raise() -
         assert queue.calls + poison.calls == expected
 
 
-def test_a_blob_unreadable_for_a_moment_is_still_delivered_once() -> None:
-    dev, store = host(), FailingReads(TransientError("connection refused"), times=1)
+def blob_host(store: InMemoryObjectStore, handler: Callable[[Any], None]) -> DevHost:
+    """A devhost whose one blob trigger, ``on_upload`` on ``c/uploads/``, reads ``store``."""
+    dev = host()
+    dev.bindings.blobs = [("on_upload", "c", "uploads/", CONNECTION, handler)]
+    dev.blob_store = lambda container: store
+    return dev
+
+
+def event_grid(key: str, *, container: str = "c", kind: str = "Microsoft.Storage.BlobCreated") -> bytes:
+    """An Event Grid notification, as it posts one to the blobs webhook."""
+    return json.dumps([{
+        "id": "e1", "eventType": kind, "subject": f"/blobServices/default/containers/{container}/blobs/{key}",
+        "data": {"api": "PutBlob", "url": f"http://127.0.0.1/devstoreaccount1/{container}/{key}"},
+        "eventTime": "2026-11-27T00:00:00Z", "dataVersion": "", "metadataVersion": "1",
+    }]).encode()  # fmt: skip
+
+
+def post(dev: DevHost, body: bytes, kind: str = "Notification", function: str = "on_upload") -> tuple[int, bytes]:
+    path = f"/runtime/webhooks/blobs?functionName=Host.Functions.{function}"
+    status, _, answer = dev.dispatch_http("POST", path, {"aeg-event-type": kind}, body)
+    return status, answer
+
+
+def test_the_webhook_answers_event_grids_validation_handshake() -> None:
+    dev = blob_host(InMemoryObjectStore(), lambda blob: None)
+    handshake = json.dumps([{"eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+                             "data": {"validationCode": "code-123"}}]).encode()  # fmt: skip
+    assert post(dev, handshake, "SubscriptionValidation") == (200, b'{"validationResponse": "code-123"}')
+    assert post(dev, handshake, "SubscriptionValidation", function="nope")[0] == 404
+
+
+def test_a_blob_unreadable_for_a_moment_is_delivered_on_event_grids_retry() -> None:
+    store = FailingReads(TransientError("connection refused"), times=1)
     store.put("uploads/a.jpg", b"bytes", content_type="image/jpeg")
     delivered: list[bytes] = []
-    dev._deliver_blob(store, "on_upload", "c", "uploads/a.jpg", CONNECTION, lambda blob: delivered.append(blob.read()))  # type: ignore[arg-type]
+    dev = blob_host(store, lambda blob: delivered.append(blob.read()))
+    assert post(dev, event_grid("uploads/a.jpg"))[0] == 500, "a failed delivery is retried by Event Grid"
+    assert post(dev, event_grid("uploads/a.jpg"))[0] == 200
     assert delivered == [b"bytes"] and store.times == 0
 
 
@@ -97,20 +134,50 @@ class HeadFailsOnce(InMemoryObjectStore):
 def test_an_sdk_type_trigger_gets_a_client_and_no_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
     """As the worker does for ``azurefunctions.extensions.bindings.blob``: a client from the binding data."""
     monkeypatch.setenv(CONNECTION, "UseDevelopmentStorage=true")
-    dev, store = host(), HeadFailsOnce()
+    store = HeadFailsOnce()
     store.put("uploads/a b.jpg", b"bytes", content_type="image/jpeg")
     delivered: list[tuple[str, str]] = []
 
     def on_upload(client: blob.BlobClient) -> None:
         delivered.append((client.container_name, client.blob_name))
 
-    dev._deliver_blob(store, "on_upload", "c", "uploads/a b.jpg", CONNECTION, on_upload)  # type: ignore[arg-type]
+    dev = blob_host(store, on_upload)
+    assert [post(dev, event_grid("uploads/a b.jpg"))[0] for _ in range(2)] == [500, 200]
     assert delivered == [("c", "uploads/a b.jpg")] and store.heads == 2
     assert store.reads == 0, "an SDK-type blob trigger reads no bytes"
 
 
-def test_a_blob_deleted_before_delivery_is_dropped() -> None:
-    dev, store = host(), InMemoryObjectStore()
-    delivered: list[object] = []
-    dev._deliver_blob(store, "on_upload", "c", "uploads/gone.jpg", CONNECTION, delivered.append)  # type: ignore[arg-type]
+def test_only_blob_created_under_the_triggers_path_is_delivered() -> None:
+    store = InMemoryObjectStore()
+    for key in ("uploads/x.jpg", "results/x.jpg"):
+        store.put(key, b"bytes")
+    delivered: list[str] = []
+    dev = blob_host(store, lambda blob: delivered.append(blob.name))
+    assert post(dev, event_grid("results/x.jpg"))[0] == 200
+    assert post(dev, event_grid("uploads/x.jpg", container="other"))[0] == 200
+    assert post(dev, event_grid("uploads/x.jpg", kind="Microsoft.Storage.BlobDeleted"))[0] == 200
     assert delivered == []
+    assert post(dev, event_grid("uploads/x.jpg"))[0] == 200
+    assert delivered == ["c/uploads/x.jpg"]
+
+
+def test_a_failing_trigger_answers_500_and_a_deleted_blob_is_dropped() -> None:
+    store = InMemoryObjectStore()
+    store.put("uploads/x.jpg", b"bytes")
+
+    def fails(blob: object) -> None:
+        raise RuntimeError("handler failed")
+
+    assert post(blob_host(store, fails), event_grid("uploads/x.jpg"))[0] == 500
+    delivered: list[object] = []
+    assert post(blob_host(store, delivered.append), event_grid("uploads/gone.jpg"))[0] == 200
+    assert delivered == []
+    assert post(blob_host(store, delivered.append), b"not json")[0] == 400
+
+
+def test_an_app_setting_overrides_host_json_as_on_the_real_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    from functions_azure.devhost import host_settings
+
+    assert host_settings()["max_polling_interval"] == 2.0, "host.json, which ships, keeps 2 s"
+    monkeypatch.setenv("AzureFunctionsJobHost__extensions__queues__maxPollingInterval", "00:00:00.100")
+    assert host_settings()["max_polling_interval"] == 0.1

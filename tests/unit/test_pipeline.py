@@ -11,6 +11,7 @@ import pytest
 from core.errors import (
     BadRequest,
     Busy,
+    ConfigError,
     ImageTooLarge,
     InvalidImage,
     NotFound,
@@ -376,3 +377,43 @@ def test_dot_dot_and_control_characters_in_keys_stay_under_results(services: Ser
     assert done.status is Status.DONE
     assert done.result == "results/" + key[len("uploads/") :]
     assert services.store.get(done.result).info.metadata["source"] == key
+
+
+@pytest.mark.parametrize("event_first", [False, True])
+def test_an_api_upload_costs_one_message_where_the_storage_event_sends_it(
+    services: Services, event_first: bool
+) -> None:
+    """With upload events, submit_upload makes the record only; the event's accept_upload sends the message,
+    whichever of the two comes first. Before, each API upload was enqueued twice."""
+    services.upload_events = True
+    queue = services.queue
+    assert isinstance(queue, InMemoryTaskQueue)
+    data = encode(hopper(), "JPEG")
+    key = f"uploads/{hashlib.md5(data).hexdigest()[:12]}-photo.jpg"
+    if event_first:  # the bucket event raced ahead of the API's own accept
+        services.store.put(key, data, content_type="image/jpeg")
+        accept_upload(services, key)
+    job = submit_upload(services, data, filename="photo.jpg")
+    if not event_first:
+        assert queue.messages == [], "the API leaves the message to the storage event"
+        accept_upload(services, job.source)
+    assert queue.messages == [{"job_id": job.id}]
+    assert services.jobs.get(job.id).status is Status.PENDING
+
+
+def test_without_upload_events_the_api_upload_sends_its_own_message(services: Services) -> None:
+    """Inline mode and stores without events: submit_upload enqueues, as nothing else will."""
+    assert services.upload_events is False
+    job = submit_upload(services, encode(hopper(), "PNG"), filename="p.png")
+    assert services.queue.messages == [{"job_id": job.id}]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("", True), ("1", True), ("yes", True), ("0", False), ("false", False)])
+def test_upload_events_setting(raw: str, expected: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from core import config
+
+    monkeypatch.setenv("GRAYSCALE_UPLOAD_EVENTS", raw)
+    assert config.upload_events() is expected
+    monkeypatch.setenv("GRAYSCALE_UPLOAD_EVENTS", "maybe")
+    with pytest.raises(ConfigError, match="GRAYSCALE_UPLOAD_EVENTS"):
+        config.upload_events()
