@@ -207,6 +207,11 @@ class EventGridProxy:
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if len(body) < length:
+                    # The client went away mid-body (a killed worker): as on a real network, the
+                    # request never reaches storage; forwarding the part would commit a truncated blob.
+                    self.close_connection = True
+                    return
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
                 try:
                     status, answer, data = proxy.forward(self.command, self.path, headers, body)
@@ -214,10 +219,13 @@ class EventGridProxy:
                     self.send_error(502, f"Azurite did not answer: {exc}")
                     return
                 self.send_response(status)
+                # A HEAD answer has no body but the Content-Length of the blob: pass it through as it is.
+                keep_length = self.command == "HEAD"
                 for key, value in answer:
-                    if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
+                    if key.lower() not in _HOP_BY_HOP and (keep_length or key.lower() != "content-length"):
                         self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
+                if not keep_length:
+                    self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)

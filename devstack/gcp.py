@@ -81,7 +81,9 @@ class FunctionsFramework(_Process):
             "--host", HOST,
             "--port", str(self.port),
         ]  # fmt: skip
-        self._spawn(argv, self.port, env={**env, "PYTHONPATH": str(ROOT)}, wait=False)
+        # As deployed (deploy/gcp.py --concurrency): gunicorn serves this many requests at once.
+        threads = {"api": "16", "migrate_batch": "2"}.get(self.target, "8")
+        self._spawn(argv, self.port, env={"THREADS": threads, **env, "PYTHONPATH": str(ROOT)}, wait=False)
 
     def start(self) -> None:  # pragma: no cover - GcpStack launches these with their environment
         raise NotImplementedError("use launch(env)")

@@ -77,6 +77,7 @@ def host_settings(path: Path = ROOT / "host.json") -> dict[str, Any]:
         "max_dequeue_count": int(queues.get("maxDequeueCount", 5)),
         "visibility_timeout": _seconds(queues.get("visibilityTimeout", "00:00:00")),
         "batch_size": int(queues.get("batchSize", 16)),
+        "new_batch_threshold": int(queues.get("newBatchThreshold", int(queues.get("batchSize", 16)) // 2)),
         "max_polling_interval": _seconds(queues.get("maxPollingInterval", "00:01:00")),
         "message_encoding": queues.get("messageEncoding", "base64"),
         "route_prefix": json.loads(path.read_text()).get("extensions", {}).get("http", {}).get("routePrefix", "api"),
@@ -264,12 +265,27 @@ class DevHost:
         self._retry(queue.create_queue)
         ready.set()
         idle = 0.1
-        with ThreadPoolExecutor(max_workers=self.settings["batch_size"], thread_name_prefix=name) as pool:
+        batch, threshold = self.settings["batch_size"], self.settings["new_batch_threshold"]
+        # As the host: a new batch is fetched as soon as no more than newBatchThreshold messages are
+        # still running, so up to batchSize + newBatchThreshold run at once; nobody waits for a whole batch.
+        in_flight = [0]
+        lock = threading.Condition()
+
+        def run(message: Received) -> None:
+            try:
+                self._run_queue_message(queue, poison, name, handler, message)
+            finally:
+                with lock:
+                    in_flight[0] -= 1
+                    lock.notify_all()
+
+        with ThreadPoolExecutor(max_workers=batch + threshold, thread_name_prefix=name) as pool:
             while not self.stopping.is_set():
+                with lock:
+                    if not lock.wait_for(lambda: in_flight[0] <= threshold, timeout=0.5):
+                        continue  # still busy: look at the stopping flag, then wait again
                 try:
-                    messages = queue.receive(
-                        max_messages=self.settings["batch_size"], visibility_timeout=int(self.lease_seconds)
-                    )
+                    messages = queue.receive(max_messages=batch, visibility_timeout=int(self.lease_seconds))
                 except CoreError as exc:
                     log.warning("cannot read queue %s: %s", queue_name, exc)
                     messages = []
@@ -278,8 +294,10 @@ class DevHost:
                     idle = min(idle * 2, self.settings["max_polling_interval"])
                     continue
                 idle = 0.1
-                for _ in pool.map(lambda m: self._run_queue_message(queue, poison, name, handler, m), messages):
-                    pass
+                with lock:
+                    in_flight[0] += len(messages)
+                for message in messages:
+                    pool.submit(run, message)
 
     def _run_queue_message(
         self,

@@ -130,3 +130,26 @@ def test_only_successful_commits_are_events() -> None:
     assert commit_api("PUT", {}, {"x-ms-copy-source": "u"}, 202) == "CopyBlob"
     assert commit_api("PUT", {"restype": "container"}, {}, 201) is None
     assert commit_api("GET", {}, put, 200) is None
+
+
+def test_a_request_cut_off_mid_body_never_reaches_azurite(azurite: Azurite, grid: EventGridProxy) -> None:
+    """A worker killed while it uploads: the proxy forwards nothing of a body that did not all arrive."""
+    import socket
+
+    container = unique_name("eg")
+    blobs = client(azurite, grid, container)
+    with socket.create_connection(("127.0.0.1", grid.port)) as raw:
+        raw.sendall(
+            f"PUT /devstoreaccount1/{container}/results/cut.jpg HTTP/1.1\r\nHost: x\r\n"
+            "x-ms-blob-type: BlockBlob\r\nx-ms-version: 2021-12-02\r\nContent-Length: 1000\r\n\r\n".encode()
+            + b"only part of it"
+        )
+    time.sleep(0.5)
+    assert [b.name for b in blobs.list_blobs()] == []
+
+
+def test_head_answers_keep_the_blob_size(azurite: Azurite, grid: EventGridProxy) -> None:
+    """A HEAD through the proxy says the blob's size (found by the crash test: it read 0)."""
+    blobs = client(azurite, grid, unique_name("eg"))
+    blobs.upload_blob("results/r.jpg", b"x" * 1234)
+    assert blobs.get_blob_client("results/r.jpg").get_blob_properties().size == 1234
