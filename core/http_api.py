@@ -104,15 +104,19 @@ Route = tuple[str, "re.Pattern[str]", Callable[[Request, "re.Match[str]"], Respo
 """(method, path pattern, handler): routes that layers above ``core`` add, such as the migration's."""
 
 
-def handle(services: Services, request: Request, routes: Sequence[Route] = ()) -> Response:
-    """Answer one request; never raises."""
+def handle(services: Services | Callable[[], Services], request: Request, routes: Sequence[Route] = ()) -> Response:
+    """Answer one request; never raises.
+
+    ``services`` may be a callable that builds them (``LazyServices``): the page then
+    answers without building any storage client, which a cold start would wait for.
+    """
     try:
         path = request.path or "/"
         for method, pattern, handler in routes:
             match = pattern.fullmatch(path)
             if match:
                 return _only(request.method.upper(), (method,)) or handler(request, match)
-        return _route(services, request)
+        return _route(services if callable(services) else lambda: services, request)
     except CoreError as exc:
         return _error_for(exc)
     except Exception:  # the last guard: a JSON 500, never a framework error page
@@ -120,20 +124,20 @@ def handle(services: Services, request: Request, routes: Sequence[Route] = ()) -
         return error_response(500, "internal", "the server failed to answer; the error is in its log")
 
 
-def _route(services: Services, request: Request) -> Response:
+def _route(services: Callable[[], Services], request: Request) -> Response:
     method = request.method.upper()
     path = request.path or "/"
     if path in ("/", ""):
         return _only(method, ("GET",)) or page()
     if path.rstrip("/") == "/jobs":
-        return _only(method, ("POST",)) or upload(services, request)
+        return _only(method, ("POST",)) or upload(services(), request)
     match = _JOB_PATH.match(path)
     if match:
         denied = _only(method, ("GET",))
         if denied:
             return denied
-        job = services.jobs.get(match["id"])
-        return result(services, job) if match["result"] else json_response(200, job.to_dict())
+        job = services().jobs.get(match["id"])
+        return result(services(), job) if match["result"] else json_response(200, job.to_dict())
     return error_response(404, "not_found", f"no route for {method} {path}")
 
 

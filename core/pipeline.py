@@ -253,6 +253,22 @@ def safe_name(filename: str | None, fallback_ext: str) -> str:
     return name or f"upload.{'jpg' if fallback_ext == 'jpeg' else fallback_ext}"
 
 
+class LazyTaskQueue:
+    """A ``TaskQueue`` made on its first ``send``: a function that never publishes never loads the client."""
+
+    def __init__(self, factory: Callable[[], TaskQueue]) -> None:
+        self._factory = factory
+        self._queue: TaskQueue | None = None
+        self._lock = threading.Lock()
+
+    def send(self, payload: Mapping[str, Any]) -> str:
+        if self._queue is None:
+            with self._lock:
+                if self._queue is None:
+                    self._queue = self._factory()
+        return self._queue.send(payload)
+
+
 class LazyServices:
     """One ``Services`` per process, built by ``build`` on first use and reused by warm invocations.
 

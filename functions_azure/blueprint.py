@@ -5,19 +5,29 @@ from __future__ import annotations
 import json
 import logging
 import urllib.parse
+from typing import Any
 
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob
 
 from core import http_api, logs, pipeline
-from core.clouds.azure_queue import AzureQueueTaskQueue
 from functions_azure.services import services
-from functions_azure.settings import CONNECTION, JOBS_QUEUE, MAX_DEQUEUE_COUNT, POISON_QUEUE
-from migrate import http as migration_http
-from migrate.fanout import BATCH_QUEUE
+from functions_azure.settings import BATCH_QUEUE, CONNECTION, JOBS_QUEUE, MAX_DEQUEUE_COUNT, POISON_QUEUE
 
 log = logging.getLogger("functions_azure")
-MIGRATION_ROUTES = migration_http.routes(lambda: AzureQueueTaskQueue(BATCH_QUEUE))
+_routes: list[Any] = []
+
+
+def migration_routes() -> list[Any]:
+    """The migration's routes (``POST /migrations`` ...), imported on the first request that needs them."""
+    if not _routes:
+        from core.clouds.azure_queue import AzureQueueTaskQueue
+        from migrate import http as migration_http
+
+        _routes.extend(migration_http.routes(lambda: AzureQueueTaskQueue(BATCH_QUEUE)))
+    return _routes
+
+
 bp = func.Blueprint()
 
 
@@ -94,7 +104,7 @@ def _http(req: func.HttpRequest) -> func.HttpResponse:
     url = urllib.parse.urlsplit(req.url)
     path = url.path.split("/api", 1)[1] if "/api" in url.path else url.path
     answer = http_api.handle(
-        services(),
+        services,
         http_api.Request(
             method=req.method,
             path=urllib.parse.unquote(path) or "/",
@@ -103,7 +113,7 @@ def _http(req: func.HttpRequest) -> func.HttpResponse:
             base_url=f"{url.scheme}://{url.netloc}/api",
             query=dict(req.params),
         ),
-        MIGRATION_ROUTES,
+        migration_routes(),
     )
     return func.HttpResponse(answer.body, status_code=answer.status, headers=answer.headers)
 

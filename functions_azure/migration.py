@@ -7,11 +7,8 @@ import logging
 
 import azure.functions as func
 
-from core.clouds.azure_queue import AzureQueueTaskQueue
 from core.errors import BadRequest, NotFound
-from functions_azure.settings import CONNECTION, MAX_DEQUEUE_COUNT
-from migrate import worker
-from migrate.fanout import BATCH_QUEUE
+from functions_azure.settings import BATCH_QUEUE, CONNECTION, MAX_DEQUEUE_COUNT
 
 log = logging.getLogger("functions_azure.migration")
 bp = func.Blueprint()
@@ -21,6 +18,9 @@ bp = func.Blueprint()
 @bp.queue_trigger(arg_name="msg", queue_name=BATCH_QUEUE, connection=CONNECTION)
 def migrate_batch(msg: func.QueueMessage) -> None:
     """Copy one batch. Raising makes the host retry, then move it to the poison queue."""
+    from core.clouds.azure_queue import AzureQueueTaskQueue  # the migration's SDKs load on its first batch
+    from migrate import worker
+
     try:
         payload = json.loads(msg.get_body())
         state = worker.handle(payload, AzureQueueTaskQueue(BATCH_QUEUE))
@@ -34,6 +34,8 @@ def migrate_batch(msg: func.QueueMessage) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name=f"{BATCH_QUEUE}-poison", connection=CONNECTION)
 def migrate_batch_poison(msg: func.QueueMessage) -> None:
     """A batch the host gave up on is recorded failed in the run."""
+    from migrate import worker
+
     try:
         worker.handle_poison(json.loads(msg.get_body()), f"gave up after {MAX_DEQUEUE_COUNT} attempts")
     except (ValueError, BadRequest) as exc:

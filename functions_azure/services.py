@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 
 from core import config, logs
-from core.clouds.azure_blob import CONNECTION_STRING_VAR, AzureBlobObjectStore
-from core.clouds.azure_queue import AzureQueueTaskQueue
 from core.pipeline import LazyServices, Services
 from functions_azure.settings import CONNECTION, CONTAINER_SETTING, DEFAULT_CONTAINER, JOBS_QUEUE
+
+CONNECTION_STRING_VAR = "AZURE_STORAGE_CONNECTION_STRING"
+"""``core.clouds.azure_blob.CONNECTION_STRING_VAR``, named here so that importing this module loads no SDK."""
 
 
 def share_host_storage() -> None:
@@ -26,7 +27,10 @@ def share_host_storage() -> None:
 
 
 def build() -> Services:
-    """Services over the configured container and the jobs queue."""
+    """Services over the configured container and the jobs queue (the SDKs load here, on first use)."""
+    from core.clouds.azure_blob import AzureBlobObjectStore
+    from core.clouds.azure_queue import AzureQueueTaskQueue
+
     share_host_storage()
     container = os.environ.get(CONTAINER_SETTING, "").strip() or DEFAULT_CONTAINER
     built = Services.over(AzureBlobObjectStore(container), AzureQueueTaskQueue(JOBS_QUEUE))

@@ -10,3 +10,5 @@ JOBS_QUEUE = "grayscale-jobs"
 POISON_QUEUE = f"{JOBS_QUEUE}-poison"
 MAX_DEQUEUE_COUNT = 5
 """host.json extensions.queues.maxDequeueCount: the attempts before the host moves a message to the poison queue."""
+BATCH_QUEUE = "migrate-batches"
+"""The migration's fan-out queue (``migrate.fanout.BATCH_QUEUE``; a test checks they agree)."""

@@ -8,12 +8,11 @@ to process in-process instead of publishing (a local stack without Pub/Sub).
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from core import config, logs
-from core.clouds.gcs import GcsObjectStore
-from core.clouds.pubsub import PubSubTaskQueue
 from core.memory import CallbackTaskQueue
-from core.pipeline import LazyServices, Services, parse_job_message, process_job
+from core.pipeline import LazyServices, LazyTaskQueue, Services, parse_job_message, process_job
 
 JOBS_TOPIC_VAR = "JOBS_TOPIC"
 DEFAULT_JOBS_TOPIC = "grayscale-jobs"
@@ -21,16 +20,24 @@ INLINE_VAR = "GRAYSCALE_PROCESS_INLINE"
 
 
 def build() -> Services:
-    """Services over the configured bucket and jobs topic."""
+    """Services over the configured bucket and jobs topic; the Pub/Sub client loads on the first publish."""
+    from core.clouds.gcs import GcsObjectStore
+
     store = GcsObjectStore(config.require("GCS_BUCKET"))
     if os.environ.get(INLINE_VAR, "").strip().lower() in ("1", "true", "yes"):
         built = Services.over(store, CallbackTaskQueue(lambda payload: None))
         built.queue = CallbackTaskQueue(lambda payload: process_job(built, parse_job_message(payload)))
         return built
     topic = os.environ.get(JOBS_TOPIC_VAR, "").strip() or DEFAULT_JOBS_TOPIC
-    built = Services.over(store, PubSubTaskQueue(topic))
+    built = Services.over(store, LazyTaskQueue(lambda: _pubsub(topic)))
     built.upload_events = config.upload_events()  # the bucket notification (or Eventarc) sends the message
     return built
+
+
+def _pubsub(topic: str) -> Any:
+    from core.clouds.pubsub import PubSubTaskQueue
+
+    return PubSubTaskQueue(topic)
 
 
 services = LazyServices(build, on_first_use=logs.configure)

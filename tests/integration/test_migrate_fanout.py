@@ -98,7 +98,7 @@ def test_a_poisoned_batch_fails_the_run(bucket: str, container: str, capsys: pyt
 def test_a_dead_lettered_batch_on_gcp_fails_the_run(
     bucket: str, container: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from functions_gcp.main import migrate_batch_dead_letter
+    from functions_gcp.migration import migrate_batch_dead_letter
     from tests.integration.test_gcp_functions import pubsub_event
 
     run_id, queue, message = one_batch(bucket, container, capsys)
@@ -184,8 +184,8 @@ def test_batch_messages_that_are_no_batch_are_dropped_on_both_clouds(
     from cloudevents.http import CloudEvent
 
     from functions_gcp.events import PUBLISHED
-    from functions_gcp.main import migrate_batch as gcp_migrate_batch
-    from functions_gcp.main import migrate_batch_dead_letter
+    from functions_gcp.migration import migrate_batch as gcp_migrate_batch
+    from functions_gcp.migration import migrate_batch_dead_letter
 
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "local")  # the GCP function's queue client needs one
     migration.migrate_batch(QueueMessage(id="m", body=body, dequeue_count=1))

@@ -89,3 +89,12 @@ def test_the_layout_is_valid_for_func_start(name: str) -> None:
     ignored = (ROOT / ".funcignore").read_text().split()
     assert name not in ignored
     assert "functions_azure" not in ignored and "core" not in ignored
+
+
+def test_names_spelled_twice_agree() -> None:
+    from core.clouds.azure_blob import CONNECTION_STRING_VAR
+    from functions_azure import services as azure_services
+    from migrate.fanout import BATCH_QUEUE
+
+    assert settings.BATCH_QUEUE == BATCH_QUEUE
+    assert azure_services.CONNECTION_STRING_VAR == CONNECTION_STRING_VAR
