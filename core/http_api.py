@@ -20,15 +20,13 @@ Every error body is ``{"error": code, "message": sentence}``.
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
-import importlib.resources
 import json
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 from core import config
 from core.errors import (
@@ -42,7 +40,12 @@ from core.errors import (
 )
 from core.jobs import Job, Status
 from core.logs import redact
-from core.pipeline import Services, submit_upload
+
+if TYPE_CHECKING:
+    from core.pipeline import Services
+
+# The upload path's imports (the pipeline and Pillow, the email parser) load on the first upload:
+# the page and the status answer a cold start without them.
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +162,8 @@ def upload(services: Services, request: Request) -> Response:
         data, filename = form_file(content_type, raw)
     else:
         data = raw
+    from core.pipeline import submit_upload
+
     job = submit_upload(services, data, filename=filename, max_bytes=cap)
     location = f"{request.base_url}/jobs/{job.id}"
     return json_response(202, job.to_dict(), Location=location)
@@ -168,6 +173,9 @@ def _disposition_filename(header: str) -> str | None:
     """The filename of a ``Content-Disposition: attachment; filename=...`` header, if any."""
     if not header:
         return None
+    import email.parser
+    import email.policy
+
     parsed = email.parser.HeaderParser(policy=email.policy.HTTP).parsestr(f"Content-Disposition: {header}\n\n")
     name = parsed.get_filename()
     return str(name) if name else None
@@ -189,6 +197,9 @@ def read_capped(request: Request, cap: int) -> bytes:
 
 def form_file(content_type: str, body: bytes) -> tuple[bytes, str | None]:
     """The bytes and filename of the form field ``file`` in a multipart/form-data body."""
+    import email.parser
+    import email.policy
+
     parser = email.parser.BytesParser(policy=email.policy.HTTP)
     message = parser.parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body)
     if not message.is_multipart():
@@ -210,7 +221,7 @@ def result(services: Services, job: Job) -> Response:
 
 
 def page() -> Response:
-    html = importlib.resources.files("core").joinpath("page.html").read_bytes()
+    html = (Path(__file__).parent / "page.html").read_bytes()
     return Response(200, html, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache"})
 
 
