@@ -113,7 +113,7 @@ def _http(req: func.HttpRequest) -> func.HttpResponse:
             base_url=f"{url.scheme}://{url.netloc}/api",
             query=dict(req.params),
         ),
-        migration_routes(),
+        migration_routes() if "/migrations" in url.path else (),
     )
     return func.HttpResponse(answer.body, status_code=answer.status, headers=answer.headers)
 

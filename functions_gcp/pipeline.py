@@ -82,7 +82,7 @@ def api(request: Any) -> Any:
                 base_url=request.url_root.rstrip("/"),
                 query=request.args.to_dict(),
             ),
-            migration_routes(),
+            migration_routes() if request.path.startswith("/migrations") else (),
         )
         return flask.Response(answer.body, status=answer.status, headers=answer.headers)
 
@@ -93,9 +93,15 @@ _routes: list[Any] = []
 def migration_routes() -> list[Any]:
     """The migration's routes (``POST /migrations`` ...), imported on the API's first request."""
     if not _routes:
-        from core.clouds.pubsub import PubSubTaskQueue
         from migrate import http as migration_http
-        from migrate.fanout import BATCH_QUEUE
 
-        _routes.extend(migration_http.routes(lambda: PubSubTaskQueue(BATCH_QUEUE)))
+        _routes.extend(migration_http.routes(_batch_queue))
     return _routes
+
+
+def _batch_queue() -> Any:
+    """The fan-out's topic; the Pub/Sub client loads only when a migration is planned."""
+    from core.clouds.pubsub import PubSubTaskQueue
+    from migrate.fanout import BATCH_QUEUE
+
+    return PubSubTaskQueue(BATCH_QUEUE)
