@@ -81,6 +81,7 @@ emulators: install
 bench: install
 	$(PY) bench/grayscale.py
 	$(PY) bench/chain_latency.py
+	$(PY) bench/cold_start.py
 	$(PY) bench/migrate.py
 
 samples: install

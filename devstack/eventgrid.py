@@ -21,7 +21,6 @@ Nothing lists a container. The migration benchmark talks to Azurite directly.
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import threading
@@ -33,14 +32,14 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from devstack.proxy import ForwardingProxy
 
 log = logging.getLogger("devstack.eventgrid")
 
 EVENT_GRID_RETRY_DELAYS = (10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, *([3600.0] * 23))
 """Event Grid's documented schedule for a failing webhook: 30 attempts in all over about a day."""
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upgrade", "te", "trailer"}
 
 
 @dataclass(frozen=True)
@@ -63,33 +62,25 @@ def commit_api(method: str, query: dict[str, str], headers: dict[str, str], stat
     return "PutBlob" if headers.get("x-ms-blob-type", "").lower() == "blockblob" else None
 
 
-class EventGridProxy:
+class EventGridProxy(ForwardingProxy):
     """``with EventGridProxy(azurite_blob_port) as grid:``; ``grid.subscribe(webhook, subject_begins_with=...)``."""
 
     def __init__(self, upstream_port: int, *, host: str = "127.0.0.1", retry_delays: tuple[float, ...] = ()) -> None:
-        self.upstream = (host, upstream_port)
+        super().__init__(upstream_port, host=host)
         self.retry_delays = retry_delays or EVENT_GRID_RETRY_DELAYS
         self.subscriptions: list[Subscription] = []
         self.delivered = 0
         self.failed_deliveries = 0
         self._stopping = threading.Event()
-        self._local = threading.local()
         self._senders = ThreadPoolExecutor(max_workers=16, thread_name_prefix="eventgrid")
-        self.server = _Server((host, 0), self._handler_class())
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, name="eventgrid-proxy", daemon=True)
 
     def __enter__(self) -> EventGridProxy:
-        self._thread.start()
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def stop(self) -> None:
         self._stopping.set()
-        self.server.shutdown()
-        self.server.server_close()
+        super().stop()
         self._senders.shutdown(wait=False, cancel_futures=True)
 
     # Subscriptions ---------------------------------------------------------------------------------
@@ -120,33 +111,6 @@ class EventGridProxy:
                     raise RuntimeError(f"Event Grid could not validate {endpoint}: {exc}") from exc
                 time.sleep(0.2)
         self.subscriptions.append(Subscription(endpoint, subject_begins_with))
-
-    # Forwarding ------------------------------------------------------------------------------------
-
-    def _upstream(self) -> http.client.HTTPConnection:
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = http.client.HTTPConnection(*self.upstream, timeout=300)
-            self._local.connection = connection
-        return connection
-
-    def forward(
-        self, method: str, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, list[tuple[str, str]], bytes]:
-        """Send one request on to Azurite and return its answer; a broken kept-alive connection is retried once."""
-        for attempt in (1, 2):
-            connection = self._upstream()
-            try:
-                connection.request(method, path, body=body or None, headers=headers)
-                response = connection.getresponse()
-                data = response.read()
-                return response.status, response.getheaders(), data
-            except (OSError, http.client.HTTPException):
-                connection.close()
-                self._local.connection = None
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
 
     def observe(self, method: str, path: str, headers: dict[str, str], status: int, answer: dict[str, str]) -> None:
         """Publish BlobCreated for a successful commit that a subscription covers."""
@@ -197,51 +161,6 @@ class EventGridProxy:
                         attempt, status, body[:200])  # fmt: skip
         self.failed_deliveries += 1
         log.error("gave up delivering %s to %s", event["subject"], subscription.endpoint)
-
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def _any(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                if len(body) < length:
-                    # The client went away mid-body (a killed worker): as on a real network, the
-                    # request never reaches storage; forwarding the part would commit a truncated blob.
-                    self.close_connection = True
-                    return
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-                try:
-                    status, answer, data = proxy.forward(self.command, self.path, headers, body)
-                except (OSError, http.client.HTTPException) as exc:
-                    self.send_error(502, f"Azurite did not answer: {exc}")
-                    return
-                self.send_response(status)
-                # A HEAD answer has no body but the Content-Length of the blob: pass it through as it is.
-                keep_length = self.command == "HEAD"
-                for key, value in answer:
-                    if key.lower() not in _HOP_BY_HOP and (keep_length or key.lower() != "content-length"):
-                        self.send_header(key, value)
-                if not keep_length:
-                    self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(data)
-                proxy.observe(self.command, self.path, headers, status, {k.lower(): v for k, v in answer})
-
-            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = do_MERGE = _any
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        return Handler
-
-
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 256
-    daemon_threads = True
 
 
 def _post(endpoint: str, events: list[dict[str, Any]], kind: str) -> tuple[int, bytes]:
