@@ -82,6 +82,7 @@ bench: install
 	$(PY) bench/grayscale.py
 	$(PY) bench/chain_latency.py
 	$(PY) bench/cold_start.py
+	$(PY) bench/ops_per_job.py
 	$(PY) bench/migrate.py
 
 samples: install

@@ -99,9 +99,8 @@ def submit_upload(
     # A Conflict means it was uploaded before (same name, same leading hash); the job id checks the whole hash.
     with contextlib.suppress(Conflict):
         services.store.put(key, data, content_type=info.content_type, if_none_match=True)
-    job = accept_upload(services, key, md5=md5, content_type=info.content_type, enqueue=not services.upload_events)
-    assert job is not None  # the key is under uploads/
-    return job
+    # Frozen was checked above: _record skips the second read of the marker that accept_upload would make.
+    return _record(services, key, md5, info.content_type, enqueue=not services.upload_events)
 
 
 def accept_upload(
@@ -134,6 +133,11 @@ def accept_upload(
             return None
         md5 = md5 or head.md5 or hashlib.md5(services.store.get(key).data).hexdigest()
         content_type = content_type or head.content_type
+    return _record(services, key, md5, content_type, enqueue=enqueue)
+
+
+def _record(services: Services, key: str, md5: str, content_type: str | None, *, enqueue: bool) -> Job:
+    """The upload's job record, made if new, and its message while it is PENDING (unless ``enqueue`` is False)."""
     job = services.jobs.create(Job.new(job_id_for(key, md5), key, content_type, now=services.clock()))
     if job.status is Status.PENDING and enqueue:
         services.queue.send(job_message(job.id))

@@ -164,10 +164,13 @@ class FakeGcs(_Process):
         pubsub_topic: str | None = None,
         workdir: Path | None = None,
         persistent: bool = False,
+        external_url: str | None = None,
     ) -> None:
         super().__init__(workdir)
         self.port = port or free_port()
         self.persistent = persistent
+        self.external_url = external_url
+        """Where clients reach it, if not directly (a proxy): the media links it hands out point there."""
         self.pubsub_project = pubsub_project
         self.pubsub_topic = pubsub_topic
 
@@ -183,7 +186,7 @@ class FakeGcs(_Process):
             "-port", str(self.port),
             *(["-backend", "filesystem", "-filesystem-root", str(self.workdir / "data")]
               if self.persistent else ["-backend", "memory"]),
-            "-external-url", self.url,
+            "-external-url", self.external_url or self.url,
             "-public-host", f"{HOST}:{self.port}",
             "-log-level", "warn",
         ]  # fmt: skip
