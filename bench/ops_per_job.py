@@ -38,7 +38,7 @@ from devstack.environment import environment  # noqa: E402
 from devstack.proxy import ForwardingProxy  # noqa: E402
 
 PRICES_DATE = "2026-11-27"
-PRICES = {  # USD; the source pages are named in README ("Cost per image")
+PRICES = {  # USD list prices (a US region), from the pricing pages below; not checked live from here
     "gcs class A per 1k": 0.005,  # cloud.google.com/storage/pricing, Standard storage
     "gcs class B per 1k": 0.0004,
     "pubsub per TiB": 40.0,  # cloud.google.com/pubsub/pricing, throughput, 1 KB minimum per message
@@ -175,8 +175,8 @@ def seed_design(cloud: str) -> dict[str, float]:
     (PENDING, PROCESSING, DONE), the upload read and the result written, and a list every 2 s; at a million
     images a month the poll adds 1.3 lists an image (2,592,000 s / 2 s / 1,000,000)."""
     polls = 30 * 24 * 3600 / 2 / 1_000_000
-    if cloud == "gcp":
-        return {"storage class A": 3 + 1 + polls, "storage class B": 3 + 1, "queue sends": 0}
+    if cloud == "gcp":  # each read is 2 class B with this SDK (metadata, then media), as measured above
+        return {"storage class A": 3 + 1 + polls, "storage class B": 2 * (3 + 1), "queue sends": 0}
     return {"storage write": 3 + 1, "storage read": 3 + 1, "storage list": polls, "queue sends": 0}
 
 
