@@ -42,6 +42,31 @@ from devstack.gcp import GcpStack  # noqa: E402
 TARGET_P95_MS = {"gcp": 350, "azure": 400}
 
 
+def group_cpu_seconds(leader: int) -> float:
+    """User + system CPU seconds of every live process in the process group ``leader`` leads (from /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == leader:  # pgrp
+            total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])  # utime stime cutime cstime
+    return total / ticks
+
+
+def stack_processes(stack: GcpStack | AzureStack) -> dict[str, int]:
+    """Name -> process-group leader pid of each process of the stack."""
+    found: dict[str, Any] = {}
+    if isinstance(stack, GcpStack):
+        found = {"fake-gcs-server": stack.gcs, "pubsub emulator": stack.pubsub,
+                 **{f"ff {name}": host for name, host in stack.functions.items()}}  # fmt: skip
+    else:
+        found = {"azurite": stack.azurite, "devhost": stack.devhost}
+    return {name: p.proc.pid for name, p in found.items() if p is not None and p.proc is not None}
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
@@ -135,11 +160,20 @@ def main(argv: list[str] | None = None) -> int:
                     status = 2
                     continue
                 for way in ("store", "api") if args.way == "both" else (args.way,):
+                    processes = stack_processes(stack)
+                    before = {name: group_cpu_seconds(pid) for name, pid in processes.items()}
+                    own = time.process_time()
                     found = measure(stack, photos, args.count, interval, way)
                     if found is None:
                         status = 1
                         continue
                     report(cloud, way, found, b50, b95, baseline)
+                    spent = {name: group_cpu_seconds(pid) - before[name] for name, pid in processes.items()}
+                    spent["this bench (uploads, Event Grid's stand-in)"] = time.process_time() - own
+                    print(
+                        f"  {cloud} {way:5}   CPU seconds per job: "
+                        + ", ".join(f"{name} {seconds / args.count:.3f}" for name, seconds in spent.items())
+                    )
         finally:
             os.environ.clear()
             os.environ.update(saved)
