@@ -178,6 +178,7 @@ def test_a_failing_trigger_answers_500_and_a_deleted_blob_is_dropped() -> None:
 def test_an_app_setting_overrides_host_json_as_on_the_real_host(monkeypatch: pytest.MonkeyPatch) -> None:
     from functions_azure.devhost import host_settings
 
+    monkeypatch.delenv("AzureFunctionsJobHost__extensions__queues__maxPollingInterval", raising=False)
     assert host_settings()["max_polling_interval"] == 2.0, "host.json, which ships, keeps 2 s"
     monkeypatch.setenv("AzureFunctionsJobHost__extensions__queues__maxPollingInterval", "00:00:00.100")
     assert host_settings()["max_polling_interval"] == 0.1
