@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 # Multipart framing (boundaries, part headers) allowed on top of the image cap.
 MULTIPART_OVERHEAD = 64 * 1024
-_JOB_PATH = re.compile(r"^/jobs/(?P<id>[^/]+)(?P<result>/result)?/?$")
+_JOB_PATH = re.compile(r"^/jobs/(?P<id>[^/]+)(?:(?P<result>/result)|(?P<retry>/retry))?/?$")
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,8 @@ def _route(services: Callable[[], Services], request: Request) -> Response:
     if path.rstrip("/") == "/jobs":
         return _only(method, ("POST",)) or upload(services(), request)
     match = _JOB_PATH.match(path)
+    if match and match["retry"]:
+        return _only(method, ("POST",)) or retry(services(), match["id"], request)
     if match:
         denied = _only(method, ("GET",))
         if denied:
@@ -209,6 +211,16 @@ def form_file(content_type: str, body: bytes) -> tuple[bytes, str | None]:
             payload = part.get_payload(decode=True)
             return (payload if isinstance(payload, bytes) else b""), part.get_filename()
     raise BadRequest("the form has no field named 'file'")
+
+
+def retry(services: Services, job_id: str, request: Request) -> Response:
+    from core.pipeline import retry_job
+
+    job, retried = retry_job(services, job_id)
+    if not retried:
+        message = f"job {job.id} is {job.status.value}: only a FAILED job can be retried"
+        return error_response(409, "not_failed", message, status=job.status.value)
+    return json_response(202, job.to_dict(), Location=f"{request.base_url}/jobs/{job.id}")
 
 
 def result(services: Services, job: Job) -> Response:

@@ -159,6 +159,12 @@ class Job:
             updated=now or utcnow(),
         )
 
+    def retry(self, *, now: datetime | None = None) -> Job:
+        """A FAILED job back to PENDING, its attempts counted afresh; ``self`` for any other status."""
+        if self.status is not Status.FAILED:
+            return self
+        return replace(self, status=Status.PENDING, result=None, error=None, attempts=0, updated=now or utcnow())
+
     def fail(self, reason: str, *, now: datetime | None = None) -> Job:
         """Mark the job FAILED with a human-readable reason; no-op if already terminal."""
         if self.terminal:

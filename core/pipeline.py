@@ -210,6 +210,26 @@ def handle_dead_letter(services: Services, payload: Any, reason: str) -> Job | N
         return job
 
 
+def retry_job(services: Services, job_id: str) -> tuple[Job, bool]:
+    """Run a FAILED job again (``POST /jobs/{id}/retry``): PENDING, attempts afresh, and its message sent.
+
+    Returns the record and whether this call retried it; a job in any other state
+    is returned unchanged with False. Of two concurrent retries one wins: the
+    record is written conditionally, and the loser re-reads it PENDING.
+    """
+    before: list[Status] = []
+
+    def change(job: Job) -> Job:
+        before.append(job.status)
+        return job.retry(now=services.clock())
+
+    job = services.jobs.update(job_id, change)
+    if before[-1] is not Status.FAILED:
+        return job, False
+    services.queue.send(job_message(job.id))  # no storage event comes for a retry
+    return job, True
+
+
 def fail_job(services: Services, job_id: str, reason: str) -> Job | None:
     """End a job FAILED (the dead-letter path); a DONE job stays DONE. ``None`` if unknown."""
     try:

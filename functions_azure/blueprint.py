@@ -72,6 +72,13 @@ def api_upload(req: func.HttpRequest) -> func.HttpResponse:
     return _http(req)
 
 
+@bp.function_name("api_retry")
+@bp.route(route="jobs/{id}/retry", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def api_retry(req: func.HttpRequest) -> func.HttpResponse:
+    """POST {base}/jobs/{id}/retry: run a FAILED job again (a function key is required on Azure)."""
+    return _http(req)
+
+
 @bp.function_name("api_migrations")
 @bp.route(route="migrations", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def api_migrations(req: func.HttpRequest) -> func.HttpResponse:

@@ -51,6 +51,15 @@ def scenarios(api: str) -> dict[str, tuple[int, Any]]:
     failed = wait_for_job(api, failing["id"])
     seen["failed job"] = shape(200, failed)
     seen["result of failed"] = shape(*http_json("GET", f"{api}/jobs/{failing['id']}/result"))
+    status, retried = http_json("POST", f"{api}/jobs/{failing['id']}/retry")
+    seen["retry failed"] = shape(status, retried)
+    seen["retry counts afresh"] = (retried.get("attempts"), retried.get("error"))  # type: ignore[assignment]
+    again = wait_for_job(api, failing["id"])
+    seen["retried job ends"] = shape(200, again)
+    seen["retried attempts"] = (again["attempts"], again["error"] is not None)  # type: ignore[assignment]
+    seen["retry done"] = shape(*http_json("POST", f"{api}/jobs/{job['id']}/retry"))
+    seen["retry unknown"] = shape(*http_json("POST", f"{api}/jobs/{'0' * 32}/retry"))
+    seen["retry wrong method"] = shape(*http_json("GET", f"{api}/jobs/{job['id']}/retry"))
     return seen
 
 
@@ -68,6 +77,13 @@ EXPECTED = {
     "job done": (200, (sorted(JOB_KEYS), None, "DONE")),
     "failed job": (200, (sorted(JOB_KEYS), None, "FAILED")),
     "result of failed": (409, (["error", "message", "status"], "not_done", "FAILED")),
+    "retry failed": (202, (sorted(JOB_KEYS), None, "PENDING")),
+    "retry counts afresh": (0, None),  # type: ignore[dict-item]
+    "retried job ends": (200, (sorted(JOB_KEYS), None, "FAILED")),
+    "retried attempts": (1, True),  # type: ignore[dict-item]
+    "retry done": (409, (["error", "message", "status"], "not_failed", "DONE")),
+    "retry unknown": (404, (["error", "message"], "not_found", None)),
+    "retry wrong method": (405, (["error", "message"], "method_not_allowed", None)),
 }
 
 

@@ -224,3 +224,47 @@ def test_a_frozen_store_answers_uploads_with_503(services: Services) -> None:
     assert "moving to Azure" in response.json()["message"]
     assert response.headers["Retry-After"]
     assert call(services, "GET", "/").status == 200  # reading goes on
+
+
+def test_retry_runs_a_failed_job_again_with_attempts_afresh(services: Services) -> None:
+    job = call(services, "POST", "/jobs", JPEG[:-300], **{"Content-Type": "image/jpeg"}).json()
+    assert process_job(services, job["id"]).status is Status.FAILED
+    sent = len(services.queue.messages)  # type: ignore[attr-defined]
+    response = call(services, "POST", f"/jobs/{job['id']}/retry")
+    assert response.status == 202
+    assert response.headers["Location"] == f"{BASE}/jobs/{job['id']}"
+    retried = response.json()
+    assert (retried["status"], retried["attempts"], retried["error"]) == ("PENDING", 0, None)
+    assert services.queue.messages[sent:] == [{"job_id": job["id"]}]  # type: ignore[attr-defined]
+    again = call(services, "POST", f"/jobs/{job['id']}/retry")
+    assert again.status == 409
+    assert (again.json()["error"], again.json()["status"]) == ("not_failed", "PENDING")
+    assert len(services.queue.messages) == sent + 1, "a refused retry sends nothing"  # type: ignore[attr-defined]
+    assert process_job(services, job["id"]).attempts == 1
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("POST", f"/jobs/{'0' * 32}/retry", 404),
+    ("GET", f"/jobs/{'0' * 32}/retry", 405),
+    ("POST", "/jobs/..%2F/retry", 404),
+])  # fmt: skip
+def test_retry_of_nothing_or_with_the_wrong_method(services: Services, method: str, path: str, status: int) -> None:
+    assert call(services, method, path).status == status
+
+
+def test_two_concurrent_retries_send_one_message(services: Services) -> None:
+    import threading
+
+    from core.pipeline import retry_job
+
+    job = call(services, "POST", "/jobs", JPEG[:-300], **{"Content-Type": "image/jpeg"}).json()
+    process_job(services, job["id"])
+    sent = len(services.queue.messages)  # type: ignore[attr-defined]
+    outcomes: list[bool] = []
+    threads = [threading.Thread(target=lambda: outcomes.append(retry_job(services, job["id"])[1])) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == [False] * 7 + [True]
+    assert len(services.queue.messages) == sent + 1  # type: ignore[attr-defined]
