@@ -15,19 +15,6 @@ from functions_azure.services import services
 from functions_azure.settings import BATCH_QUEUE, CONNECTION, JOBS_QUEUE, MAX_DEQUEUE_COUNT, POISON_QUEUE
 
 log = logging.getLogger("functions_azure")
-_routes: list[Any] = []
-
-
-def migration_routes() -> list[Any]:
-    """The migration's routes (``POST /migrations`` ...), imported on the first request that needs them."""
-    if not _routes:
-        from core.clouds.azure_queue import AzureQueueTaskQueue
-        from migrate import http as migration_http
-
-        _routes.extend(migration_http.routes(lambda: AzureQueueTaskQueue(BATCH_QUEUE)))
-    return _routes
-
-
 bp = func.Blueprint()
 
 
@@ -108,6 +95,8 @@ def api_read(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _http(req: func.HttpRequest) -> func.HttpResponse:
+    from migrate import http as migration_http  # on the first request, not when the host indexes the app
+
     url = urllib.parse.urlsplit(req.url)
     path = url.path.split("/api", 1)[1] if "/api" in url.path else url.path
     answer = http_api.handle(
@@ -120,7 +109,7 @@ def _http(req: func.HttpRequest) -> func.HttpResponse:
             base_url=f"{url.scheme}://{url.netloc}/api",
             query=dict(req.params),
         ),
-        migration_routes() if "/migrations" in url.path else (),
+        migration_http.routes(_batch_queue),
     )
     return func.HttpResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
@@ -132,3 +121,10 @@ def _json(msg: func.QueueMessage) -> object:
     except ValueError:
         log.error("message %s is not JSON", msg.id)
         return None
+
+
+def _batch_queue() -> Any:
+    """The fan-out's queue; its client loads only when a migration is planned."""
+    from core.clouds.azure_queue import AzureQueueTaskQueue
+
+    return AzureQueueTaskQueue(BATCH_QUEUE)

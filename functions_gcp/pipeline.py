@@ -2,7 +2,7 @@
 
 Only what a target uses is imported: the SDKs load when ``services()`` is first
 built (and Pub/Sub only when something publishes), the migration routes of
-the API on its first migration request.
+the API on its first request (the fan-out's queue client only when a run is planned).
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def api(request: Any) -> Any:
     import flask  # loaded already by the framework that calls this
 
     from core import http_api
+    from migrate import http as migration_http
 
     with logs.context(trace=logs.trace_from_header(request.headers.get("X-Cloud-Trace-Context"))):
         answer = http_api.handle(
@@ -82,21 +83,9 @@ def api(request: Any) -> Any:
                 base_url=request.url_root.rstrip("/"),
                 query=request.args.to_dict(),
             ),
-            migration_routes() if request.path.startswith("/migrations") else (),
+            migration_http.routes(_batch_queue),
         )
         return flask.Response(answer.body, status=answer.status, headers=answer.headers)
-
-
-_routes: list[Any] = []
-
-
-def migration_routes() -> list[Any]:
-    """The migration's routes (``POST /migrations`` ...), imported on the API's first request."""
-    if not _routes:
-        from migrate import http as migration_http
-
-        _routes.extend(migration_http.routes(_batch_queue))
-    return _routes
 
 
 def _batch_queue() -> Any:
