@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import os
 import threading
 import time
@@ -235,6 +236,7 @@ class AzureBlobDestination:
             return cached[0]
         given = self._given_sas()
         if given is not None:
+            self._sas = (given, math.inf)  # its own SAS: parsed once, never renewed here
             return given
         with self._sas_lock:
             now = datetime.now(UTC)
@@ -326,10 +328,6 @@ class AzureBlobDestination:
                 next(pages, None)
         except NotFound:
             raise NotFound(f"no Azure container {self.container_name!r}") from None
-        except BadRequest as exc:
-            if "ContainerNotFound" in str(exc):
-                raise NotFound(f"no Azure container {self.container_name!r}") from None
-            raise
 
     def create(self) -> None:
         self._store.create_container()
