@@ -67,6 +67,12 @@ PROVIDERS = ["Microsoft.EventGrid", "Microsoft.Web", "Microsoft.Storage", "Micro
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 
 
+def assign_role(assignee: str, kind: str, role: str, scope: str) -> list[str]:
+    """``az role assignment create`` for an object id (safe to run twice: an existing one is returned)."""
+    return ["az", "role", "assignment", "create", "--assignee-object-id", assignee,
+            "--assignee-principal-type", kind, "--role", role, "--scope", scope]  # fmt: skip
+
+
 @dataclass(frozen=True)
 class GcpIds:
     """What Azure needs to know of the GCP side (``deploy/gcp.py`` prints it)."""
@@ -126,12 +132,8 @@ class Plan:
              "--allow-blob-public-access", "false", "--allow-shared-key-access", "false"],
             shell.assign("STORAGE_ID", ["az", "storage", "account", "show", "--name", sa, *rg, "--query", "id",
                                         "--output", "tsv"]),
-            ["az", "role", "assignment", "create", "--assignee-object-id", "${DEPLOYER}",
-             "--assignee-principal-type", "${DEPLOYER_KIND}", "--role", "Storage Blob Data Contributor",
-             "--scope", "${STORAGE_ID}"],
-            ["az", "role", "assignment", "create", "--assignee-object-id", "${DEPLOYER}",
-             "--assignee-principal-type", "${DEPLOYER_KIND}", "--role", "Storage Queue Data Contributor",
-             "--scope", "${STORAGE_ID}"],
+            assign_role("${DEPLOYER}", "${DEPLOYER_KIND}", "Storage Blob Data Contributor", "${STORAGE_ID}"),
+            assign_role("${DEPLOYER}", "${DEPLOYER_KIND}", "Storage Queue Data Contributor", "${STORAGE_ID}"),
             shell.retry(waits, ["az", "storage", "container", "create", "--name", self.container, *login]),
             *(shell.retry(waits, ["az", "storage", "queue", "create", "--name", queue, *login])
               for queue in (JOBS_QUEUE, POISON_QUEUE, BATCH_QUEUE, f"{BATCH_QUEUE}-poison")),
@@ -142,23 +144,15 @@ class Plan:
                           "--deployment-storage-auth-type", "SystemAssignedIdentity"]),
             shell.assign("PRINCIPAL", ["az", "functionapp", "identity", "show", "--name", app, *rg,
                                        "--query", "principalId", "--output", "tsv"]),
-            ["az", "role", "assignment", "create", "--assignee-object-id", "${PRINCIPAL}",
-             "--assignee-principal-type", "ServicePrincipal", "--role", "Storage Blob Data Owner",
-             "--scope", "${STORAGE_ID}"],
-            ["az", "role", "assignment", "create", "--assignee-object-id", "${PRINCIPAL}",
-             "--assignee-principal-type", "ServicePrincipal", "--role", "Storage Queue Data Contributor",
-             "--scope", "${STORAGE_ID}"],
+            assign_role("${PRINCIPAL}", "ServicePrincipal", "Storage Blob Data Owner", "${STORAGE_ID}"),
+            assign_role("${PRINCIPAL}", "ServicePrincipal", "Storage Queue Data Contributor", "${STORAGE_ID}"),
             ["az", "identity", "create", "--name", self.writer, *rg, "--location", self.location],
             shell.assign("WRITER_CLIENT_ID", ["az", "identity", "show", "--name", self.writer, *rg,
                                               "--query", "clientId", "--output", "tsv"]),
             shell.assign("WRITER_PRINCIPAL", ["az", "identity", "show", "--name", self.writer, *rg,
                                               "--query", "principalId", "--output", "tsv"]),
-            ["az", "role", "assignment", "create", "--assignee-object-id", "${WRITER_PRINCIPAL}",
-             "--assignee-principal-type", "ServicePrincipal", "--role", "Storage Blob Data Contributor",
-             "--scope", container_scope],
-            ["az", "role", "assignment", "create", "--assignee-object-id", "${WRITER_PRINCIPAL}",
-             "--assignee-principal-type", "ServicePrincipal", "--role", "Storage Blob Delegator",
-             "--scope", "${STORAGE_ID}"],
+            assign_role("${WRITER_PRINCIPAL}", "ServicePrincipal", "Storage Blob Data Contributor", container_scope),
+            assign_role("${WRITER_PRINCIPAL}", "ServicePrincipal", "Storage Blob Delegator", "${STORAGE_ID}"),
         ]  # fmt: skip
         if self.gcp.runtime_sa_id:
             run.append(["az", "identity", "federated-credential", "create", "--name", "gcp-runtime",
