@@ -371,9 +371,11 @@ class DevHost:
         _, container, prefix, connection, handler = binding
         status = 200
         for event in events:
-            subject = str(event.get("subject", "")) if isinstance(event, dict) else ""
+            if not isinstance(event, dict) or event.get("eventType") != "Microsoft.Storage.BlobCreated":
+                continue
+            subject = str(event.get("subject", ""))
             owner, _, key = subject.removeprefix("/blobServices/default/containers/").partition("/blobs/")
-            if event.get("eventType") != "Microsoft.Storage.BlobCreated" or owner != container:
+            if owner != container:
                 continue
             if key.startswith(prefix) and not self._deliver_blob(name, container, key, connection, handler):
                 status = 500  # Event Grid retries the delivery

@@ -173,6 +173,8 @@ def test_a_failing_trigger_answers_500_and_a_deleted_blob_is_dropped() -> None:
     assert post(blob_host(store, delivered.append), event_grid("uploads/gone.jpg"))[0] == 200
     assert delivered == []
     assert post(blob_host(store, delivered.append), b"not json")[0] == 400
+    assert post(blob_host(store, delivered.append), b'[null, "x", 3]')[0] == 200, "events that are no object: ignored"
+    assert delivered == []
 
 
 def test_an_app_setting_overrides_host_json_as_on_the_real_host(monkeypatch: pytest.MonkeyPatch) -> None:
