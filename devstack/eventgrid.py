@@ -114,6 +114,8 @@ class EventGridProxy(ForwardingProxy):
 
     def observe(self, method: str, path: str, headers: dict[str, str], status: int, answer: dict[str, str]) -> None:
         """Publish BlobCreated for a successful commit that a subscription covers."""
+        if method != "PUT" or not self.subscriptions:  # most requests: reads, lists, queue polls
+            return
         split = urllib.parse.urlsplit(path)
         query = dict(urllib.parse.parse_qsl(split.query))
         lowered = {k.lower(): v for k, v in headers.items()}
