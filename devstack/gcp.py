@@ -10,6 +10,10 @@
         with a dead-letter policy (5 attempts) --> topic migrate-batches-dead
         --push--> functions-framework migrate_batch_dead_letter (the batch is recorded failed)
 
+Each push is ``devstack.pubsub_push``: it reads the emulator's subscriptions and
+posts to the functions at once and in parallel, as Pub/Sub does (the emulator's
+own push is serial and polls every 100 ms).
+
 Without Google's Pub/Sub emulator only the API runs, with
 ``GRAYSCALE_PROCESS_INLINE=1``: an HTTP upload is processed in-process, and a
 direct upload to the bucket triggers nothing (fake-gcs-server can only notify
@@ -40,6 +44,7 @@ from devstack.emulators import (
     port_is_free,
 )
 from devstack.environment import Stack, environment
+from devstack.pubsub_push import PubSubPush, PushTarget
 
 PROJECT = "local"
 NOTIFICATIONS_TOPIC = "gcs-notifications"
@@ -72,6 +77,11 @@ class FunctionsFramework(_Process):
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
 
+    @property
+    def concurrency(self) -> int:
+        """Requests served at once, as deployed (deploy/gcp.py --concurrency): gunicorn's THREADS."""
+        return {"api": 16, "migrate_batch": 2}.get(self.target, 8)
+
     def launch(self, env: dict[str, str]) -> None:
         argv = [
             sys.executable, "-m", "functions_framework",
@@ -81,9 +91,7 @@ class FunctionsFramework(_Process):
             "--host", HOST,
             "--port", str(self.port),
         ]  # fmt: skip
-        # As deployed (deploy/gcp.py --concurrency): gunicorn serves this many requests at once.
-        threads = {"api": "16", "migrate_batch": "2"}.get(self.target, "8")
-        self._spawn(argv, self.port, env={"THREADS": threads, **env, "PYTHONPATH": str(ROOT)}, wait=False)
+        self._spawn(argv, self.port, env={"THREADS": str(self.concurrency), **env, "PYTHONPATH": str(ROOT)}, wait=False)
 
     def start(self) -> None:  # pragma: no cover - GcpStack launches these with their environment
         raise NotImplementedError("use launch(env)")
@@ -102,6 +110,7 @@ class GcpStack(Stack):
     pubsub: PubSubEmulator | None = None
     gcs: FakeGcs | None = None
     functions: dict[str, FunctionsFramework] = field(default_factory=dict)
+    push: PubSubPush | None = None
     note: str = ""
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
@@ -160,19 +169,24 @@ class GcpStack(Stack):
         _get(self.api_url + "/")  # the API answers
 
     def _subscribe(self) -> None:
+        """Subscribe each function to its topic; ``devstack.pubsub_push`` pushes, as Pub/Sub does."""
         assert self.pubsub is not None
+        targets = []
         with environment({**self.pubsub.env(), "GOOGLE_CLOUD_PROJECT": PROJECT}):
             for name, topic, target, dead_letter_topic in SUBSCRIPTIONS:
-                pubsub.ensure_push_subscription(
+                # A batch takes longer than a job: Pub/Sub waits this long before it redelivers.
+                ack_deadline = 600 if target == "migrate_batch" else 60
+                path = pubsub.ensure_subscription(
                     name,
                     topic,
-                    self._endpoint(target, topic),
                     project=PROJECT,
                     dead_letter_topic=dead_letter_topic,
                     max_delivery_attempts=MAX_DELIVERY_ATTEMPTS,
-                    # A batch takes longer than a job: Pub/Sub waits this long before it redelivers.
-                    ack_deadline_seconds=600 if target == "migrate_batch" else 60,
+                    ack_deadline_seconds=ack_deadline,
                 )
+                endpoint, concurrency = self._endpoint(target, topic), self.functions[target].concurrency
+                targets.append(PushTarget(path, endpoint, concurrency, ack_deadline, bool(dead_letter_topic)))
+            self.push = self._stack.enter_context(PubSubPush(targets))
 
     def _endpoint(self, target: str, topic: str) -> str:
         # functions-framework reads the topic from this path when it converts a raw push to a CloudEvent.

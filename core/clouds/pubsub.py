@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
+from google.cloud.pubsub_v1.subscriber.message import Message
+from google.cloud.pubsub_v1.subscriber.scheduler import ThreadScheduler
 
 from core import config
 from core.errors import BadRequest, NotFound, TransientError
@@ -61,11 +65,6 @@ class PubSubTaskQueue:
             raise TransientError(f"cannot publish to {self.topic_path}: {exc}") from exc
 
 
-def emulator_host() -> str | None:
-    """``PUBSUB_EMULATOR_HOST`` when the emulator is in use."""
-    return os.environ.get("PUBSUB_EMULATOR_HOST") or None
-
-
 def topic_path(topic: str, project: str | None = None) -> str:
     """``projects/P/topics/T`` for a short topic name; a full path is returned as it is."""
     return topic if topic.startswith("projects/") else f"projects/{project_id(project)}/topics/{topic}"
@@ -86,19 +85,11 @@ def ensure_topic(topic: str, project: str | None = None) -> str:
     return path
 
 
-def ensure_pull_subscription(subscription: str, topic: str, project: str | None = None) -> str:
-    """Create a pull subscription on ``topic`` if it does not exist; return its path."""
-    path = subscription_path(subscription, project)
-    with contextlib.suppress(gexc.AlreadyExists):
-        pubsub_v1.SubscriberClient().create_subscription(name=path, topic=topic_path(topic, project))
-    return path
-
-
-def ensure_push_subscription(
+def ensure_subscription(
     subscription: str,
     topic: str,
-    endpoint: str,
     *,
+    push_endpoint: str | None = None,
     project: str | None = None,
     dead_letter_topic: str | None = None,
     max_delivery_attempts: int = 5,
@@ -106,18 +97,19 @@ def ensure_push_subscription(
     max_backoff_seconds: int = 10,
     ack_deadline_seconds: int = 60,
 ) -> str:
-    """Create a push subscription (optionally with a dead-letter policy) if it does not exist."""
+    """Create a subscription (push to ``push_endpoint``, else pull; optionally with a dead-letter policy) if absent."""
     path = subscription_path(subscription, project)
     request: dict[str, Any] = {
         "name": path,
         "topic": topic_path(topic, project),
-        "push_config": {"push_endpoint": endpoint},
         "ack_deadline_seconds": ack_deadline_seconds,
         "retry_policy": {
             "minimum_backoff": {"seconds": min_backoff_seconds},
             "maximum_backoff": {"seconds": max_backoff_seconds},
         },
     }
+    if push_endpoint:
+        request["push_config"] = {"push_endpoint": push_endpoint}
     if dead_letter_topic:
         request["dead_letter_policy"] = {
             "dead_letter_topic": topic_path(dead_letter_topic, project),
@@ -134,14 +126,59 @@ def publish_raw(topic: str, data: bytes, attributes: Mapping[str, str] | None = 
     return str(publisher.publish(topic_path(topic), data, **dict(attributes or {})).result(timeout=30))
 
 
-def pull_payloads(subscription: str, *, max_messages: int = 100, timeout: float = 5.0) -> list[dict[str, Any]]:
-    """Pull up to ``max_messages`` JSON payloads and acknowledge them (local drivers and tests)."""
-    subscriber = pubsub_v1.SubscriberClient()
-    try:
-        response = subscriber.pull(subscription=subscription, max_messages=max_messages, timeout=timeout)
-    except gexc.DeadlineExceeded:
-        return []
-    received = list(response.received_messages)
-    if received:
-        subscriber.acknowledge(subscription=subscription, ack_ids=[m.ack_id for m in received])
-    return [json.loads(m.message.data) for m in received]
+@dataclass(frozen=True)
+class Delivery:
+    """One message as a subscriber receives it."""
+
+    data: bytes
+    attributes: Mapping[str, str]
+    message_id: str
+    publish_time: datetime
+    delivery_attempt: int | None
+    """Counted by Pub/Sub where the subscription has a dead-letter policy."""
+
+
+class Stream:
+    """Streaming pulls of several subscriptions, each handled by its own pool; ``close()`` ends them."""
+
+    def __init__(self) -> None:
+        self._subscriber = pubsub_v1.SubscriberClient()
+        self._futures: list[Any] = []
+
+    def subscribe(
+        self, subscription: str, handle: Callable[[Delivery], bool], *, concurrency: int, max_lease_seconds: int
+    ) -> None:
+        """Call ``handle`` for each message, ``concurrency`` at once; True acks it, False nacks it."""
+
+        def callback(message: Message) -> None:
+            delivery = Delivery(
+                message.data,
+                dict(message.attributes),
+                message.message_id,
+                message.publish_time,
+                message.delivery_attempt,
+            )
+            if handle(delivery):
+                message.ack()
+            else:
+                message.nack()
+
+        name = subscription.rsplit("/", 1)[-1]
+        flow = pubsub_v1.types.FlowControl(max_messages=concurrency, max_lease_duration=max_lease_seconds)
+        self._futures.append(
+            self._subscriber.subscribe(
+                subscription_path(subscription),
+                callback=callback,
+                flow_control=flow,
+                scheduler=ThreadScheduler(ThreadPoolExecutor(concurrency, thread_name_prefix=name)),
+            )
+        )
+
+    def close(self) -> None:
+        for future in self._futures:
+            future.cancel()
+        for future in self._futures:
+            with contextlib.suppress(Exception):  # a cancelled stream ends with whatever it was doing
+                future.result(timeout=10)
+        self._futures.clear()
+        self._subscriber.close()

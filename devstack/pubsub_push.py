@@ -1,0 +1,116 @@
+"""Pub/Sub push for the emulator: messages posted to the functions as they are published, several at once.
+
+Google's Pub/Sub emulator pushes each subscription's messages one at a time:
+its push loop takes one message, posts it, waits for the answer, and sleeps
+100 ms whenever the backlog is empty (``PushLoop``, ``checkIntervalMillis`` =
+100 in cloud-pubsub-emulator 0.8.20). So every push hop waits up to 100 ms, and
+a slow job holds every message behind it. Real Pub/Sub pushes at once and in
+parallel, and Cloud Run functions take ``--concurrency`` requests per instance.
+
+``PubSubPush`` does what the real service does, on the emulator's own
+subscriptions: each is a pull subscription (with its dead-letter and retry
+policies, which the emulator enforces), read by a streaming pull, and each
+message is posted to the endpoint in the push format (``message`` with
+``data``, ``attributes``, ``messageId``, ``publishTime``; ``subscription``;
+``deliveryAttempt`` when a dead-letter policy is set), up to ``concurrency`` at
+once. A 2xx answer acks the message; any other answer, a refused connection or
+no answer within the ack deadline nacks it, so the emulator redelivers it after
+the subscription's retry back-off and counts the attempt towards the dead-letter
+topic.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.clouds.pubsub import Delivery, Stream
+
+log = logging.getLogger("devstack.pubsub_push")
+
+
+@dataclass(frozen=True)
+class PushTarget:
+    subscription: str
+    """``projects/P/subscriptions/S``: a pull subscription on the emulator."""
+    endpoint: str
+    concurrency: int
+    """Messages posted at once: the function's ``--concurrency`` (functions-framework's THREADS)."""
+    ack_deadline: float
+    """Seconds the endpoint has to answer, as Pub/Sub's push timeout is the ack deadline."""
+    dead_letter: bool = False
+    """The subscription has a dead-letter policy, so the push carries ``deliveryAttempt``."""
+
+
+def envelope(target: PushTarget, message: Delivery) -> dict[str, Any]:
+    """The JSON body Pub/Sub posts to a push endpoint for ``message``."""
+    published = message.publish_time.isoformat().replace("+00:00", "Z")
+    body: dict[str, Any] = {
+        "message": {
+            "data": base64.b64encode(message.data).decode(),
+            "attributes": dict(message.attributes),
+            "messageId": message.message_id,
+            "message_id": message.message_id,
+            "publishTime": published,
+            "publish_time": published,
+        },
+        "subscription": target.subscription,
+    }
+    if target.dead_letter and message.delivery_attempt is not None:
+        body["deliveryAttempt"] = message.delivery_attempt
+    return body
+
+
+def post(target: PushTarget, message: Delivery) -> bool:
+    """Post one message; True when the endpoint answered 2xx."""
+    request = urllib.request.Request(
+        target.endpoint,
+        data=json.dumps(envelope(target, message)).encode(),
+        headers={"Content-Type": "application/json", "User-Agent": "APIs-Google; devstack.pubsub_push"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=target.ack_deadline) as response:
+            response.read()
+            return 200 <= response.status < 300
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        log.info("push of %s to %s answered %s", message.message_id, target.endpoint, exc.code)
+    except OSError as exc:  # refused, reset or timed out: the instance is down or too slow
+        log.info("push of %s to %s failed: %s", message.message_id, target.endpoint, exc)
+    return False
+
+
+@dataclass
+class PubSubPush:
+    """Push every target's messages while started; ``with PubSubPush(targets):`` stops it on exit."""
+
+    targets: list[PushTarget]
+    _stream: Stream | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self._stream = Stream()
+        for target in self.targets:
+            self._stream.subscribe(
+                target.subscription,
+                lambda message, target=target: post(target, message),  # type: ignore[misc]
+                concurrency=target.concurrency,
+                max_lease_seconds=max(10, int(target.ack_deadline)),
+            )
+
+    def stop(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    def __enter__(self) -> PubSubPush:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
