@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import BadRequest, Conflict, NotFound
-from core.ports import DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE, ObjectInfo, StoredObject
+from core.ports import DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE, ObjectInfo, StoredObject, check_size
 
 log = logging.getLogger(__name__)
 
@@ -30,16 +30,19 @@ class InMemoryObjectStore:
         self._lock = threading.Lock()
         self._versions = itertools.count(1)
 
-    def get(self, key: str) -> StoredObject:
+    def get(self, key: str, *, max_bytes: int | None = None) -> StoredObject:
         with self._lock:
-            return self._find(key)
+            found = self._find(key)
+        check_size(key, found.info.size, max_bytes)
+        return found
 
     def get_stream(self, key: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
         data = self.get(key).data  # one version, fetched before the first chunk
         return (data[i : i + chunk_size] for i in range(0, len(data), chunk_size))
 
     def head(self, key: str) -> ObjectInfo:
-        return self.get(key).info
+        with self._lock:
+            return self._find(key).info
 
     def put(
         self,

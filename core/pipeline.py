@@ -27,7 +27,7 @@ from typing import Any
 from core import config, imaging, logs
 from core.errors import BadRequest, Conflict, Frozen, InvalidImage, NotFound, PayloadTooLarge
 from core.jobs import Job, JsonJobStore, Status, job_id_for, utcnow
-from core.ports import JobStore, ObjectStore, TaskQueue
+from core.ports import JobStore, ObjectInfo, ObjectStore, TaskQueue
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +131,20 @@ def accept_upload(
         except NotFound:
             log.info("upload %r is gone; nothing to accept", key)
             return None
-        md5 = md5 or head.md5 or hashlib.md5(services.store.get(key).data).hexdigest()
+        md5 = md5 or head.md5 or _content_digest(services, key, head)
         content_type = content_type or head.content_type
     return _record(services, key, md5, content_type, enqueue=enqueue)
+
+
+def _content_digest(services: Services, key: str, head: ObjectInfo) -> str:
+    """The MD5 of an upload whose store keeps none; its version when it is over the cap (it is never read).
+
+    Such a job ends FAILED in ``process_job`` with the limit named.
+    """
+    try:
+        return hashlib.md5(services.store.get(key, max_bytes=config.max_upload_bytes()).data).hexdigest()
+    except PayloadTooLarge:
+        return f"version:{head.version}"
 
 
 def _record(services: Services, key: str, md5: str, content_type: str | None, *, enqueue: bool) -> Job:
@@ -147,7 +158,7 @@ def _record(services: Services, key: str, md5: str, content_type: str | None, *,
 def process_job(services: Services, job_id: str) -> Job:
     """Render the job's upload in grayscale; return the final record.
 
-    Permanent failures (a bad image, a missing or replaced upload) end the job
+    Permanent failures (a bad image, an upload over the byte cap, a missing or replaced upload) end the job
     FAILED and return normally, so the message is not redelivered. Anything
     else (``TransientError``, network, ``Busy``) propagates for a retry.
     """
@@ -156,9 +167,12 @@ def process_job(services: Services, job_id: str) -> Job:
     if job.terminal:
         return job
     try:
-        upload = services.store.get(job.source)
+        # The cap is checked from the object's size before its bytes are read: a bucket upload has no HTTP limit.
+        upload = services.store.get(job.source, max_bytes=config.max_upload_bytes())
     except NotFound:
         return _fail(services, job, f"the upload {job.source} no longer exists")
+    except PayloadTooLarge as exc:
+        return _fail(services, job, f"the upload is too large: {exc} ({config.MAX_UPLOAD_BYTES_VAR})")
     if job_id_for(job.source, hashlib.md5(upload.data).hexdigest()) != job.id:
         return _fail(services, job, f"the upload {job.source} was replaced by newer content, which has its own job")
     try:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from core.errors import PayloadTooLarge
+
 if TYPE_CHECKING:
     from core.jobs import Job
 
@@ -42,6 +44,12 @@ class StoredObject:
     info: ObjectInfo
 
 
+def check_size(key: str, size: int, max_bytes: int | None) -> None:
+    """``PayloadTooLarge`` naming both figures when ``size`` is over ``max_bytes`` (None: no limit)."""
+    if max_bytes is not None and size > max_bytes:
+        raise PayloadTooLarge(f"{key!r} is {size:,} bytes; the limit is {max_bytes:,}")
+
+
 @runtime_checkable
 class ObjectStore(Protocol):
     """A flat namespace of immutable-per-version objects: a bucket or a container.
@@ -69,8 +77,8 @@ class ObjectStore(Protocol):
       ``Conflict``, or ``TransientError`` for what may succeed on retry.
     """
 
-    def get(self, key: str) -> StoredObject:
-        """Read the whole object."""
+    def get(self, key: str, *, max_bytes: int | None = None) -> StoredObject:
+        """Read the whole object; ``PayloadTooLarge`` without reading it when it is over ``max_bytes``."""
         ...
 
     def get_stream(self, key: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:

@@ -105,10 +105,10 @@ class FailingReads(InMemoryObjectStore):
         super().__init__()
         self.error, self.times = error, times
 
-    def get(self, key: str) -> StoredObject:
+    def get(self, key: str, *, max_bytes: int | None = None) -> StoredObject:
         if self.times is None:
             raise self.error
         if self.times > 0:
             self.times -= 1
             raise self.error
-        return super().get(key)
+        return super().get(key, max_bytes=max_bytes)

@@ -43,7 +43,7 @@ from azure.storage.blob import (
 from core import config
 from core.clouds import identity
 from core.errors import BadRequest, ConfigError, Conflict, Forbidden, NotFound, TransientError
-from core.ports import DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE, ObjectDetails, ObjectInfo, StoredObject
+from core.ports import DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE, ObjectDetails, ObjectInfo, StoredObject, check_size
 
 CONNECTION_STRING_VAR = "AZURE_STORAGE_CONNECTION_STRING"
 ACCOUNT_URL_VAR = "AZURE_STORAGE_ACCOUNT_URL"
@@ -114,9 +114,11 @@ class AzureBlobObjectStore:
         with translate_errors(self.container_name), suppress(aexc.ResourceExistsError):
             self.container.create_container()
 
-    def get(self, key: str) -> StoredObject:
+    def get(self, key: str, *, max_bytes: int | None = None) -> StoredObject:
         with translate_errors(key):
+            # The first request reads at most max_single_get_size (32 MiB) and tells the size.
             downloader = self.container.download_blob(key)
+            check_size(key, downloader.size, max_bytes)
             data = downloader.readall()
         return StoredObject(data, _info(downloader.properties))
 

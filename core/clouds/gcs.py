@@ -27,7 +27,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 from core import config
 from core.clouds import identity
 from core.errors import BadRequest, Conflict, Forbidden, NotFound, TransientError
-from core.ports import DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE, ObjectDetails, ObjectInfo, StoredObject
+from core.ports import DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE, ObjectDetails, ObjectInfo, StoredObject, check_size
 
 BUCKET_VAR = "GCS_BUCKET"
 SIGNED_URL_LIFETIME = timedelta(minutes=15)
@@ -87,11 +87,12 @@ class GcsObjectStore:
         with translate_errors(self.bucket_name), suppress(gexc.Conflict):
             self.client.create_bucket(self.bucket_name)
 
-    def get(self, key: str) -> StoredObject:
+    def get(self, key: str, *, max_bytes: int | None = None) -> StoredObject:
         with translate_errors(key):
             blob = self.bucket.get_blob(key)
             if blob is None:
                 raise NotFound(f"no object {key!r}")
+            check_size(key, int(blob.size or 0), max_bytes)
             # Pin the generation that the metadata describes.
             data = blob.download_as_bytes(if_generation_match=blob.generation, checksum=None)
         return StoredObject(data, _info(blob))

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import pytest
 
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, NotFound, PayloadTooLarge
 from core.jobs import Job, JsonJobStore, Status
 from core.ports import ObjectStore
 
@@ -60,6 +60,14 @@ class ObjectStoreContract:
         store.delete(key)
         with pytest.raises(NotFound):
             store.head(key)
+
+    def test_get_over_max_bytes_is_refused_with_both_sizes(self, store: ObjectStore) -> None:
+        store.put("big.bin", b"x" * 1000)
+        assert store.get("big.bin", max_bytes=1000).data == b"x" * 1000
+        with pytest.raises(PayloadTooLarge, match="1,000 bytes; the limit is 999"):
+            store.get("big.bin", max_bytes=999)
+        with pytest.raises(NotFound):
+            store.get("nope", max_bytes=1)
 
     def test_missing_key_raises_not_found_everywhere(self, store: ObjectStore) -> None:
         with pytest.raises(NotFound):

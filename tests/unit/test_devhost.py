@@ -126,9 +126,9 @@ class HeadFailsOnce(InMemoryObjectStore):
             raise TransientError("connection refused")
         return super().get(key).info
 
-    def get(self, key: str) -> StoredObject:
+    def get(self, key: str, *, max_bytes: int | None = None) -> StoredObject:
         self.reads += 1
-        return super().get(key)
+        return super().get(key, max_bytes=max_bytes)
 
 
 def test_an_sdk_type_trigger_gets_a_client_and_no_bytes(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -31,6 +32,7 @@ from core.pipeline import (
     safe_name,
     submit_upload,
 )
+from core.ports import ObjectInfo, StoredObject
 from tests.helper import decode, encode, hopper, png_bytes
 
 JPEG = encode(hopper(), "JPEG", quality=90)
@@ -240,6 +242,57 @@ def test_a_deleted_upload_fails_the_job(services: Services) -> None:
     job = submit_upload(services, JPEG)
     services.store.delete(job.source)
     assert "no longer exists" in (process_job(services, job.id).error or "")
+
+
+class CountingReads(InMemoryObjectStore):
+    """Counts the reads of uploads that returned bytes.
+
+    With ``md5=False`` it keeps no MD5, as for GCS composite objects and some Azure block blobs.
+    """
+
+    def __init__(self, *, md5: bool = True) -> None:
+        super().__init__()
+        self.keep_md5, self.reads = md5, 0
+
+    def get(self, key: str, *, max_bytes: int | None = None) -> StoredObject:
+        got = super().get(key, max_bytes=max_bytes)
+        self.reads += key.startswith("uploads/")
+        return got if self.keep_md5 else StoredObject(got.data, replace(got.info, md5=None))
+
+    def head(self, key: str) -> ObjectInfo:
+        info = super().head(key)
+        return info if self.keep_md5 else replace(info, md5=None)
+
+
+@pytest.mark.parametrize("md5", [True, False], ids=["with an md5", "without an md5"])
+def test_a_bucket_upload_over_the_cap_ends_failed_unread(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch, md5: bool
+) -> None:
+    store = CountingReads(md5=md5)
+    services = Services.over(store, InMemoryTaskQueue())
+    services.clock = clock
+    monkeypatch.setenv("GRAYSCALE_MAX_UPLOAD_BYTES", str(len(JPEG) - 1))
+    store.put("uploads/huge.jpg", JPEG, content_type="image/jpeg")
+    job = accept_upload(services, "uploads/huge.jpg")
+    assert job is not None and queued(services) == [job.id]
+    assert accept_upload(services, "uploads/huge.jpg") == job  # a duplicate event finds the same job
+    failed = process_job(services, job.id)
+    assert failed.status is Status.FAILED
+    assert failed.error == (
+        f"the upload is too large: 'uploads/huge.jpg' is {len(JPEG):,} bytes; "
+        f"the limit is {len(JPEG) - 1:,} (GRAYSCALE_MAX_UPLOAD_BYTES)"
+    )
+    assert store.reads == 0
+    assert keys(services, "results/") == []
+    assert process_job(services, job.id) == failed  # a redelivery changes nothing
+
+
+def test_a_bucket_upload_at_the_cap_is_processed(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRAYSCALE_MAX_UPLOAD_BYTES", str(len(JPEG)))
+    services.store.put("uploads/just.jpg", JPEG)
+    job = accept_upload(services, "uploads/just.jpg")
+    assert job is not None
+    assert process_job(services, job.id).status is Status.DONE
 
 
 def test_unknown_job_is_not_found(services: Services) -> None:
