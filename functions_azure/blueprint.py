@@ -42,14 +42,14 @@ def on_upload(client: blob.BlobClient) -> None:
 @bp.queue_trigger(arg_name="msg", queue_name=JOBS_QUEUE, connection=CONNECTION)
 def process_job(msg: func.QueueMessage) -> None:
     """One grayscale-jobs message. Raising makes the host retry, then move it to the poison queue."""
-    pipeline.handle_job_message(services(), _json(msg))
+    pipeline.handle_job_message(services(), queue_json(msg))
 
 
 @bp.function_name("on_poison")
 @bp.queue_trigger(arg_name="msg", queue_name=POISON_QUEUE, connection=CONNECTION)
 def on_poison(msg: func.QueueMessage) -> None:
     """A jobs message the host gave up on: the job ends FAILED."""
-    pipeline.handle_dead_letter(services(), _json(msg), f"gave up after {MAX_DEQUEUE_COUNT} attempts")
+    pipeline.handle_dead_letter(services(), queue_json(msg), f"gave up after {MAX_DEQUEUE_COUNT} attempts")
 
 
 @bp.function_name("api_upload")
@@ -114,7 +114,7 @@ def _http(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
 
-def _json(msg: func.QueueMessage) -> object:
+def queue_json(msg: func.QueueMessage) -> object:
     """The body as JSON; None (which the use cases drop as malformed) when it is not."""
     try:
         return json.loads(msg.get_body())

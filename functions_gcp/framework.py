@@ -5,24 +5,41 @@ is already loaded when it imports ``main.py``, so the decorators register each
 function's signature type as usual. Elsewhere (a plain ``import main``) the
 functions stay plain functions and nobody pays the 0.3 s import of the
 framework and Flask that a cold start would otherwise count twice.
+
+Both decorators also attach the request's trace to every log line of the call:
+``traceparent`` of a CloudEvent, ``X-Cloud-Trace-Context`` of an HTTP request.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from core import logs
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _traced(function: F, header: Callable[[Any], str | None]) -> F:
+    @functools.wraps(function)
+    def traced(arg: Any) -> Any:
+        with logs.context(trace=logs.trace_from_header(header(arg))):
+            return function(arg)
+
+    return traced  # type: ignore[return-value]
+
+
 def cloud_event(function: F) -> F:
-    """``@functions_framework.cloud_event`` when the framework is running."""
+    """``@functions_framework.cloud_event`` when the framework is running; the event's trace in the logs."""
+    traced = _traced(function, lambda event: event.get("traceparent"))
     framework = sys.modules.get("functions_framework")
-    return framework.cloud_event(function) if framework else function  # type: ignore[no-any-return]
+    return framework.cloud_event(traced) if framework else traced  # type: ignore[no-any-return]
 
 
 def http(function: F) -> F:
-    """``@functions_framework.http`` when the framework is running."""
+    """``@functions_framework.http`` when the framework is running; the request's trace in the logs."""
+    traced = _traced(function, lambda request: request.headers.get("X-Cloud-Trace-Context"))
     framework = sys.modules.get("functions_framework")
-    return framework.http(function) if framework else function  # type: ignore[no-any-return]
+    return framework.http(traced) if framework else traced  # type: ignore[no-any-return]

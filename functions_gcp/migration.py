@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from core.errors import BadRequest, NotFound
 from functions_gcp import framework
 from functions_gcp.pipeline import gave_up, message_json
-
-log = logging.getLogger("functions_gcp")
 
 
 @framework.cloud_event
@@ -19,13 +15,7 @@ def migrate_batch(event: Any) -> None:
     from migrate import worker
     from migrate.fanout import BATCH_QUEUE
 
-    payload = message_json(event)
-    try:
-        state = worker.handle(payload, PubSubTaskQueue(BATCH_QUEUE))
-    except (BadRequest, NotFound) as exc:
-        log.error("dropped migration message %s: %s", event["id"], exc)
-        return
-    log.info("batch %s of run %s: %s", state["batch"], (payload or {}).get("run_id"), state["state"])
+    worker.handle_message(message_json(event), PubSubTaskQueue(BATCH_QUEUE), message_id=event["id"])
 
 
 @framework.cloud_event
@@ -33,7 +23,4 @@ def migrate_batch_dead_letter(event: Any) -> None:
     """A migrate-batches message that Pub/Sub gave up on: the batch is recorded failed in its run."""
     from migrate import worker
 
-    try:
-        worker.handle_poison(message_json(event), gave_up(event))
-    except BadRequest as exc:
-        log.error("dropped a malformed migration dead letter %s: %s", event["id"], exc)
+    worker.handle_dead_letter(message_json(event), gave_up(event), message_id=event["id"])

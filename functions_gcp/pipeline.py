@@ -21,33 +21,30 @@ log = logging.getLogger("functions_gcp")
 @framework.cloud_event
 def on_upload(event: Any) -> None:
     """A finalized object (Eventarc or a bucket notification on Pub/Sub) becomes a job."""
-    with logs.context(trace=logs.trace_from_header(event.get("traceparent"))):
-        try:
-            upload = events.storage_object(event["type"], event.data)
-        except BadRequest as exc:
-            log.warning("ignored a malformed storage event %s: %s", event["id"], exc)
-            return
-        svc = services()
-        if upload is None or upload.bucket != getattr(svc.store, "bucket_name", upload.bucket):
-            return
-        job = pipeline.accept_upload(svc, upload.key, md5=upload.md5, content_type=upload.content_type)
-        if job is not None:
-            logs.set_job(job.id)
-            log.info("accepted %s as job %s (%s)", upload.key, job.id, job.status.value)
+    try:
+        upload = events.storage_object(event["type"], event.data)
+    except BadRequest as exc:
+        log.warning("ignored a malformed storage event %s: %s", event["id"], exc)
+        return
+    svc = services()
+    if upload is None or upload.bucket != getattr(svc.store, "bucket_name", upload.bucket):
+        return
+    job = pipeline.accept_upload(svc, upload.key, md5=upload.md5, content_type=upload.content_type)
+    if job is not None:
+        logs.set_job(job.id)
+        log.info("accepted %s as job %s (%s)", upload.key, job.id, job.status.value)
 
 
 @framework.cloud_event
 def process_job(event: Any) -> None:
     """One jobs-topic message: render the job. Raising makes Pub/Sub redeliver."""
-    with logs.context(trace=logs.trace_from_header(event.get("traceparent"))):
-        pipeline.handle_job_message(services(), message_json(event))
+    pipeline.handle_job_message(services(), message_json(event))
 
 
 @framework.cloud_event
 def on_dead_letter(event: Any) -> None:
     """A jobs message that Pub/Sub gave up on: the job ends FAILED."""
-    with logs.context(trace=logs.trace_from_header(event.get("traceparent"))):
-        pipeline.handle_dead_letter(services(), message_json(event), gave_up(event))
+    pipeline.handle_dead_letter(services(), message_json(event), gave_up(event))
 
 
 def message_json(event: Any) -> dict[str, Any] | None:
@@ -72,20 +69,19 @@ def api(request: Any) -> Any:
     from core import http_api
     from migrate import http as migration_http
 
-    with logs.context(trace=logs.trace_from_header(request.headers.get("X-Cloud-Trace-Context"))):
-        answer = http_api.handle(
-            services,
-            http_api.Request(
-                method=request.method,
-                path=request.path,
-                headers=dict(request.headers),
-                body=request.stream,
-                base_url=request.url_root.rstrip("/"),
-                query=request.args.to_dict(),
-            ),
-            migration_http.routes(_batch_queue),
-        )
-        return flask.Response(answer.body, status=answer.status, headers=answer.headers)
+    answer = http_api.handle(
+        services,
+        http_api.Request(
+            method=request.method,
+            path=request.path,
+            headers=dict(request.headers),
+            body=request.stream,
+            base_url=request.url_root.rstrip("/"),
+            query=request.args.to_dict(),
+        ),
+        migration_http.routes(_batch_queue),
+    )
+    return flask.Response(answer.body, status=answer.status, headers=answer.headers)
 
 
 def _batch_queue() -> Any:

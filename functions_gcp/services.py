@@ -25,9 +25,9 @@ def build() -> Services:
 
     store = GcsObjectStore(config.require("GCS_BUCKET"))
     if os.environ.get(INLINE_VAR, "").strip().lower() in ("1", "true", "yes"):
-        built = Services.over(store, CallbackTaskQueue(lambda payload: None))
-        built.queue = CallbackTaskQueue(lambda payload: process_job(built, parse_job_message(payload)))
-        return built
+        # One Services, whose queue processes each message at once on that same Services.
+        inline = Services.over(store, CallbackTaskQueue(lambda msg: process_job(inline, parse_job_message(msg))))
+        return inline
     topic = os.environ.get(JOBS_TOPIC_VAR, "").strip() or DEFAULT_JOBS_TOPIC
     built = Services.over(store, LazyTaskQueue(lambda: _pubsub(topic)))
     built.upload_events = config.upload_events()  # the bucket notification (or Eventarc) sends the message

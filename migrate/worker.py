@@ -2,11 +2,13 @@
 
 The message names the destination container, where the run record lives; the
 run record names the source bucket. The functions stay thin: they parse their
-trigger and call ``handle`` or ``handle_poison``.
+trigger and call ``handle_message`` or ``handle_dead_letter``, which drop (log and
+acknowledge) a message that can never work, as ``pipeline.handle_job_message`` does for jobs.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +17,8 @@ from core.clouds.gcs import GcsSource
 from core.errors import BadRequest, NotFound
 from core.ports import ObjectDetails, TaskQueue
 from migrate import fanout
+
+log = logging.getLogger("migrate.worker")
 
 
 def _batch(payload: object) -> tuple[Mapping[str, Any], str]:
@@ -46,3 +50,30 @@ def handle_poison(payload: object, reason: str) -> None:
     """The batch the platform gave up on is recorded failed."""
     message, container = _batch(payload)
     fanout.mark_failed(AzureBlobObjectStore(container), message, reason)
+
+
+def handle_message(payload: object, queue: TaskQueue, *, message_id: str = "") -> dict[str, Any] | None:
+    """A fan-out message from either cloud: copy its batch; None for one that can never work.
+
+    A message that is no batch, or names an unknown run, is logged and dropped: raising
+    would have the platform retry it and then dead-letter it, with the same outcome.
+    Anything transient propagates so the platform retries.
+    """
+    try:
+        state = handle(payload, queue)
+    except (BadRequest, NotFound) as exc:
+        log.error("dropped migration message %s: %s", message_id, exc)
+        return None
+    run_id = payload.get("run_id") if isinstance(payload, Mapping) else None
+    log.info("batch %s of run %s: %s", state["batch"], run_id, state["state"])
+    return state
+
+
+def handle_dead_letter(payload: object, reason: str, *, message_id: str = "") -> bool:
+    """A batch the platform gave up on is recorded failed; False (logged) for a message that is no batch."""
+    try:
+        handle_poison(payload, reason)
+    except BadRequest as exc:
+        log.error("dropped a malformed migration dead letter %s: %s", message_id, exc)
+        return False
+    return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tracemalloc
 from collections.abc import Iterator
@@ -107,10 +108,28 @@ def test_a_bad_image_fails_and_the_message_is_acknowledged(svc: Services) -> Non
     assert list(store.list("results/")) == []
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"job": 1}', json.dumps({"job_id": "f" * 32}).encode()])
-def test_malformed_or_unknown_messages_are_acknowledged(svc: Services, body: bytes) -> None:
-    blueprint.process_job(queue_message(body))
-    blueprint.on_poison(queue_message(body))
+@pytest.mark.parametrize(
+    ("body", "logged"),
+    [
+        (b"not json", "no job_id"),
+        (b"[]", "no job_id"),
+        (b'{"job": 1}', "no job_id"),
+        (json.dumps({"job_id": "f" * 32}).encode(), "unknown job"),
+    ],
+)
+def test_malformed_or_unknown_messages_are_acknowledged(
+    svc: Services, body: bytes, logged: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Returning (not raising) is what makes the host delete the message; the effect: nothing made, a log line each.
+    caplog.set_level(logging.INFO)
+    calls = [(blueprint.process_job, queue_message(body)), (blueprint.on_poison, queue_message(body, dequeue_count=5))]
+    for handler, message in calls:
+        caplog.clear()
+        assert handler(message) is None
+        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert any(logged in line for line in warnings), (handler, warnings)
+    assert [info.key for info in svc.store.list("")] == []  # no job record, no result, nothing else
+    assert queued(svc) == []
 
 
 def test_a_transient_failure_raises_so_the_host_retries() -> None:

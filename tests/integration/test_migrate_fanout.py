@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 
 import pytest
 from azure.functions.queue import QueueMessage
@@ -178,7 +179,7 @@ def test_cutover_freezes_syncs_only_the_change_and_verifies(
 
 @pytest.mark.parametrize("body", [b"null", b"[1, 2]", b'"text"', b"{}", b"not json"])
 def test_batch_messages_that_are_no_batch_are_dropped_on_both_clouds(
-    body: bytes, monkeypatch: pytest.MonkeyPatch
+    body: bytes, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Acknowledged and logged, never raised: raising would retry them and then fail them again as poison."""
     from cloudevents.http import CloudEvent
@@ -196,3 +197,13 @@ def test_batch_messages_that_are_no_batch_are_dropped_on_both_clouds(
     )
     gcp_migrate_batch(event)
     migrate_batch_dead_letter(event)
+    # Each of the four handlers logged its drop, naming the message, and none raised (which would retry it).
+    drops = [r.getMessage() for r in caplog.records if r.name == "migrate.worker" and r.levelno == logging.ERROR]
+    expected = [
+        "dropped migration message m: ",
+        "dropped a malformed migration dead letter m: ",
+        f"dropped migration message {event['id']}: ",
+        f"dropped a malformed migration dead letter {event['id']}: ",
+    ]
+    assert len(drops) == 4 and all(line.startswith(prefix) for line, prefix in zip(drops, expected, strict=True)), drops
+    assert all("names no container" in line for line in drops)

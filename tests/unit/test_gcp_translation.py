@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import types
 
 import pytest
 
@@ -93,15 +94,61 @@ def test_log_lines_are_cloud_logging_json_with_job_and_trace(monkeypatch: pytest
     assert "job_id" not in json.loads(formatter.format(record))
 
 
-def test_cloud_trace_context_header() -> None:
-    assert (
-        logs.trace_from_header(
-            "105445aa7843bc8bf206b12000100000/1;o=1",
-        )
-        is not None
+@pytest.mark.parametrize(
+    ("header", "project", "trace"),
+    [
+        ("105445aa7843bc8bf206b12000100000/1;o=1", "proj", "projects/proj/traces/105445aa7843bc8bf206b12000100000"),
+        ("105445aa7843bc8bf206b12000100000", "", "105445aa7843bc8bf206b12000100000"),
+        (
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "p",
+            "projects/p/traces/0af7651916cd43dd8448eb211c80319c",
+        ),
+        ("garbage", "proj", None),
+        ("105445aa7843bc8bf206b1200010000/1", "proj", None),  # 31 hex digits
+        ("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "proj", None),  # unknown traceparent version
+        (None, "proj", None),
+    ],
+)
+def test_cloud_trace_context_header(
+    monkeypatch: pytest.MonkeyPatch, header: str | None, project: str, trace: str | None
+) -> None:
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", project)
+    assert logs.trace_from_header(header) == trace
+
+
+def test_the_decorators_put_the_trace_on_every_log_line_of_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cloudevents.http import CloudEvent
+
+    from functions_gcp import framework
+
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "proj")
+    seen: list[str | None] = []
+
+    def handler(arg: object) -> str:
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "inside", (), None)
+        seen.append(json.loads(logs.CloudLoggingFormatter().format(record)).get("logging.googleapis.com/trace"))
+        return "answer"
+
+    event = CloudEvent(
+        {
+            "type": events.PUBLISHED,
+            "source": "s",
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        },
+        {},
     )
-    assert logs.trace_from_header("garbage") is None
-    assert logs.trace_from_header(None) is None
+
+    request = types.SimpleNamespace(headers={"X-Cloud-Trace-Context": "105445aa7843bc8bf206b12000100000/1;o=1"})
+
+    assert framework.cloud_event(handler)(event) == "answer"
+    assert framework.http(handler)(request) == "answer"
+    assert framework.cloud_event(handler)(CloudEvent({"type": events.PUBLISHED, "source": "s"}, {})) == "answer"
+    assert seen == [
+        "projects/proj/traces/0af7651916cd43dd8448eb211c80319c",
+        "projects/proj/traces/105445aa7843bc8bf206b12000100000",
+        None,
+    ]
 
 
 @pytest.mark.parametrize(
