@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.errors import BadRequest, Conflict, NotFound
-from core.ports import DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE, ObjectInfo, StoredObject, check_size
+from core.ports import DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE, ObjectInfo, StoredObject, check_key, check_size
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class InMemoryObjectStore:
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> ObjectInfo:
-        _check_key(key)
+        check_key(key)
         payload = bytes(data)
         with self._lock:
             current = self._objects.get(key)
@@ -86,15 +86,11 @@ class InMemoryObjectStore:
             del self._objects[key]
 
     def _find(self, key: str) -> StoredObject:
+        check_key(key)
         try:
             return self._objects[key]
         except KeyError:
             raise NotFound(f"no object {key!r}") from None
-
-
-def _check_key(key: str) -> None:
-    if not key or "\x00" in key:
-        raise BadRequest(f"invalid object key {key!r}: it must be non-empty and without NUL")
 
 
 def _check_preconditions(key: str, current: StoredObject | None, if_match: str | None, if_none_match: bool) -> None:

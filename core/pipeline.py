@@ -27,7 +27,7 @@ from typing import Any
 from core import config, imaging, logs
 from core.errors import BadRequest, Conflict, Frozen, InvalidImage, NotFound, PayloadTooLarge
 from core.jobs import Job, JsonJobStore, Status, job_id_for, utcnow
-from core.ports import JobStore, ObjectInfo, ObjectStore, TaskQueue
+from core.ports import JobStore, ObjectInfo, ObjectStore, TaskQueue, check_key
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,14 @@ def frozen(services: Services) -> str | None:
 
 
 def is_upload(key: str) -> bool:
-    """True for an object under ``uploads/`` (not the folder placeholder itself)."""
+    """True for an object under ``uploads/``: not the folder placeholder, nor a key no store takes (``check_key``).
+
+    ``uploads/../jobs/x.json`` would make a job that reads and writes outside ``uploads/`` and ``results/``.
+    """
+    try:
+        check_key(key)
+    except BadRequest:
+        return False
     return key.startswith(UPLOADS) and len(key) > len(UPLOADS) and not key.endswith("/")
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from core.errors import PayloadTooLarge
+from core.errors import BadRequest, PayloadTooLarge
 
 if TYPE_CHECKING:
     from core.jobs import Job
@@ -44,6 +44,20 @@ class StoredObject:
     info: ObjectInfo
 
 
+def dot_segment(key: str) -> bool:
+    """True when a ``/``-separated segment of ``key`` is ``.`` or ``..``."""
+    return any(segment in (".", "..") for segment in key.split("/"))
+
+
+def check_key(key: str) -> str:
+    """``key`` if every store can hold it as it is; ``BadRequest`` naming the problem otherwise."""
+    if not key or "\x00" in key:
+        raise BadRequest(f"invalid object key {key!r}: it must be non-empty and without NUL")
+    if dot_segment(key):
+        raise BadRequest(f"invalid object key {key!r}: a '.' or '..' path segment would be resolved to another name")
+    return key
+
+
 def check_size(key: str, size: int, max_bytes: int | None) -> None:
     """``PayloadTooLarge`` naming both figures when ``size`` is over ``max_bytes`` (None: no limit)."""
     if max_bytes is not None and size > max_bytes:
@@ -57,7 +71,11 @@ class ObjectStore(Protocol):
     Every implementation must guarantee:
 
     - Keys are any non-empty Unicode string without NUL, including spaces,
-      ``#``, ``?``, ``%`` and ``/``; a key reads back exactly as written.
+      ``#``, ``?``, ``%`` and ``/``; a key reads back exactly as written. A
+      key with a ``.`` or ``..`` path segment (``a/../b``) is refused with
+      ``BadRequest`` by every method that takes a key: HTTP clients and the
+      Azure front end resolve it to another name (``b``), so it could
+      overwrite or read another object.
     - ``get`` returns bytes and info from one version: ``info.version`` is the
       version those bytes belong to, so it can guard a later ``put``.
     - ``put`` replaces the whole object atomically. With ``if_match`` it

@@ -1,10 +1,12 @@
 """What a GCS object becomes in Azure Blob: its name, its metadata keys and its access tier.
 
-Names Azure rejects (``azure_name_problem``): a name ending in ``.``, holding
-``\\`` or a control character, longer than 1,024 characters, or with more
-than 254 path segments. They are reported and skipped, or with
+Names Azure rejects or alters (``azure_name_problem``): a name with a ``.`` or
+``..`` path segment (``a/../b`` would be written over ``b``), ending in ``.``,
+holding ``\\`` or a control character, longer than 1,024 characters, or with
+more than 254 path segments. They are reported and skipped, or with
 ``--encode-names`` stored under ``encode_name(key)``: each such character, and
-``%`` itself, as ``%XX`` (UTF-8), a trailing ``.`` as ``%2E``.
+``%`` itself, as ``%XX`` (UTF-8), the dots of a ``.`` or ``..`` segment and a
+trailing ``.`` as ``%2E``.
 ``urllib.parse.unquote`` gives the original back.
 
 Directory markers (a key ending in ``/`` with zero bytes) are not copied: Azure
@@ -26,8 +28,9 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 
+from core.clouds import METADATA_VALUE_SAFE
 from core.errors import BadRequest
-from core.ports import ObjectDetails
+from core.ports import ObjectDetails, dot_segment
 
 MAX_NAME_LENGTH = 1024
 MAX_SEGMENTS = 254
@@ -44,11 +47,12 @@ DEFAULT_TIERS = {
     "ARCHIVE": "Archive",
 }
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_VALUE_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
 
 
 def azure_name_problem(key: str) -> str | None:
     """Why Azure Blob would reject or alter ``key``; None if it is fine."""
+    if dot_segment(key):
+        return "has a '.' or '..' path segment (HTTP resolves 'a/../b' to 'b', which it would overwrite)"
     if key.endswith("."):
         return "ends with '.'"
     if "\\" in key:
@@ -67,6 +71,9 @@ def encode_name(key: str) -> str:
     encoded = "".join(
         urllib.parse.quote(c, safe="") if c in "%\\" or ord(c) < 0x20 or ord(c) == 0x7F else c for c in key
     )
+    # A '.' or '..' segment has its dots encoded, so the name keeps its place.
+    segments = [s.replace(".", "%2E") if s in (".", "..") else s for s in encoded.split("/")]
+    encoded = "/".join(segments)
     return encoded[:-1] + "%2E" if encoded.endswith(".") else encoded
 
 
@@ -124,7 +131,8 @@ def azure_metadata(metadata: Mapping[str, str]) -> tuple[dict[str, str], list[st
             notes.append(f"metadata key {key!r} stored as {new_key!r}")
         if new_key.lower() in (k.lower() for k in mapped):
             raise BadRequest(f"metadata keys collide on Azure, which ignores case: {key!r}")
-        new_value = value if all(c in _VALUE_SAFE for c in value) else urllib.parse.quote(value, safe=_VALUE_SAFE)
+        plain = all(c in METADATA_VALUE_SAFE for c in value)
+        new_value = value if plain else urllib.parse.quote(value, safe=METADATA_VALUE_SAFE)
         if new_value != value:
             notes.append(f"metadata value of {key!r} percent-encoded")
         mapped[new_key] = new_value

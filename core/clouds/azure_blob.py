@@ -41,16 +41,23 @@ from azure.storage.blob import (
 )
 
 from core import config
-from core.clouds import identity
+from core.clouds import METADATA_VALUE_SAFE, identity
 from core.errors import BadRequest, ConfigError, Conflict, Forbidden, NotFound, TransientError
-from core.ports import DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE, ObjectDetails, ObjectInfo, StoredObject, check_size
+from core.ports import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_PAGE_SIZE,
+    ObjectDetails,
+    ObjectInfo,
+    StoredObject,
+    check_key,
+    check_size,
+)
 
 CONNECTION_STRING_VAR = "AZURE_STORAGE_CONNECTION_STRING"
 ACCOUNT_URL_VAR = "AZURE_STORAGE_ACCOUNT_URL"
 CONTAINER_VAR = "AZURE_STORAGE_CONTAINER"
 
 # Safe characters in a metadata value: printable ASCII but '%'.
-_METADATA_SAFE = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) not in "%")
 
 
 def make_service_client() -> BlobServiceClient:
@@ -117,14 +124,14 @@ class AzureBlobObjectStore:
     def get(self, key: str, *, max_bytes: int | None = None) -> StoredObject:
         with translate_errors(key):
             # The first request reads at most max_single_get_size (32 MiB) and tells the size.
-            downloader = self.container.download_blob(key)
+            downloader = self.container.download_blob(check_key(key))
             check_size(key, downloader.size, max_bytes)
             data = downloader.readall()
         return StoredObject(data, _info(downloader.properties))
 
     def get_stream(self, key: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
         with translate_errors(key):
-            downloader = self.container.get_blob_client(key).download_blob(max_concurrency=1)
+            downloader = self.container.get_blob_client(check_key(key)).download_blob(max_concurrency=1)
         return self._chunks(downloader, key, chunk_size)
 
     @staticmethod
@@ -142,7 +149,7 @@ class AzureBlobObjectStore:
 
     def head(self, key: str) -> ObjectInfo:
         with translate_errors(key):
-            return _info(self.container.get_blob_client(key).get_blob_properties())
+            return _info(self.container.get_blob_client(check_key(key)).get_blob_properties())
 
     def put(
         self,
@@ -154,6 +161,7 @@ class AzureBlobObjectStore:
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> ObjectInfo:
+        check_key(key)
         payload = bytes(data)
         md5 = hashlib.md5(payload)
         conditions: dict[str, Any] = {"overwrite": not if_none_match}
@@ -188,11 +196,11 @@ class AzureBlobObjectStore:
 
     def delete(self, key: str) -> None:
         with translate_errors(key):
-            self.container.delete_blob(key)
+            self.container.delete_blob(check_key(key))
 
 
 def _encode_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
-    return {k: urllib.parse.quote(v, safe=_METADATA_SAFE) for k, v in metadata.items()}
+    return {k: urllib.parse.quote(v, safe=METADATA_VALUE_SAFE) for k, v in metadata.items()}
 
 
 def _info(props: BlobProperties) -> ObjectInfo:
@@ -282,7 +290,8 @@ class AzureBlobDestination:
         return self.container.url.partition("?")[0]
 
     def _rest_put(self, key: str, query: str, body: bytes, headers: dict[str, str]) -> None:
-        url = f"{self.container_url}/{quote(key, safe='/')}?{query}{'&' if query else ''}{self._sas_token()}"
+        # check_key: urllib3 resolves a '..' segment, so 'a/../b' would be written over 'b'.
+        url = f"{self.container_url}/{quote(check_key(key), safe='/')}?{query}{'&' if query else ''}{self._sas_token()}"
         headers = {"x-ms-version": self.API_VERSION, "Content-Length": str(len(body)), **headers}
         try:
             response = self._http().request("PUT", url, body=body, headers=headers)
@@ -355,7 +364,7 @@ class AzureBlobDestination:
 
     def head(self, key: str) -> ObjectDetails:
         with translate_errors(key):
-            return _details(self.container.get_blob_client(key).get_blob_properties())
+            return _details(self.container.get_blob_client(check_key(key)).get_blob_properties())
 
     def put(self, details: ObjectDetails, data: bytes, *, tier: str | None = None) -> None:
         """Write the whole blob with its properties, metadata, Content-MD5 and tier in one request.
@@ -389,7 +398,7 @@ class AzureBlobDestination:
         """Ids of the blocks staged but not yet committed for ``key`` (what a killed copy left)."""
         try:
             with translate_errors(key):
-                _, uncommitted = self.container.get_blob_client(key).get_block_list("uncommitted")
+                _, uncommitted = self.container.get_blob_client(check_key(key)).get_block_list("uncommitted")
         except NotFound:
             return set()
         return {block.id for block in uncommitted}
@@ -407,7 +416,7 @@ class AzureBlobDestination:
     def commit(self, details: ObjectDetails, block_ids: Sequence[str], *, tier: str | None = None) -> None:
         """Make the staged blocks the blob, atomically, with its properties and metadata."""
         with translate_errors(details.key):
-            self.container.get_blob_client(details.key).commit_block_list(
+            self.container.get_blob_client(check_key(details.key)).commit_block_list(
                 [BlobBlock(block_id=b) for b in block_ids],
                 content_settings=_settings(details),
                 metadata=dict(details.metadata),

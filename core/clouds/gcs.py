@@ -27,7 +27,15 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 from core import config
 from core.clouds import identity
 from core.errors import BadRequest, Conflict, Forbidden, NotFound, TransientError
-from core.ports import DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE, ObjectDetails, ObjectInfo, StoredObject, check_size
+from core.ports import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_PAGE_SIZE,
+    ObjectDetails,
+    ObjectInfo,
+    StoredObject,
+    check_key,
+    check_size,
+)
 
 BUCKET_VAR = "GCS_BUCKET"
 SIGNED_URL_LIFETIME = timedelta(minutes=15)
@@ -89,7 +97,7 @@ class GcsObjectStore:
 
     def get(self, key: str, *, max_bytes: int | None = None) -> StoredObject:
         with translate_errors(key):
-            blob = self.bucket.get_blob(key)
+            blob = self.bucket.get_blob(check_key(key))
             if blob is None:
                 raise NotFound(f"no object {key!r}")
             check_size(key, int(blob.size or 0), max_bytes)
@@ -99,7 +107,7 @@ class GcsObjectStore:
 
     def get_stream(self, key: str, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
         with translate_errors(key):
-            blob = self.bucket.get_blob(key)
+            blob = self.bucket.get_blob(check_key(key))
             if blob is None:
                 raise NotFound(f"no object {key!r}")
         return self._chunks(blob, key, chunk_size)
@@ -117,7 +125,7 @@ class GcsObjectStore:
 
     def head(self, key: str) -> ObjectInfo:
         with translate_errors(key):
-            blob = self.bucket.get_blob(key)
+            blob = self.bucket.get_blob(check_key(key))
         if blob is None:
             raise NotFound(f"no object {key!r}")
         return _info(blob)
@@ -132,7 +140,7 @@ class GcsObjectStore:
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> ObjectInfo:
-        blob = self.bucket.blob(key)
+        blob = self.bucket.blob(check_key(key))
         if metadata:
             blob.metadata = dict(metadata)
         precondition: dict[str, Any] = {}
@@ -156,7 +164,7 @@ class GcsObjectStore:
 
     def delete(self, key: str) -> None:
         with translate_errors(key):
-            self.bucket.blob(key).delete()
+            self.bucket.blob(check_key(key)).delete()
 
 
 def _generation(key: str, version: str) -> int:

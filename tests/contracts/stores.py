@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import pytest
 
-from core.errors import Conflict, NotFound, PayloadTooLarge
+from core.errors import BadRequest, Conflict, NotFound, PayloadTooLarge
 from core.jobs import Job, JsonJobStore, Status
 from core.ports import ObjectStore
 
@@ -25,7 +25,11 @@ ODD_KEYS = [
     "uploads/percent%20sign%.jpg",
     "uploads/deep/er/path.jpg",
     "uploads/plus+and&amp=.jpg",
+    "uploads/..two-dots-lead.jpg",
+    "uploads/.hidden",
+    "uploads/a..b/c.jpg",
 ]
+DOT_SEGMENT_KEYS = ["uploads/a/../b.jpg", "uploads/./b.jpg", "uploads/x/..", "../b.jpg", "uploads/b.jpg/.", ".."]
 
 
 class ObjectStoreContract:
@@ -68,6 +72,22 @@ class ObjectStoreContract:
             store.get("big.bin", max_bytes=999)
         with pytest.raises(NotFound):
             store.get("nope", max_bytes=1)
+
+    @pytest.mark.parametrize("key", DOT_SEGMENT_KEYS)
+    def test_dot_segment_keys_are_refused_and_touch_no_other_object(self, store: ObjectStore, key: str) -> None:
+        store.put("uploads/b.jpg", b"the real b")
+        store.put("b.jpg", b"the top b")
+        for call in (
+            lambda: store.put(key, b"an impostor"),
+            lambda: store.get(key),
+            lambda: store.head(key),
+            lambda: list(store.get_stream(key)),
+            lambda: store.delete(key),
+        ):
+            with pytest.raises(BadRequest, match="segment"):
+                call()
+        assert (store.get("uploads/b.jpg").data, store.get("b.jpg").data) == (b"the real b", b"the top b")
+        assert sorted(info.key for info in store.list("")) == ["b.jpg", "uploads/b.jpg"]
 
     def test_missing_key_raises_not_found_everywhere(self, store: ObjectStore) -> None:
         with pytest.raises(NotFound):

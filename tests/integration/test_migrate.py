@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from google.cloud import storage
 
-from core.clouds.azure_blob import AzureBlobDestination
+from core.clouds.azure_blob import AzureBlobDestination, AzureBlobObjectStore
 from core.clouds.gcs import GcsSource
-from core.errors import NotFound, TransientError
+from core.errors import BadRequest, NotFound, TransientError
 from core.ports import ObjectDetails
 from devstack.emulators import Azurite, FakeGcs
 from devstack.rclone import rclone
@@ -117,6 +117,28 @@ def test_names_azure_rejects_are_reported_or_encoded(
     assert main(["copy", f"gs://{bucket}", f"az://{container}", "--encode-names"]) == 0
     assert {d.key for d in AzureBlobDestination(container).list()} == {"fine.txt", "trailing-dot%2E"}
     assert main(["verify", f"gs://{bucket}", f"az://{container}"]) == 0
+
+
+def test_dot_segment_names_never_overwrite_another_blob(
+    bucket: str, container: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Over HTTP 'a/../b.txt' is 'b.txt': a plain REST put would overwrite b.txt with the other object's bytes.
+    upload(bucket, "b.txt", b"the real b")
+    upload(bucket, "a/../b.txt", b"an impostor")
+    upload(bucket, "./c.txt", b"dot c")
+    assert {o.key for o in GcsSource(bucket).list()} == {"b.txt", "a/../b.txt", "./c.txt"}  # GCS keeps them apart
+    assert main(["copy", f"gs://{bucket}", f"az://{container}"]) == 1
+    err = capsys.readouterr().err
+    assert "a/../b.txt" in err and "./c.txt" in err and "'..' path segment" in err
+    dest, blobs = AzureBlobDestination(container), AzureBlobObjectStore(container)
+    assert {d.key for d in dest.list()} == {"b.txt"}
+    assert blobs.get("b.txt").data == b"the real b"
+    assert main(["copy", f"gs://{bucket}", f"az://{container}", "--encode-names"]) == 0
+    assert {d.key for d in dest.list()} == {"b.txt", "a/%2E%2E/b.txt", "%2E/c.txt"}
+    assert (blobs.get("b.txt").data, blobs.get("a/%2E%2E/b.txt").data) == (b"the real b", b"an impostor")
+    assert main(["verify", f"gs://{bucket}", f"az://{container}"]) == 0
+    with pytest.raises(BadRequest, match="segment"):  # the destination refuses it too, whoever calls it
+        dest.put(next(o for o in GcsSource(bucket).list() if o.key == "a/../b.txt"), b"x")
 
 
 def test_prefix_to_prefix(bucket: str, container: str) -> None:

@@ -153,6 +153,15 @@ def test_accept_ignores_everything_but_uploads(services: Services, key: str) -> 
     assert queued(services) == []
 
 
+@pytest.mark.parametrize("key", ["uploads/../jobs/x.json", "uploads/a/../../results/b.jpg", "uploads/./a.jpg"])
+def test_keys_with_dot_segments_are_never_stored_nor_accepted(services: Services, key: str) -> None:
+    # Such a job would read and write outside uploads/ and results/ (a job record, another result).
+    with pytest.raises(BadRequest, match="segment"):
+        services.store.put(key, JPEG)
+    assert accept_upload(services, key, md5="0" * 32, content_type="image/jpeg") is None
+    assert keys(services) == [] and queued(services) == []
+
+
 def test_accept_reads_the_md5_from_the_store_when_the_event_has_none(services: Services) -> None:
     services.store.put("uploads/odd name #1.jpg", JPEG, content_type="image/jpeg")
     job = accept_upload(services, "uploads/odd name #1.jpg")
@@ -421,8 +430,8 @@ def test_processing_records_the_sniffed_type_of_a_bucket_upload(services: Servic
     assert (done.content_type, done.result) == ("image/png", "results/photo.png")
 
 
-@pytest.mark.parametrize("key", ["uploads/../escape.jpg", "uploads/ctrl\x01\x7f.jpg", "uploads/a/../../b.jpg"])
-def test_dot_dot_and_control_characters_in_keys_stay_under_results(services: Services, key: str) -> None:
+@pytest.mark.parametrize("key", ["uploads/ctrl\x01\x7f.jpg", "uploads/..dots-lead.jpg", "uploads/a..b/c.jpg"])
+def test_dots_and_control_characters_in_keys_stay_under_results(services: Services, key: str) -> None:
     services.store.put(key, JPEG)
     job = accept_upload(services, key)
     assert job is not None
