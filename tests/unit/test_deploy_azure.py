@@ -97,3 +97,6 @@ def test_the_zip_holds_the_app_and_nothing_else() -> None:
     assert any(f.startswith("core/") for f in files) and any(f.startswith("functions_azure/") for f in files)
     tops = {f.split("/")[0] for f in files}
     assert not tops & {"tests", "deploy", "devstack", "functions_gcp", "main.py", ".venv", ".git", "bench"}
+    # The local host is not part of the app; the app's modules are.
+    assert not [f for f in files if f.startswith("functions_azure/devhost")]
+    assert {"functions_azure/blueprint.py", "functions_azure/migration.py", "functions_azure/services.py"} <= set(files)

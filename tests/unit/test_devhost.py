@@ -6,7 +6,9 @@ delivered again, as Event Grid retries: neither kills the trigger's loop nor los
 
 from __future__ import annotations
 
+import io
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +20,10 @@ from core.clouds.azure_queue import Received
 from core.errors import TransientError
 from core.memory import InMemoryObjectStore
 from core.ports import ObjectInfo, StoredObject
-from functions_azure.devhost import DevHost
+from functions_azure.devhost import DevHost, HostSettings
+from functions_azure.devhost import http as devhost_http
+from functions_azure.devhost.blobs import BlobTrigger
+from functions_azure.devhost.http import BodyTooLarge, read_body
 from functions_azure.settings import CONNECTION
 from tests.helper import FailingReads
 
@@ -56,7 +61,7 @@ def message(dequeue_count: int) -> Received:
 def test_a_message_that_cannot_be_settled_is_left_to_its_lease() -> None:
     dev, queue, poison = host(), Unreachable(), Unreachable()
     handled: list[str] = []
-    dev._run_queue_message(queue, poison, "process_job", lambda m: handled.append(m.id), message(1))  # type: ignore[arg-type]
+    dev.queues.run_message(queue, poison, "process_job", lambda m: handled.append(m.id), message(1))  # type: ignore[arg-type]
     assert handled == ["m1"] and queue.calls == ["delete"]
 
 
@@ -66,17 +71,17 @@ def test_a_failed_message_that_cannot_be_released_or_poisoned_does_not_raise() -
     def fails(_: func.QueueMessage) -> None:
         raise RuntimeError("handler failed")
 
-    for count, expected in ((1, ["release"]), (dev.settings["max_dequeue_count"], ["send_body"])):
+    for count, expected in ((1, ["release"]), (dev.settings.max_dequeue_count, ["send_body"])):
         queue, poison = Unreachable(), Unreachable()
-        dev._run_queue_message(queue, poison, "process_job", fails, message(count))  # type: ignore[arg-type]
+        dev.queues.run_message(queue, poison, "process_job", fails, message(count))  # type: ignore[arg-type]
         assert queue.calls + poison.calls == expected
 
 
 def blob_host(store: InMemoryObjectStore, handler: Callable[[Any], None]) -> DevHost:
     """A devhost whose one blob trigger, ``on_upload`` on ``c/uploads/``, reads ``store``."""
     dev = host()
-    dev.bindings.blobs = [("on_upload", "c", "uploads/", CONNECTION, handler)]
-    dev.blob_store = lambda container: store
+    dev.blobs.triggers = [BlobTrigger("on_upload", "c", "uploads/", CONNECTION, handler)]
+    dev.blobs.store = lambda container: store
     return dev
 
 
@@ -91,7 +96,7 @@ def event_grid(key: str, *, container: str = "c", kind: str = "Microsoft.Storage
 
 def post(dev: DevHost, body: bytes, kind: str = "Notification", function: str = "on_upload") -> tuple[int, bytes]:
     path = f"/runtime/webhooks/blobs?functionName=Host.Functions.{function}"
-    status, _, answer = dev.dispatch_http("POST", path, {"aeg-event-type": kind}, body)
+    status, _, answer = dev.http.dispatch("POST", path, {"aeg-event-type": kind}, body)
     return status, answer
 
 
@@ -178,9 +183,69 @@ def test_a_failing_trigger_answers_500_and_a_deleted_blob_is_dropped() -> None:
 
 
 def test_an_app_setting_overrides_host_json_as_on_the_real_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    from functions_azure.devhost import host_settings
-
     monkeypatch.delenv("AzureFunctionsJobHost__extensions__queues__maxPollingInterval", raising=False)
-    assert host_settings()["max_polling_interval"] == 2.0, "host.json, which ships, keeps 2 s"
+    assert HostSettings.load().max_polling_interval == 2.0, "host.json, which ships, keeps 2 s"
     monkeypatch.setenv("AzureFunctionsJobHost__extensions__queues__maxPollingInterval", "00:00:00.100")
-    assert host_settings()["max_polling_interval"] == 0.1
+    assert HostSettings.load().max_polling_interval == 0.1
+
+
+# HTTP bodies, as the host reads them -------------------------------------------------------------
+
+
+def chunked(*pieces: bytes, trailer: bytes = b"") -> io.BytesIO:
+    wire = b"".join(f"{len(p):x}\r\n".encode() + p + b"\r\n" for p in pieces) + b"0\r\n" + trailer + b"\r\n"
+    return io.BytesIO(wire + b"NEXT REQUEST")
+
+
+def test_a_chunked_body_is_read_whole_and_no_further() -> None:
+    stream = chunked(b"abc", b"de", trailer=b"X-Trailer: 1\r\n")
+    assert read_body({"Transfer-Encoding": "chunked"}, stream) == b"abcde"
+    assert stream.read() == b"NEXT REQUEST"
+
+
+def test_a_chunk_extension_is_ignored() -> None:
+    stream = io.BytesIO(b"3;name=value\r\nabc\r\n0\r\n\r\n")
+    assert read_body({"transfer-encoding": "Chunked"}, stream) == b"abc"
+
+
+def test_a_chunked_body_over_the_limit_stops_reading() -> None:
+    stream = chunked(b"x" * 60, b"y" * 60)
+    with pytest.raises(BodyTooLarge):
+        read_body({"Transfer-Encoding": "chunked"}, stream, limit=100)
+    assert stream.tell() < 130  # the second chunk was never read
+
+
+def test_a_declared_length_over_the_limit_is_refused_unread() -> None:
+    stream = io.BytesIO(b"z" * 200)
+    with pytest.raises(BodyTooLarge):
+        read_body({"Content-Length": "200"}, stream, limit=100)
+    assert stream.tell() == 0
+    assert read_body({"Content-Length": "100"}, stream, limit=100) == b"z" * 100
+    assert read_body({}, io.BytesIO(b"ignored")) == b""
+
+
+def test_the_server_answers_413_beyond_the_hosts_limit_and_serves_chunked_bodies() -> None:
+    import http.client
+
+    seen: list[bytes] = []
+
+    def dispatch(method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+        seen.append(body)
+        return 202, {"Content-Type": "text/plain"}, b"%d" % len(body)
+
+    server = devhost_http.server(dispatch, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+        connection.request("POST", "/api/jobs", body=iter([b"ab", b"cd"]), encode_chunked=True)
+        response = connection.getresponse()
+        assert (response.status, response.read()) == (202, b"4")
+        connection.request(
+            "POST", "/api/jobs", body=b"x", headers={"Content-Length": str(devhost_http.MAX_BODY_BYTES + 1)}
+        )
+        response = connection.getresponse()
+        assert response.status == 413 and b"payload_too_large" in response.read()
+        assert seen == [b"abcd"]  # the oversize request reached no function
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,5 @@
+import sys
+
+from functions_azure.devhost.host import main
+
+sys.exit(main())
