@@ -31,6 +31,7 @@ def require_pubsub_emulator(what: str = "this test") -> None:
     try:
         pubsub_emulator_binary()
     except EmulatorUnavailable as exc:
+        EMULATORS["pubsub-emulator"] = f"ABSENT, its tests skipped: {exc}"
         pytest.skip(f"{what} needs Google's Pub/Sub emulator: {exc}")
 
 
