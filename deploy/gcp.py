@@ -49,13 +49,14 @@ from pathlib import Path
 # This script's folder is on the path; the project root is what the imports need.
 sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from core import names  # noqa: E402
 from deploy import shell  # noqa: E402
 
-NOTIFICATIONS_TOPIC = "gcs-notifications"
-JOBS_TOPIC = "grayscale-jobs"
-DEAD_LETTER_TOPIC = "grayscale-jobs-dead"
-BATCH_TOPIC = "migrate-batches"
-BATCH_DEAD_LETTER_TOPIC = "migrate-batches-dead"
+NOTIFICATIONS_TOPIC = names.NOTIFICATIONS_TOPIC
+JOBS_TOPIC = names.JOBS
+DEAD_LETTER_TOPIC = names.JOBS_DEAD_LETTER_TOPIC
+BATCH_TOPIC = names.BATCHES
+BATCH_DEAD_LETTER_TOPIC = names.BATCHES_DEAD_LETTER_TOPIC
 TOPICS = [NOTIFICATIONS_TOPIC, JOBS_TOPIC, DEAD_LETTER_TOPIC, BATCH_TOPIC, BATCH_DEAD_LETTER_TOPIC]
 DEAD_LETTERS = [("process-job", "JOBS_SUBSCRIPTION", DEAD_LETTER_TOPIC),
                 ("migrate-batch", "BATCH_SUBSCRIPTION", BATCH_DEAD_LETTER_TOPIC)]  # fmt: skip

@@ -31,6 +31,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import names
 from core.clouds import pubsub
 from core.clouds.gcs import GcsObjectStore
 from devstack.emulators import (
@@ -47,11 +48,11 @@ from devstack.environment import Stack, environment
 from devstack.pubsub_push import PubSubPush, PushTarget
 
 PROJECT = "local"
-NOTIFICATIONS_TOPIC = "gcs-notifications"
-JOBS_TOPIC = "grayscale-jobs"
-DEAD_LETTER_TOPIC = "grayscale-jobs-dead"
-BATCH_TOPIC = "migrate-batches"
-BATCH_DEAD_LETTER_TOPIC = "migrate-batches-dead"
+NOTIFICATIONS_TOPIC = names.NOTIFICATIONS_TOPIC
+JOBS_TOPIC = names.JOBS
+DEAD_LETTER_TOPIC = names.JOBS_DEAD_LETTER_TOPIC
+BATCH_TOPIC = names.BATCHES
+BATCH_DEAD_LETTER_TOPIC = names.BATCHES_DEAD_LETTER_TOPIC
 MAX_DELIVERY_ATTEMPTS = 5
 SUBSCRIPTIONS = (  # (push subscription, topic, function, its dead-letter topic)
     ("on-upload", NOTIFICATIONS_TOPIC, "on_upload", None),

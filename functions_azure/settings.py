@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from core import names
+
 CONNECTION = "AzureWebJobsStorage"
 """The app setting with the storage account the triggers use."""
 CONTAINER_SETTING = "AZURE_STORAGE_CONTAINER"
 DEFAULT_CONTAINER = "grayscale"
-JOBS_QUEUE = "grayscale-jobs"
-POISON_QUEUE = f"{JOBS_QUEUE}-poison"
+JOBS_QUEUE = names.JOBS
+POISON_QUEUE = names.JOBS_POISON_QUEUE
 MAX_DEQUEUE_COUNT = 5
 """host.json extensions.queues.maxDequeueCount: the attempts before the host moves a message to the poison queue."""
-BATCH_QUEUE = "migrate-batches"
-"""The migration's fan-out queue (``migrate.fanout.BATCH_QUEUE``; a test checks they agree)."""
+BATCH_QUEUE = names.BATCHES
+"""The migration's fan-out queue."""

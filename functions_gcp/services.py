@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from core import config, logs
+from core import config, logs, names
 from core.memory import CallbackTaskQueue
 from core.pipeline import LazyServices, LazyTaskQueue, Services, parse_job_message, process_job
 
 JOBS_TOPIC_VAR = "JOBS_TOPIC"
-DEFAULT_JOBS_TOPIC = "grayscale-jobs"
+DEFAULT_JOBS_TOPIC = names.JOBS
 INLINE_VAR = "GRAYSCALE_PROCESS_INLINE"
 
 

@@ -37,9 +37,14 @@ NEVER_COPIED = ("_cutover/",)
 """Control objects of the source cloud (the cutover freeze marker) stay where they are."""
 
 
-class Source(Protocol):
-    def list(self, prefix: str = "") -> Iterator[ObjectDetails]: ...
+class Reader(Protocol):
+    """What copying one object reads from: ranges of one generation (GCS sources add ``signed_url``)."""
+
     def read_range(self, key: str, generation: str | None, start: int, end: int) -> bytes: ...
+
+
+class Source(Reader, Protocol):
+    def list(self, prefix: str = "") -> Iterator[ObjectDetails]: ...
 
 
 class Destination(Protocol):
@@ -110,7 +115,7 @@ def is_current(obj: ObjectDetails, existing: ObjectDetails | None) -> bool:
 
 
 def copy_object(
-    source: Source, dest: Destination, obj: ObjectDetails, existing: ObjectDetails | None, options: Options
+    source: Reader, dest: Destination, obj: ObjectDetails, existing: ObjectDetails | None, options: Options
 ) -> Outcome:
     """Copy one object; never raises for a per-object problem, it reports it."""
     outcome = Outcome(obj.key, "copied", obj.size, obj.md5)
@@ -181,7 +186,7 @@ class Checksums:
 
 
 def _copy_whole(
-    source: Source, dest: Destination, obj: ObjectDetails, details: ObjectDetails, tier: str | None
+    source: Reader, dest: Destination, obj: ObjectDetails, details: ObjectDetails, tier: str | None
 ) -> None:
     data = source.read_range(obj.key, obj.generation, 0, obj.size - 1) if obj.size else b""
     sums = Checksums(obj)
@@ -196,7 +201,7 @@ def block_id(generation: str | None, index: int) -> str:
 
 
 def _copy_blocks(
-    source: Source, dest: Destination, obj: ObjectDetails, details: ObjectDetails, tier: str | None, block_size: int
+    source: Reader, dest: Destination, obj: ObjectDetails, details: ObjectDetails, tier: str | None, block_size: int
 ) -> None:
     """Read blocks in order (checksummed as they pass) and stage up to ``BLOCKS_IN_FLIGHT`` at once."""
     staged = dest.staged_blocks(details.key)
@@ -224,7 +229,7 @@ def _copy_blocks(
 
 
 def _copy_server_side(
-    source: Source, dest: Destination, obj: ObjectDetails, details: ObjectDetails, tier: str | None, options: Options
+    source: Reader, dest: Destination, obj: ObjectDetails, details: ObjectDetails, tier: str | None, options: Options
 ) -> None:
     """Put Blob From URL up to 5,000 MiB, else Put Block From URL blocks and a commit."""
     if obj.size <= options.single_put_limit:
@@ -341,11 +346,8 @@ def _collect(done: Iterable[Future[Outcome]], summary: Summary, on_outcome: Call
 class Prefixed:
     """The source seen under the destination's prefix: reads map the key back."""
 
-    def __init__(self, source: Source, source_prefix: str, dest_prefix: str) -> None:
+    def __init__(self, source: Reader, source_prefix: str, dest_prefix: str) -> None:
         self.source, self.source_prefix, self.dest_prefix = source, source_prefix, dest_prefix
-
-    def list(self, prefix: str = "") -> Iterator[ObjectDetails]:  # pragma: no cover - not used through here
-        return self.source.list(prefix)
 
     def read_range(self, key: str, generation: str | None, start: int, end: int) -> bytes:
         return self.source.read_range(self._original(key), generation, start, end)

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from core import names
 from core.errors import BadRequest, Conflict, NotFound
 from core.ports import ObjectDetails, ObjectStore, TaskQueue
 from migrate.copy import (
@@ -41,7 +42,7 @@ from migrate.copy import (
 )
 
 RUNS_PREFIX = "_migrations/"
-BATCH_QUEUE = "migrate-batches"
+BATCH_QUEUE = names.BATCHES
 MAX_MESSAGE_JSON = 48 * 1024  # 64 KiB once base64-encoded
 DEFAULT_BATCH_OBJECTS = 200
 DEFAULT_BATCH_BYTES = 256 * 1024 * 1024

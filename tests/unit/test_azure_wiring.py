@@ -98,3 +98,18 @@ def test_names_spelled_twice_agree() -> None:
 
     assert settings.BATCH_QUEUE == BATCH_QUEUE
     assert azure_services.CONNECTION_STRING_VAR == CONNECTION_STRING_VAR
+
+
+def test_every_topic_and_queue_name_comes_from_core_names() -> None:
+    # A literal name anywhere but core/names.py (and the docs) could drift from the others.
+    root = Path(__file__).resolve().parents[2]
+    literals = ("grayscale-jobs", "gcs-notifications", "migrate-batches")
+    offenders = [
+        f"{path.relative_to(root)}:{number}"
+        for folder in ("core", "migrate", "functions_gcp", "functions_azure", "devstack", "deploy", "bench")
+        for path in (root / folder).rglob("*.py")
+        if path.name != "names.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if any(f'"{name}' in line or f"'{name}" in line for name in literals)
+    ]
+    assert offenders == []
