@@ -8,31 +8,12 @@ at the end of the session. An emulator that is not installed fails the test
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from devstack.emulators import Azurite, EmulatorUnavailable, FakeGcs, PubSubEmulator
-
-# What the session started, for the summary that .ci/run shows.
-EMULATORS: dict[str, str] = {}
-
-
-def unique_name(prefix: str = "t") -> str:
-    """A fresh bucket, container or topic name, valid on GCS and Azure."""
-    return f"{prefix}-{uuid.uuid4().hex[:16]}"
-
-
-def require_pubsub_emulator(what: str = "this test") -> None:
-    """Skip, saying why, where Google's Pub/Sub emulator is not installed."""
-    from devstack.emulators import pubsub_emulator_binary
-
-    try:
-        pubsub_emulator_binary()
-    except EmulatorUnavailable as exc:
-        EMULATORS["pubsub-emulator"] = f"ABSENT, its tests skipped: {exc}"
-        pytest.skip(f"{what} needs Google's Pub/Sub emulator: {exc}")
+from tests.helper import EMULATORS
 
 
 @pytest.fixture(scope="session")

@@ -1,19 +1,28 @@
-"""Test helpers: images in the manner of Pillow's Tests/helper.py, and a check of printed shell scripts."""
+"""The test helpers, in one place: images in the manner of Pillow's Tests/helper.py, names and emulator
+checks for the fixtures, the HTTP calls of the e2e tests, and a check of printed shell scripts."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import io
+import json
 import struct
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
 import zlib
 from pathlib import Path
+from typing import Any
 
+import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from core.memory import InMemoryObjectStore
-from core.ports import StoredObject
+from core.ports import ObjectInfo, StoredObject
 
 
 @functools.cache
@@ -112,3 +121,76 @@ class FailingReads(InMemoryObjectStore):
             self.times -= 1
             raise self.error
         return super().get(key, max_bytes=max_bytes)
+
+
+# Names, emulators and HTTP, for the fixtures and the e2e tests ------------------------------------
+
+EMULATORS: dict[str, str] = {}
+"""What the session started (or found absent), for the summary that .ci/run shows."""
+
+
+def unique_name(prefix: str = "t") -> str:
+    """A fresh bucket, container or topic name, valid on GCS and Azure."""
+    return f"{prefix}-{uuid.uuid4().hex[:16]}"
+
+
+def require_pubsub_emulator(what: str = "this test") -> None:
+    """Skip, saying why, where Google's Pub/Sub emulator is not installed (and say so in the summary)."""
+    from devstack.emulators import EmulatorUnavailable, pubsub_emulator_binary
+
+    try:
+        pubsub_emulator_binary()
+    except EmulatorUnavailable as exc:
+        EMULATORS["pubsub-emulator"] = f"ABSENT, its tests skipped: {exc}"
+        pytest.skip(f"{what} needs Google's Pub/Sub emulator: {exc}")
+
+
+def http_json(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    """The status and the JSON body of one request (an HTTP error is an answer, not an exception)."""
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+def wait_for_job(api: str, job_id: str, *, until: tuple[str, ...] = ("DONE", "FAILED"), timeout: float = 30) -> Any:
+    """Poll the API until the job reaches one of ``until``; fail with the last record otherwise."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        status, last = http_json("GET", f"{api}/jobs/{job_id}")
+        if status == 200 and last["status"] in until:
+            return last
+        time.sleep(0.1)
+    pytest.fail(f"job {job_id} did not reach {until} in {timeout}s; last: {last}")
+
+
+def upload_event(stack: Any, key: str, info: ObjectInfo) -> None:
+    """One more storage event for ``key`` on a local stack, as the platform would deliver it again:
+    the bucket notification on GCP, Event Grid's BlobCreated at the devhost's blobs webhook on Azure."""
+    from core.clouds import pubsub
+    from devstack.gcp import NOTIFICATIONS_TOPIC, GcpStack
+
+    if isinstance(stack, GcpStack):
+        resource = {
+            "bucket": stack.bucket,
+            "name": key,
+            "md5Hash": base64.b64encode(bytes.fromhex(info.md5 or "")).decode(),
+        }
+        attributes = {"eventType": "OBJECT_FINALIZE", "bucketId": stack.bucket, "objectId": key}
+        pubsub.publish_raw(NOTIFICATIONS_TOPIC, json.dumps(resource).encode(), attributes)
+        return
+    assert stack.devhost is not None
+    event = [{
+        "id": f"again-{time.monotonic_ns()}", "eventType": "Microsoft.Storage.BlobCreated",
+        "eventTime": "2026-11-27T00:00:00Z", "dataVersion": "", "metadataVersion": "1",
+        "subject": f"/blobServices/default/containers/{stack.container}/blobs/{key}",
+        "data": {"api": "PutBlob", "blobType": "BlockBlob"},
+    }]  # fmt: skip
+    webhook = f"http://127.0.0.1:{stack.devhost.port}/runtime/webhooks/blobs?functionName=Host.Functions.on_upload"
+    status, _ = http_json("POST", webhook, json.dumps(event).encode(), {"aeg-event-type": "Notification"})
+    assert status == 200

@@ -20,8 +20,7 @@ from devstack.gcp import BATCH_DEAD_LETTER_TOPIC, GcpStack
 from devstack.stacks import both_clouds
 from migrate import fanout
 from migrate.verify import run_verify
-from tests.conftest import require_pubsub_emulator, unique_name
-from tests.e2e.conftest import http_json
+from tests.helper import http_json, require_pubsub_emulator, unique_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator, pytest.mark.pubsub]
 

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from core.imaging import grayscale
-from tests.e2e.conftest import http_json, wait_for_job
-from tests.helper import decode, encode, hopper, png_bytes
+from tests.helper import decode, encode, hopper, http_json, png_bytes, wait_for_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator]
 

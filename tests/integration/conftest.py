@@ -7,7 +7,7 @@ import pytest
 from core.clouds.azure_blob import AzureBlobObjectStore
 from core.clouds.gcs import GcsObjectStore
 from devstack.emulators import Azurite, FakeGcs
-from tests.conftest import unique_name
+from tests.helper import unique_name
 
 pytestmark = pytest.mark.emulator
 

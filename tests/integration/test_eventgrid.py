@@ -14,7 +14,7 @@ from azure.storage.blob import BlobServiceClient
 
 from devstack.emulators import Azurite
 from devstack.eventgrid import EventGridProxy, commit_api
-from tests.conftest import unique_name
+from tests.helper import unique_name
 
 pytestmark = pytest.mark.emulator
 

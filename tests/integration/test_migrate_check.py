@@ -13,7 +13,7 @@ from core.clouds.gcs import GcsObjectStore, GcsSource
 from devstack.emulators import AZURITE_ACCOUNT, AZURITE_KEY, Azurite
 from migrate import check
 from migrate.cli import main
-from tests.conftest import unique_name
+from tests.helper import unique_name
 
 pytestmark = pytest.mark.emulator
 

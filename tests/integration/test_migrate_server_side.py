@@ -26,7 +26,7 @@ from core.clouds.gcs import GcsSource
 from core.ports import ObjectDetails
 from devstack.emulators import AZURITE_ACCOUNT, AZURITE_KEY, Azurite
 from migrate.copy import Options, block_id, copy_object
-from tests.conftest import unique_name
+from tests.helper import unique_name
 
 pytestmark = pytest.mark.emulator
 

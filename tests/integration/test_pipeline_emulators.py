@@ -15,9 +15,8 @@ from core.memory import InMemoryTaskQueue
 from core.pipeline import Services, accept_upload, parse_job_message, process_job, submit_upload
 from core.ports import ObjectStore
 from devstack.emulators import PubSubEmulator
-from tests.conftest import unique_name
 from tests.helper import decode as decode_image
-from tests.helper import encode, hopper
+from tests.helper import encode, hopper, unique_name
 from tests.integration.test_queues import make_topic, pull
 
 pytestmark = pytest.mark.emulator

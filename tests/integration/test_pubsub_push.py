@@ -17,7 +17,7 @@ from core.clouds import pubsub
 from devstack.emulators import PubSubEmulator, free_port
 from devstack.pubsub_push import PubSubPush, PushTarget
 from functions_gcp import events
-from tests.conftest import unique_name
+from tests.helper import unique_name
 
 pytestmark = pytest.mark.emulator
 

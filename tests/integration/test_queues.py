@@ -14,7 +14,7 @@ from core.clouds.azure_queue import AzureQueueTaskQueue, decode
 from core.clouds.pubsub import PubSubTaskQueue
 from core.errors import BadRequest, ConfigError, NotFound
 from devstack.emulators import Azurite, FakeGcs, PubSubEmulator
-from tests.conftest import unique_name
+from tests.helper import unique_name
 
 pytestmark = pytest.mark.emulator
 

@@ -15,7 +15,7 @@ import pytest
 
 from core.clouds.azure_blob import AzureBlobObjectStore
 from core.clouds.gcs import GcsObjectStore
-from tests.conftest import unique_name
+from tests.helper import unique_name
 
 
 @pytest.fixture

@@ -16,8 +16,7 @@ from PIL import Image
 from core.jobs import job_id_for
 from devstack.azure import AzureStack
 from devstack.gcp import GcpStack
-from tests.e2e.conftest import http_json, wait_for_job
-from tests.helper import encode, noise, png_bytes
+from tests.helper import encode, http_json, noise, png_bytes, wait_for_job
 from tests.unit.test_imaging import _samples
 
 pytestmark = [pytest.mark.reliability, pytest.mark.emulator]

@@ -23,8 +23,7 @@ from devstack.emulators import FakeGcs
 from devstack.environment import environment
 from devstack.rclone import rclone
 from migrate.verify import run_verify
-from tests.conftest import unique_name
-from tests.e2e.conftest import http_json
+from tests.helper import http_json, unique_name
 
 pytestmark = [pytest.mark.reliability, pytest.mark.emulator]
 

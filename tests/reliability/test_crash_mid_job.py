@@ -17,9 +17,7 @@ from core.ports import ObjectStore
 from devstack.azure import AzureStack
 from devstack.environment import environment
 from devstack.gcp import JOBS_TOPIC, GcpStack
-from tests.conftest import require_pubsub_emulator
-from tests.e2e.conftest import wait_for_job
-from tests.helper import encode, hopper
+from tests.helper import encode, hopper, require_pubsub_emulator, wait_for_job
 
 pytestmark = [pytest.mark.reliability, pytest.mark.emulator]
 

@@ -23,7 +23,7 @@ from core.clouds.gcs import GcsObjectStore, GcsSource
 from devstack.emulators import Azurite, FakeGcs
 from devstack.rclone import rclone
 from migrate.verify import run_verify
-from tests.conftest import unique_name
+from tests.helper import unique_name
 
 pytestmark = [pytest.mark.reliability, pytest.mark.emulator]
 

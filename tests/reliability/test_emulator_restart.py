@@ -23,8 +23,7 @@ from devstack.azure import AzureStack
 from devstack.emulators import _Process
 from devstack.environment import environment
 from devstack.gcp import GcpStack
-from tests.conftest import require_pubsub_emulator
-from tests.helper import encode, hopper
+from tests.helper import encode, hopper, require_pubsub_emulator
 
 pytestmark = [pytest.mark.reliability, pytest.mark.emulator]
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_a_run_without_the_pubsub_emulator_says_it_was_absent(tmp_path: Path) -> None:
     # No java on PATH: the emulator cannot run, so every test that needs it is skipped with the reason.
     env = {**os.environ, "PATH": str(tmp_path), "PUBSUB_EMULATOR_BIN": ""}
-    test = "tests/e2e/test_gcp_chain.py::test_an_upload_to_the_bucket_is_done_within_seconds"
+    test = "tests/e2e/test_chain.py::test_an_upload_through_the_api_is_done[gcp_stack]"
     run = subprocess.run(
         [sys.executable, "-m", "pytest", test, "-p", "no:cacheprovider", "-rs"],
         cwd=ROOT,
