@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from typing import Any
 
 import pytest
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
@@ -14,6 +15,7 @@ from core.clouds.azure_queue import AzureQueueTaskQueue, decode
 from core.clouds.pubsub import PubSubTaskQueue
 from core.errors import BadRequest, ConfigError, NotFound
 from devstack.emulators import Azurite, FakeGcs, PubSubEmulator
+from tests.contracts.queues import Received, TaskQueueContract
 from tests.helper import unique_name
 
 pytestmark = pytest.mark.emulator
@@ -126,3 +128,40 @@ def test_fake_gcs_notifies_pubsub_on_finalize(pubsub_env: PubSubEmulator, monkey
     assert attributes["eventType"] == "OBJECT_FINALIZE"
     assert attributes["objectId"] == "uploads/odd name #1.jpg"
     assert attributes["bucketId"] == store.bucket_name
+
+
+# The TaskQueue contract on both -------------------------------------------------------------------
+
+
+class TestAzureQueueTaskQueue(TaskQueueContract):
+    @pytest.fixture
+    def queue(self, azure_env: Azurite) -> AzureQueueTaskQueue:
+        return AzureQueueTaskQueue(unique_name("q"))
+
+    @pytest.fixture
+    def received(self, queue: AzureQueueTaskQueue) -> Received:
+        def take() -> list[Any]:
+            messages = queue.receive(max_messages=32, visibility_timeout=30)
+            for message in messages:
+                queue.delete(message)
+            return [message.payload for message in messages]
+
+        return take
+
+
+@pytest.mark.pubsub
+class TestPubSubTaskQueue(TaskQueueContract):
+    @pytest.fixture
+    def subscription(self, pubsub_env: PubSubEmulator) -> tuple[str, str]:
+        return make_topic()
+
+    @pytest.fixture
+    def queue(self, subscription: tuple[str, str]) -> PubSubTaskQueue:
+        return PubSubTaskQueue(subscription[0].rsplit("/", 1)[-1])
+
+    @pytest.fixture
+    def received(self, subscription: tuple[str, str]) -> Received:
+        def take() -> list[Any]:
+            return [json.loads(m.message.data) for m in pull(subscription[1], want=1, timeout=1)]
+
+        return take
