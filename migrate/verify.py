@@ -40,6 +40,10 @@ def compare(obj: ObjectDetails, blob: ObjectDetails) -> list[str]:
         problems.append(f"crc32c {obj.crc32c} != {blob.metadata.get(rules.CRC32C_KEY)}")
     if (obj.content_type or "") != (blob.content_type or "") and obj.content_type:
         problems.append(f"content-type {obj.content_type!r} != {blob.content_type!r}")
+    for header in ("content_encoding", "cache_control", "content_disposition", "content_language"):
+        want, have = getattr(obj, header) or "", getattr(blob, header) or ""
+        if want != have:
+            problems.append(f"{header.replace('_', '-')} {want!r} != {have!r}")
     expected, _ = rules.azure_metadata(obj.metadata)
     got = {k: v for k, v in blob.metadata.items() if k not in (rules.GENERATION_KEY, rules.CRC32C_KEY)}
     if {k.lower(): v for k, v in expected.items()} != {k.lower(): v for k, v in got.items()}:

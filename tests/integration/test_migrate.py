@@ -86,6 +86,26 @@ def test_copy_then_verify_then_nothing_left_to_copy(bucket: str, container: str,
     assert gz.md5 == hashlib.md5(files["styles/site.css.gz"]).hexdigest()
     odd = blobs["meta/odd-keys.txt"].metadata
     assert {rules.gcs_metadata_key(k) for k in odd} >= {"content-owner", "ok_key", "1st", "ünï"}
+
+    # Each header and metadata value as Azure holds it, read with the SDK and written out here by hand.
+    def wire(key: str) -> tuple[dict[str, str | None], dict[str, str]]:
+        props = dest.container.get_blob_client(key).get_blob_properties()
+        s = props.content_settings
+        headers = {"type": s.content_type, "encoding": s.content_encoding, "cache": s.cache_control,
+                   "disposition": s.content_disposition, "language": s.content_language}  # fmt: skip
+        return headers, {k: v for k, v in props.metadata.items() if not k.startswith("gcs_")}
+
+    none = {"encoding": None, "cache": None, "disposition": None, "language": None}
+    assert wire("types/a.json") == ({**none, "type": "application/json", "language": "en"}, {})
+    assert wire("types/b.html") == ({**none, "type": "text/html", "disposition": "inline"}, {})
+    assert wire("types/c.svg") == ({**none, "type": "image/svg+xml"}, {})
+    assert wire("styles/site.css.gz") == ({**none, "type": "text/css", "encoding": "gzip", "cache": "max-age=60"}, {})
+    assert wire("meta/odd-keys.txt")[1] == {
+        "gcsx_content_2downer": "ops",  # '-' is byte 2d
+        "ok_key": "v",
+        "gcsx_1st": "x",  # an identifier cannot start with a digit
+        "gcsx__c3_bcn_c3_af": "v%C3%A4lue",  # 'ü' and 'ï' as their UTF-8 bytes; the value percent-encoded
+    }
     assert blobs["big/blocks.bin"].md5 == hashlib.md5(files["big/blocks.bin"]).hexdigest()
     assert blobs["big/blocks.bin"].storage_class == "Hot"
     # The final sync copies nothing.
@@ -153,14 +173,41 @@ def test_prefix_to_prefix(bucket: str, container: str) -> None:
 def test_verify_finds_every_kind_of_difference(bucket: str, container: str, capsys: pytest.CaptureFixture[str]) -> None:
     for key in ("same.txt", "changed.txt", "missing.txt"):
         upload(bucket, key, key.encode())
+    for key in ("same-size.txt", "header.txt", "language.txt", "metadata.txt"):
+        upload(bucket, key, b"0123456789", content_type="text/plain", content_language="en", metadata={"owner": "ops"})
     assert main(["copy", f"gs://{bucket}", f"az://{container}"]) == 0
+    assert main(["verify", f"gs://{bucket}", f"az://{container}"]) == 0
+    capsys.readouterr()
     dest = AzureBlobDestination(container)
     dest.container.delete_blob("missing.txt")
     dest.container.upload_blob("changed.txt", b"tampered", overwrite=True)
     dest.container.upload_blob("extra.txt", b"extra")
+    # One difference each, everything else as copied: the same size with other bytes (and their MD5), one
+    # header, another header, one metadata value.
+    client = dest.container.get_blob_client("same-size.txt")
+    props = client.get_blob_properties()
+    settings = props.content_settings
+    settings.content_md5 = bytearray(hashlib.md5(b"9876543210").digest())
+    client.upload_blob(b"9876543210", overwrite=True, content_settings=settings, metadata=props.metadata)
+    for key, change in (("header.txt", {"content_type": "text/html"}), ("language.txt", {"content_language": "fr"})):
+        client = dest.container.get_blob_client(key)
+        settings = client.get_blob_properties().content_settings
+        for name, value in change.items():
+            setattr(settings, name, value)
+        client.set_http_headers(settings)
+    client = dest.container.get_blob_client("metadata.txt")
+    client.set_blob_metadata({**client.get_blob_properties().metadata, "owner": "someone else"})
+    found = run_verify(GcsSource(bucket), dest)
+    problems = {d["key"]: d["problems"] for d in found.different}
+    assert set(problems) == {"changed.txt", "same-size.txt", "header.txt", "language.txt", "metadata.txt"}
+    assert [p.split(" ", 1)[0] for p in problems["same-size.txt"]] == ["md5"]
+    assert problems["header.txt"] == ["content-type 'text/plain' != 'text/html'"]
+    assert problems["language.txt"] == ["content-language 'en' != 'fr'"]
+    assert [p.split(" ", 1)[0] for p in problems["metadata.txt"]] == ["metadata"]
+    assert (found.missing, found.extra, found.same) == (["missing.txt"], ["extra.txt"], 1)
     assert main(["verify", f"gs://{bucket}", f"az://{container}", "--json"]) == 1
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {
-        "missing": 1, "extra": 1, "different": 1, "same": 1
+        "missing": 1, "extra": 1, "different": 5, "same": 1
     }  # fmt: skip
 
 

@@ -43,6 +43,10 @@ def clouds() -> Iterator[tuple[FakeGcs, AzureStack]]:
             yield gcs, azure
 
 
+def copied(container: str) -> int:
+    return sum(1 for _ in AzureBlobDestination(container).list("data/"))
+
+
 def test_kill_the_host_mid_fanout_then_the_run_finishes(clouds: tuple[FakeGcs, AzureStack]) -> None:
     gcs, azure = clouds
     rng = random.Random(7)
@@ -58,11 +62,19 @@ def test_kill_the_host_mid_fanout_then_the_run_finishes(clouds: tuple[FakeGcs, A
     )
     run_id = json.loads(plan.stdout.strip().splitlines()[-1])["run_id"]
     status_url = f"{azure.api_url}/migrations/{run_id}?container={urllib.parse.quote(container)}"
-    copied_at_kills = []
-    for _ in range(KILLS):  # each time mid-batch: its messages are leased, not deleted
-        time.sleep(rng.uniform(0.5, 1.5))
+    copied_at_kills: list[int] = []
+    present = 0
+    for _ in range(KILLS):  # each time mid-run: its batches' messages are leased, not deleted
+        # By progress, not by time: at least one more object copied since the last kill, and many still to copy.
+        target = present + rng.randint(1, (len(payloads) - present) // 6)
+        deadline = time.monotonic() + 60
+        while copied(container) < target:
+            assert time.monotonic() < deadline, f"no progress past {present} copied"
+            time.sleep(0.05)
         azure.kill_host()
-        copied_at_kills.append(sum(1 for _ in AzureBlobDestination(container).list("data/")))
+        present = copied(container)
+        assert target <= present < len(payloads), f"killed with {present} of {len(payloads)} copied"
+        copied_at_kills.append(present)
         azure.restart_host()
     deadline, found = time.monotonic() + 120, {}
     while time.monotonic() < deadline:

@@ -69,27 +69,37 @@ def upload_until_claimed(store: ObjectStore) -> tuple[str, str]:
     return job_id, seen.status.value if seen else "not seen"
 
 
+def assert_killed_mid_job(store: ObjectStore, job_id: str, killed_at: str) -> None:
+    """The kill landed in the middle of the work: claimed before it, neither done nor failed after it."""
+    assert killed_at == "PROCESSING", f"the job was {killed_at} when the worker was killed"
+    after = JsonJobStore(store).get(job_id)
+    assert (after.status, after.attempts, after.result) == (Status.PROCESSING, 1, None)
+    assert not list(store.list(after.source.replace("uploads/", "results/", 1)))
+
+
 @pytest.mark.pubsub
 def test_sigkill_during_processing_then_redelivery_finishes(stack: GcpStack) -> None:
     job_id, killed_at = upload_until_claimed(stack.store())
     stack.kill("process_job")
+    assert_killed_mid_job(stack.store(), job_id, killed_at)
     stack.restart("process_job")
     done = wait_for_job(stack.api_url, job_id, timeout=60)
     print(f"\nFIGURE crash mid-job, GCP: SIGKILL with the job {killed_at}; after restart and redelivery: "
           f"{done['status']} in {done['attempts']} attempt(s)")  # fmt: skip
-    assert done["status"] == "DONE"
+    assert done["status"] == "DONE" and done["attempts"] >= 2
 
 
 def test_sigkill_of_the_azure_host_during_processing_then_redelivery_finishes(azure: AzureStack) -> None:
     job_id, killed_at = upload_until_claimed(azure.store())
     azure.kill_host()
+    assert_killed_mid_job(azure.store(), job_id, killed_at)
     started = time.monotonic()
     azure.restart_host()
     done = wait_for_job(azure.api_url, job_id, timeout=60)
     print(f"\nFIGURE crash mid-job, Azure: SIGKILL of the host with the job {killed_at}; a new host finished it "
           f"{time.monotonic() - started:.1f} s later (message lease {MESSAGE_LEASE} s, job lease {LEASE} s): "
           f"{done['status']} in {done['attempts']} attempt(s)")  # fmt: skip
-    assert done["status"] == "DONE"
+    assert done["status"] == "DONE" and done["attempts"] >= 2
     assert azure.store().head(done["result"]).size > 0
 
 

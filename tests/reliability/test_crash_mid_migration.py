@@ -44,20 +44,29 @@ def populate(small: int, large: int, rng: random.Random) -> tuple[str, dict[str,
     return bucket, sizes
 
 
-def copy_argv(bucket: str, container: str) -> list[str]:
+def copy_argv(bucket: str, container: str, workers: int = 8) -> list[str]:
     return [sys.executable, "-m", "migrate", "copy", f"gs://{bucket}", f"az://{container}",
-            "--workers", "8", "--block-size", str(BLOCK)]  # fmt: skip
+            "--workers", str(workers), "--block-size", str(BLOCK)]  # fmt: skip
 
 
-def kill_at(argv: list[str], delay: float, dest: AzureBlobDestination, sizes: dict[str, int]) -> int:
-    """Start a copy, SIGKILL it after ``delay`` s; check no partial blob is visible; the blobs present."""
+def kill_after(argv: list[str], copied: int, dest: AzureBlobDestination, sizes: dict[str, int]) -> int:
+    """Start a copy and SIGKILL it once ``copied`` blobs are present, whatever its start-up takes.
+
+    Asserts that the kill landed mid-work (some objects still to copy) and that no partial blob is
+    visible; returns the blobs present.
+    """
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ)
-    time.sleep(delay)
+    deadline = time.monotonic() + 120
+    while sum(1 for _ in dest.list()) < copied:
+        assert proc.poll() is None, "the copy ended before the kill"
+        assert time.monotonic() < deadline, "the copy made no progress"
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     blobs = {d.key: d.size for d in dest.list()}
     # A killed copy never leaves a partial blob under its final name.
     assert all(size == sizes[key] for key, size in blobs.items()), "a partial blob is visible"
+    assert copied <= len(blobs) < len(sizes), f"killed with {len(blobs)} of {len(sizes)} blobs present"
     return len(blobs)
 
 
@@ -82,14 +91,14 @@ def test_each_of_five_kills_then_a_rerun_ends_verified(gcs_env: FakeGcs, azure_e
         dest = AzureBlobDestination(unique_name("dst"))
         dest.create()
         argv = copy_argv(bucket, dest.container_name)
-        delay = rng.uniform(0.45, 1.0)  # start-up takes about 0.4 s
-        present = kill_at(argv, delay, dest, sizes)
+        target = rng.randint(1, len(sizes) // 2)  # by progress, not by time: never before the first copy
+        present = kill_after(argv, target, dest, sizes)
         summary, same, differences = finish_and_check(argv, bucket, dest, gcs_env, azure_env)
         assert same == len(sizes) and summary["copied"] + summary["skipped"] == len(sizes)
         # What was there is skipped; a request the killed process had already sent may land just after the kill.
         assert summary["skipped"] >= present
-        rounds.append((round(delay, 2), present, summary["copied"], differences))
-    print(f"\nFIGURE crash mid-migration, one kill per round: {len(sizes)} objects; per round (kill after s, "
+        rounds.append((target, present, summary["copied"], differences))
+    print(f"\nFIGURE crash mid-migration, one kill per round: {len(sizes)} objects; per round (kill once n copied, "
           f"blobs present, copied by the re-run, rclone check) {rounds}; verify clean every time")  # fmt: skip
 
 
@@ -98,13 +107,16 @@ def test_kill_copy_five_times_then_finish(gcs_env: FakeGcs, azure_env: Azurite) 
     bucket, sizes = populate(1200, 6, rng)
     dest = AzureBlobDestination(unique_name("dst"))
     dest.create()
-    argv = copy_argv(bucket, dest.container_name)
-    kills = []
+    # Two workers: each kill lands within a listing's time of its target, with most of the bucket still to copy.
+    argv = copy_argv(bucket, dest.container_name, workers=2)
+    kills, present = [], 0
     for _ in range(5):
-        delay = rng.uniform(0.45, 0.8)
-        kills.append((round(delay, 2), kill_at(argv, delay, dest, sizes)))
+        # Each run resumes the last: it is killed once it has copied at least one more object.
+        target = present + rng.randint(1, (len(sizes) - present) // 10)
+        present = kill_after(argv, target, dest, sizes)
+        kills.append((target, present))
     summary, same, differences = finish_and_check(argv, bucket, dest, gcs_env, azure_env)
-    print(f"\nFIGURE crash mid-migration, five kills in a row: {len(sizes)} objects; SIGKILL after (s, blobs "
+    print(f"\nFIGURE crash mid-migration, five kills in a row: {len(sizes)} objects; SIGKILL once (n copied, blobs "
           f"present) {kills}; final run {summary}; verify {same} same; rclone check: {differences}")  # fmt: skip
     assert same == len(sizes)
 
