@@ -333,3 +333,89 @@ def test_a_tiff_without_its_width_tag_is_invalid() -> None:
     data[130] = 1
     with pytest.raises(InvalidImage):
         grayscale(bytes(data))
+
+
+# Alpha, palettes, animations, MPO, 16-bit alpha, TIFF orientation: pixel for pixel --------------
+
+
+def test_alpha_that_varies_is_kept_pixel_for_pixel() -> None:
+    source = noise((40, 30), "RGBA")  # every pixel its own alpha and colour
+    out = decode(grayscale(encode(source, "PNG")).data)
+    assert out.mode == "LA"
+    assert out.getchannel("A").tobytes() == source.getchannel("A").tobytes()
+    assert len(set(source.getchannel("A").tobytes())) > 100, "the alpha really varies"
+    assert out.getchannel("L").tobytes() == source.convert("L").tobytes()
+
+
+def test_palette_transparency_keeps_luma_and_alpha() -> None:
+    source = hopper().convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    transparent = source.getpixel((0, 0))
+    out = decode(grayscale(encode(source, "PNG", transparency=transparent)).data)
+    luma = source.convert("RGB").convert("L")
+    for x, y in [(0, 0), (20, 20), (63, 47), (40, 5), (5, 40)]:
+        expected_alpha = 0 if source.getpixel((x, y)) == transparent else 255
+        assert out.getpixel((x, y)) == (luma.getpixel((x, y)), expected_alpha), (x, y)
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])
+def test_every_frame_of_an_animation_keeps_its_transparency_and_luma(fmt: str) -> None:
+    colours = [(200, 50, 10, 255), (0, 0, 255, 255), (30, 220, 90, 255)]
+    frames = _frames(*colours)
+    for index, frame in enumerate(frames):  # a different transparent square in each frame
+        frame.paste((0, 0, 0, 0), (index * 8, 0, index * 8 + 8, 8))
+    params: dict[str, object] = {"save_all": True, "append_images": frames[1:], "duration": [100] * 3, "loop": 0}
+    if fmt == "WEBP":
+        params["lossless"] = True
+    if fmt == "GIF":
+        params["disposal"] = 2
+    out = Image.open(io.BytesIO(grayscale(encode(frames[0], fmt, **params)).data))
+    assert out.n_frames == 3
+    for index, colour in enumerate(colours):
+        out.seek(index)
+        frame = out.convert("LA")
+        inside, outside = (index * 8 + 3, 3), ((index * 8 + 12) % 24, 12)
+        want = Image.new("RGB", (1, 1), colour[:3]).convert("L").getpixel((0, 0))
+        assert frame.getpixel(inside)[1] == 0, f"frame {index}: its transparent square"
+        value, alpha = frame.getpixel(outside)
+        assert alpha == 255 and abs(value - want) <= 1, f"frame {index}: {value} != {want}"
+
+
+def test_mpo_gives_the_first_picture_in_grayscale_jpeg() -> None:
+    first, second = hopper(), hopper().rotate(180)
+    data = encode(first, "MPO", save_all=True, append_images=[second], quality=95)
+    assert Image.open(io.BytesIO(data)).format == "MPO"
+    result = grayscale(data)
+    assert (result.content_type, result.source_type, result.frames) == ("image/jpeg", "image/jpeg", 1)
+    out = decode(result.data)
+    assert (out.format, out.mode, out.size) == ("JPEG", "L", first.size)
+    assert_image_similar(out, first.convert("L"), 2.5)
+    assert mean_abs_diff(out, second.convert("L")) > 10, "the first picture, not the second"
+
+
+def test_16_bit_with_alpha_is_scaled_not_clipped() -> None:
+    # Grayscale + alpha at 16 bits (colour type 4): values and alpha both scaled to 8 bits.
+    pixels = [(0, 65535), (0x8000, 0x8000), (65535, 0x0400), (0x0400, 65535)]
+    rows = b"".join(b"\0" + struct.pack(">HH", v, a) for v, a in pixels)
+    out = decode(grayscale(png_bytes(1, len(pixels), 16, 4, rows)).data)
+    assert out.mode == "LA"
+    assert [out.getpixel((0, y)) for y in range(len(pixels))] == [(0, 255), (128, 128), (255, 4), (4, 255)]
+    # RGBA at 16 bits (colour type 6).
+    rgba = [(0x8000, 0x8000, 0x8000, 0xFFFF), (0xFFFF, 0xFFFF, 0xFFFF, 0x8000)]
+    rows = b"".join(b"\0" + struct.pack(">HHHH", *p) for p in rgba)
+    out = decode(grayscale(png_bytes(1, 2, 16, 6, rows)).data)
+    assert [out.getpixel((0, y)) for y in range(2)] == [(128, 255), (255, 128)]
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_orientation_on_a_tiff(orientation: int) -> None:
+    source = hopper()
+    buf = io.BytesIO()
+    source.save(buf, "TIFF", tiffinfo={0x0112: orientation})
+    assert Image.open(io.BytesIO(buf.getvalue())).getexif().get(0x0112) == orientation
+    out = decode(grayscale(buf.getvalue()).data)
+    # Written out here, not with ImageOps.exif_transpose: 3 is upside down, 6 and 8 quarter turns.
+    expected = {3: source.rotate(180), 6: source.rotate(270, expand=True), 8: source.rotate(90, expand=True)}[
+        orientation
+    ].convert("L")
+    assert out.size == expected.size
+    assert out.tobytes() == expected.tobytes()
