@@ -96,3 +96,25 @@ class Frozen(TransientError):
     """Uploads are frozen while the data moves to another cloud; try the new endpoint shortly."""
 
     code = "frozen"
+
+
+def raise_for_status(status: int, service: str, subject: str, detail: str = "") -> None:
+    """Nothing for a 2xx answer; otherwise raise the error a storage service's HTTP status means.
+
+    404 ``NotFound``; 409 and 412 ``Conflict`` (a failed condition); 401 and 403
+    ``Forbidden``; 408, 429 and 5xx ``TransientError``; any other status ``BadRequest``.
+    The message names the service, what was asked for and the status with ``detail``
+    (the service's error code).
+    """
+    if 200 <= status < 300:
+        return
+    why = f"{status} {detail}".strip()
+    if status == 404:
+        raise NotFound(f"{service} has no {subject} ({why})")
+    if status in (409, 412):
+        raise Conflict(f"conditional write on {subject} failed ({why})")
+    if status in (401, 403):
+        raise Forbidden(f"{service} refused the request for {subject} ({why}): check the credentials and roles")
+    if status in (408, 429) or status >= 500:
+        raise TransientError(f"{service} is unavailable for {subject} ({why})")
+    raise BadRequest(f"{service} rejected the request for {subject} ({why})")

@@ -42,7 +42,7 @@ from azure.storage.blob import (
 
 from core import config
 from core.clouds import METADATA_VALUE_SAFE, identity
-from core.errors import BadRequest, ConfigError, Conflict, Forbidden, NotFound, TransientError
+from core.errors import ConfigError, Conflict, Forbidden, NotFound, TransientError, raise_for_status
 from core.ports import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PAGE_SIZE,
@@ -85,14 +85,8 @@ def translate_errors(key: str) -> Iterator[None]:
     except aexc.ServiceRequestError as exc:
         raise TransientError(f"cannot reach Azure Storage for {key!r}: {exc}") from exc
     except aexc.HttpResponseError as exc:
-        status = exc.status_code or 0
-        if status == 412:
-            raise Conflict(f"conditional write on {key!r} failed: {_reason(exc)}") from exc
-        if status in (401, 403):
-            raise Forbidden(f"Azure Storage refused the request for {key!r}: {_reason(exc)}") from exc
-        if status in (408, 429) or status >= 500:
-            raise TransientError(f"Azure Storage is unavailable for {key!r}: {_reason(exc)}") from exc
-        raise BadRequest(f"Azure Storage rejected the request for {key!r}: {_reason(exc)}") from exc
+        raise_for_status(exc.status_code or 400, "Azure Storage", repr(key), _reason(exc))
+        raise  # a 2xx carried by an error: not ours to translate
 
 
 def _reason(exc: aexc.AzureError) -> str:
@@ -297,16 +291,8 @@ class AzureBlobDestination:
             response = self._http().request("PUT", url, body=body, headers=headers)
         except urllib3.exceptions.HTTPError as exc:
             raise TransientError(f"cannot reach Azure Storage for {key!r}: {exc}") from exc
-        if response.status in (200, 201):
-            return
-        code = response.headers.get("x-ms-error-code", "")
-        if response.status == 404:
-            raise NotFound(f"no container {self.container_name!r} for {key!r} ({code})")
-        if response.status in (401, 403):
-            raise Forbidden(f"Azure Storage refused to write {key!r}: {response.status} {code}")
-        if response.status in (408, 429) or response.status >= 500:
-            raise TransientError(f"Azure Storage answered {response.status} {code} for {key!r}")
-        raise BadRequest(f"Azure Storage rejected {key!r}: {response.status} {code}")
+        subject = f"{key!r} in container {self.container_name!r}"
+        raise_for_status(response.status, "Azure Storage", subject, response.headers.get("x-ms-error-code", ""))
 
     def _http(self) -> urllib3.HTTPConnectionPool:
         """The connection pool of the account's blob endpoint, made on first use."""

@@ -26,7 +26,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from core import config
 from core.clouds import identity
-from core.errors import BadRequest, Conflict, Forbidden, NotFound, TransientError
+from core.errors import BadRequest, Conflict, Forbidden, NotFound, TransientError, raise_for_status
 from core.ports import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PAGE_SIZE,
@@ -248,13 +248,8 @@ class GcsSource:
             response = self._http().request("GET", url, headers=headers, decode_content=False, preload_content=True)
         except urllib3.exceptions.HTTPError as exc:
             raise TransientError(f"cannot read {key!r} from GCS: {exc}") from exc
-        if response.status in (200, 206):
-            return bytes(response.data)
-        if response.status == 404:
-            raise NotFound(f"no object {key!r} at generation {generation}")
-        if response.status in (401, 403):
-            raise Forbidden(f"GCS refused to read {key!r} ({response.status}): check the credentials")
-        raise TransientError(f"GCS answered {response.status} reading {key!r}")
+        raise_for_status(response.status, "GCS", f"object {key!r} at generation {generation}")
+        return bytes(response.data)
 
     def _http(self) -> urllib3.HTTPConnectionPool:
         """The connection pool of the GCS endpoint, made on first use."""
