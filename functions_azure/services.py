@@ -11,11 +11,9 @@ from __future__ import annotations
 import os
 
 from core import config, logs
+from core.clouds.identity import CONNECTION_STRING_VAR  # no SDK: identity imports them when asked
 from core.pipeline import LazyServices, Services
 from functions_azure.settings import CONNECTION, CONTAINER_SETTING, DEFAULT_CONTAINER, JOBS_QUEUE
-
-CONNECTION_STRING_VAR = "AZURE_STORAGE_CONNECTION_STRING"
-"""``core.clouds.azure_blob.CONNECTION_STRING_VAR``, named here so that importing this module loads no SDK."""
 
 
 def share_host_storage() -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
-import os
 import threading
 import time
 import urllib.parse
@@ -42,7 +41,7 @@ from azure.storage.blob import (
 
 from core import config
 from core.clouds import METADATA_VALUE_SAFE, identity
-from core.errors import ConfigError, Conflict, Forbidden, NotFound, TransientError, raise_for_status
+from core.errors import Conflict, Forbidden, NotFound, TransientError, raise_for_status
 from core.ports import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PAGE_SIZE,
@@ -53,22 +52,16 @@ from core.ports import (
     check_size,
 )
 
-CONNECTION_STRING_VAR = "AZURE_STORAGE_CONNECTION_STRING"
-ACCOUNT_URL_VAR = "AZURE_STORAGE_ACCOUNT_URL"
+CONNECTION_STRING_VAR = identity.CONNECTION_STRING_VAR
+ACCOUNT_URL_VAR = identity.ACCOUNT_URL_VAR
 CONTAINER_VAR = "AZURE_STORAGE_CONTAINER"
-
-# Safe characters in a metadata value: printable ASCII but '%'.
 
 
 def make_service_client() -> BlobServiceClient:
     """A blob service client from the connection string, else the account URL with Entra ID (``identity``)."""
-    connection_string = os.environ.get(CONNECTION_STRING_VAR, "").strip()
-    if connection_string:
-        return BlobServiceClient.from_connection_string(connection_string)
-    account_url = os.environ.get(ACCOUNT_URL_VAR, "").strip()
-    if account_url:
-        return BlobServiceClient(account_url, credential=identity.azure_credential())
-    raise ConfigError(f"set {CONNECTION_STRING_VAR} (UseDevelopmentStorage=true for Azurite) or {ACCOUNT_URL_VAR}")
+    return identity.azure_storage_client(
+        "blob", BlobServiceClient.from_connection_string, lambda url, credential: BlobServiceClient(url, credential)
+    )
 
 
 @contextmanager

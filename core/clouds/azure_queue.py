@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,8 +23,8 @@ from azure.storage.queue import (
 )
 
 from core.clouds import identity
-from core.clouds.azure_blob import ACCOUNT_URL_VAR, CONNECTION_STRING_VAR, translate_errors
-from core.errors import BadRequest, ConfigError, NotFound
+from core.clouds.azure_blob import translate_errors
+from core.errors import BadRequest, NotFound
 
 MAX_MESSAGE_BYTES = 64 * 1024  # Azure's limit, counted after base64
 
@@ -36,14 +35,11 @@ def make_queue_client(queue: str) -> QueueClient:
         "message_encode_policy": BinaryBase64EncodePolicy(),
         "message_decode_policy": BinaryBase64DecodePolicy(),
     }
-    connection_string = os.environ.get(CONNECTION_STRING_VAR, "").strip()
-    if connection_string:
-        return QueueClient.from_connection_string(connection_string, queue, **policies)
-    account_url = os.environ.get(ACCOUNT_URL_VAR, "").strip()
-    if account_url:
-        queue_url = account_url.replace(".blob.", ".queue.")
-        return QueueClient(queue_url, queue, credential=identity.azure_credential(), **policies)
-    raise ConfigError(f"set {CONNECTION_STRING_VAR} (UseDevelopmentStorage=true for Azurite) or {ACCOUNT_URL_VAR}")
+    return identity.azure_storage_client(
+        "queue",
+        lambda connection_string: QueueClient.from_connection_string(connection_string, queue, **policies),
+        lambda url, credential: QueueClient(url, queue, credential=credential, **policies),
+    )
 
 
 def encode(payload: Mapping[str, Any]) -> bytes:

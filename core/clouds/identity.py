@@ -36,7 +36,8 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from core.errors import ConfigError
 
@@ -46,6 +47,8 @@ TENANT_VAR = "AZURE_TENANT_ID"
 CLIENT_VAR = "AZURE_CLIENT_ID"
 AUTHORITY_VAR = "AZURE_AUTHORITY_HOST"
 METADATA_HOST_VAR = "GCE_METADATA_HOST"
+CONNECTION_STRING_VAR = "AZURE_STORAGE_CONNECTION_STRING"
+ACCOUNT_URL_VAR = "AZURE_STORAGE_ACCOUNT_URL"
 
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 """The audience of both subject tokens: Entra's documented one for federated credentials."""
@@ -141,6 +144,26 @@ def azure_credential() -> Any:
     return ClientAssertionCredential(_env(TENANT_VAR), _env(CLIENT_VAR), google_id_token, **options)
 
 
+T = TypeVar("T")
+
+
+def azure_storage_client(
+    service: str, from_connection_string: Callable[[str], T], from_account_url: Callable[[str, Any], T]
+) -> T:
+    """A client of the storage account's ``service`` ("blob" or "queue"), for the blob and queue adapters alike.
+
+    ``AZURE_STORAGE_CONNECTION_STRING`` wins (Azurite, or a SAS); else ``AZURE_STORAGE_ACCOUNT_URL`` (the blob
+    endpoint; the queue endpoint is derived from it) with ``azure_credential()``; else ``ConfigError`` naming both.
+    """
+    connection_string = _env(CONNECTION_STRING_VAR)
+    if connection_string:
+        return from_connection_string(connection_string)
+    account_url = _env(ACCOUNT_URL_VAR)
+    if account_url:
+        return from_account_url(account_url.replace(".blob.", f".{service}."), azure_credential())
+    raise ConfigError(f"set {CONNECTION_STRING_VAR} (UseDevelopmentStorage=true for Azurite) or {ACCOUNT_URL_VAR}")
+
+
 def google_id_token(audience: str = TOKEN_EXCHANGE_AUDIENCE) -> str:
     """An ID token of this GCP workload's service account for ``audience``, from the metadata server."""
     host = _env(METADATA_HOST_VAR) or "metadata.google.internal"
@@ -168,7 +191,7 @@ def describe() -> dict[str, str]:
         gcs = "a key file (GOOGLE_APPLICATION_CREDENTIALS): the weaker fallback"
     else:
         gcs = "Application Default Credentials"
-    if _env("AZURE_STORAGE_CONNECTION_STRING"):
+    if _env(CONNECTION_STRING_VAR):
         azure = "a connection string (AZURE_STORAGE_CONNECTION_STRING)"
     elif google_federation_for_azure():
         azure = f"a federated credential from Google (client {_env(CLIENT_VAR)}, tenant {_env(TENANT_VAR)})"

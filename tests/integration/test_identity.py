@@ -352,3 +352,25 @@ def test_no_metadata_server_is_a_config_error_that_says_what_to_unset(monkeypatc
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
     with pytest.raises(ConfigError, match="AZURE_TENANT_ID and AZURE_CLIENT_ID are set"):
         identity.google_id_token()
+
+
+def test_blob_and_queue_clients_come_from_one_chooser(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.clouds.azure_queue import make_queue_client
+
+    monkeypatch.delenv("AZURE_STORAGE_CONNECTION_STRING", raising=False)
+    monkeypatch.delenv("AZURE_STORAGE_ACCOUNT_URL", raising=False)
+    for make in (make_service_client, lambda: make_queue_client("jobs")):
+        with pytest.raises(ConfigError, match=r"AZURE_STORAGE_CONNECTION_STRING.*AZURE_STORAGE_ACCOUNT_URL"):
+            make()
+    monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
+    monkeypatch.setenv("AZURE_CLIENT_ID", CLIENT)
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_URL", "https://acct.blob.core.windows.net")
+    blobs, queue = make_service_client(), make_queue_client("jobs")
+    assert blobs.url.startswith("https://acct.blob.core.windows.net")
+    assert queue.url == "https://acct.queue.core.windows.net/jobs"
+    assert isinstance(blobs.credential, ClientAssertionCredential) and isinstance(
+        queue.credential, ClientAssertionCredential
+    )
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "UseDevelopmentStorage=true")
+    assert make_queue_client("jobs").url.startswith("http://127.0.0.1:10001/devstoreaccount1/jobs")
+    assert make_service_client().url.startswith("http://127.0.0.1:10000/devstoreaccount1")

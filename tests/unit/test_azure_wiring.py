@@ -97,7 +97,7 @@ def test_names_spelled_twice_agree() -> None:
     from migrate.fanout import BATCH_QUEUE
 
     assert settings.BATCH_QUEUE == BATCH_QUEUE
-    assert azure_services.CONNECTION_STRING_VAR == CONNECTION_STRING_VAR
+    assert azure_services.CONNECTION_STRING_VAR is CONNECTION_STRING_VAR
 
 
 def test_every_topic_and_queue_name_comes_from_core_names() -> None:
