@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from google.cloud import storage  # noqa: E402
 
-from core.clouds.azure_blob import AzureBlobDestination  # noqa: E402
+from core.clouds.azure_destination import AzureBlobDestination  # noqa: E402
 from core.ports import ObjectDetails  # noqa: E402
 from devstack.emulators import Azurite, FakeGcs  # noqa: E402
 from devstack.environment import environment  # noqa: E402

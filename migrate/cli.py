@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def open_ends(source_at: Location, dest_at: Location, *, checked: bool = True) -> tuple[Any, Any]:
     """The source bucket and destination container, checked to exist and answer (unless ``checked`` is False)."""
-    from core.clouds.azure_blob import AzureBlobDestination
-    from core.clouds.gcs import GcsSource
+    from core.clouds.azure_destination import AzureBlobDestination
+    from core.clouds.gcs_source import GcsSource
 
     try:
         source = GcsSource(source_at.container)

@@ -12,8 +12,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from core.clouds.azure_blob import AzureBlobDestination, AzureBlobObjectStore
-from core.clouds.gcs import GcsSource
+from core.clouds.azure_blob import AzureBlobObjectStore
+from core.clouds.azure_destination import AzureBlobDestination
+from core.clouds.gcs_source import GcsSource
 from core.errors import BadRequest, NotFound
 from core.ports import ObjectDetails, TaskQueue
 from migrate import fanout

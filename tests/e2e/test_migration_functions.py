@@ -11,8 +11,10 @@ from collections.abc import Iterator
 import pytest
 
 from core.clouds import pubsub
-from core.clouds.azure_blob import AzureBlobDestination, AzureBlobObjectStore
-from core.clouds.gcs import GcsObjectStore, GcsSource
+from core.clouds.azure_blob import AzureBlobObjectStore
+from core.clouds.azure_destination import AzureBlobDestination
+from core.clouds.gcs import GcsObjectStore
+from core.clouds.gcs_source import GcsSource
 from core.memory import InMemoryTaskQueue
 from devstack.azure import AzureStack
 from devstack.environment import environment

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from google.cloud import storage
 
-from core.clouds.azure_blob import AzureBlobDestination, AzureBlobObjectStore
-from core.clouds.gcs import GcsSource
+from core.clouds.azure_blob import AzureBlobObjectStore
+from core.clouds.azure_destination import AzureBlobDestination
+from core.clouds.gcs_source import GcsSource
 from core.errors import BadRequest, NotFound, TransientError
 from core.ports import ObjectDetails
 from devstack.emulators import Azurite, FakeGcs

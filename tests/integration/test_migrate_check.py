@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
-from core.clouds.azure_blob import AzureBlobDestination, AzureBlobObjectStore
-from core.clouds.gcs import GcsObjectStore, GcsSource
+from core.clouds.azure_blob import AzureBlobObjectStore
+from core.clouds.azure_destination import AzureBlobDestination
+from core.clouds.gcs import GcsObjectStore
+from core.clouds.gcs_source import GcsSource
 from devstack.emulators import AZURITE_ACCOUNT, AZURITE_KEY, Azurite
 from migrate import check
 from migrate.cli import main

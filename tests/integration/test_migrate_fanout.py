@@ -10,9 +10,11 @@ import logging
 import pytest
 from azure.functions.queue import QueueMessage
 
-from core.clouds.azure_blob import AzureBlobDestination, AzureBlobObjectStore
+from core.clouds.azure_blob import AzureBlobObjectStore
+from core.clouds.azure_destination import AzureBlobDestination
 from core.clouds.azure_queue import AzureQueueTaskQueue, Received
-from core.clouds.gcs import GcsObjectStore, GcsSource
+from core.clouds.gcs import GcsObjectStore
+from core.clouds.gcs_source import GcsSource
 from core.jobs import Status
 from core.memory import InMemoryTaskQueue
 from core.pipeline import Services, accept_upload, process_job

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from google.cloud import storage
 from google.oauth2 import service_account
 
-from core.clouds.azure_blob import AzureBlobDestination
-from core.clouds.gcs import GcsSource
+from core.clouds.azure_destination import AzureBlobDestination
+from core.clouds.gcs_source import GcsSource
 from core.ports import ObjectDetails
 from devstack.emulators import AZURITE_ACCOUNT, AZURITE_KEY, Azurite
 from migrate.copy import Options, block_id, copy_object

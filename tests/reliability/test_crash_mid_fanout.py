@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from core.clouds.azure_blob import AzureBlobDestination
-from core.clouds.gcs import GcsObjectStore, GcsSource
+from core.clouds.azure_destination import AzureBlobDestination
+from core.clouds.gcs import GcsObjectStore
+from core.clouds.gcs_source import GcsSource
 from devstack.azure import AzureStack
 from devstack.emulators import FakeGcs
 from devstack.environment import environment

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from core.clouds.azure_blob import AzureBlobDestination
-from core.clouds.gcs import GcsObjectStore, GcsSource
+from core.clouds.azure_destination import AzureBlobDestination
+from core.clouds.gcs import GcsObjectStore
+from core.clouds.gcs_source import GcsSource
 from devstack.emulators import Azurite, FakeGcs
 from devstack.rclone import rclone
 from migrate.verify import run_verify
