@@ -12,12 +12,23 @@ import itertools
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from core import crc32c
 from core.errors import BadRequest, Conflict, NotFound
-from core.ports import DEFAULT_CHUNK_SIZE, DEFAULT_PAGE_SIZE, ObjectInfo, StoredObject, check_key, check_size
+from core.ports import (
+    DEFAULT_CHUNK_SIZE,
+    DEFAULT_PAGE_SIZE,
+    ObjectDetails,
+    ObjectInfo,
+    StoredObject,
+    check_key,
+    check_size,
+)
 
 log = logging.getLogger(__name__)
 
@@ -146,3 +157,141 @@ class CallbackTaskQueue:
         except Exception:
             log.exception("in-process delivery of %s failed; it is not retried", message)
         return f"inline-{next(self._ids)}"
+
+
+# The migration's ports ---------------------------------------------------------------------------
+
+_SOURCES: dict[str, InMemorySource] = {}
+"""Sources by name, so that an in-memory destination can fetch a ``memory://`` signed URL itself."""
+
+
+class InMemorySource:
+    """A ``Source``: a bucket of objects with generations, MD5 and CRC32C, as GCS lists them.
+
+    ``signed_url`` gives ``memory://NAME/KEY?generation=G``, which ``InMemoryDestination.put_from_url``
+    fetches as Azure fetches a GCS signed URL.
+    """
+
+    def __init__(self, name: str = "memory") -> None:
+        self.name = name
+        self._objects: dict[str, tuple[ObjectDetails, bytes]] = {}
+        self._generations = itertools.count(1_700_000_000_000_000)
+        self._lock = threading.Lock()
+        _SOURCES[name] = self
+
+    def add(self, key: str, data: bytes, **properties: Any) -> ObjectDetails:
+        """Store ``data`` under ``key`` as a new generation; ``properties`` are ``ObjectDetails`` fields."""
+        check_key(key)
+        details = ObjectDetails(
+            key=key,
+            size=len(data),
+            md5=hashlib.md5(data).hexdigest(),
+            crc32c=crc32c.to_gcs(crc32c.value(data)),
+            generation=str(next(self._generations)),
+            **{"storage_class": "STANDARD", **properties},
+        )
+        with self._lock:
+            self._objects[key] = (details, bytes(data))
+        return details
+
+    def list(self, prefix: str = "") -> Iterator[ObjectDetails]:
+        with self._lock:
+            keys = sorted(k for k in self._objects if k.startswith(prefix))
+        for key in keys:
+            with self._lock:
+                found = self._objects.get(key)
+            if found is not None:
+                yield found[0]
+
+    def read_range(self, key: str, generation: str | None, start: int, end: int) -> bytes:
+        with self._lock:
+            found = self._objects.get(key)
+        if found is None or (generation is not None and found[0].generation != generation):
+            raise NotFound(f"no object {key!r} at generation {generation}")
+        return found[1][start : end + 1]
+
+    def signed_url(self, key: str, generation: str | None) -> str:
+        return f"memory://{self.name}/{urllib.parse.quote(key, safe='')}?generation={generation or ''}"
+
+
+class InMemoryDestination:
+    """A ``Destination``: a container with staged blocks, as Azure Blob keeps them."""
+
+    def __init__(self) -> None:
+        self._blobs: dict[str, tuple[ObjectDetails, bytes]] = {}
+        self._staged: dict[str, dict[str, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def list(self, prefix: str = "") -> Iterator[ObjectDetails]:
+        with self._lock:
+            found = [self._blobs[k][0] for k in sorted(self._blobs) if k.startswith(prefix)]
+        yield from found
+
+    def head(self, key: str) -> ObjectDetails:
+        return self._find(key)[0]
+
+    def put(self, details: ObjectDetails, data: bytes, *, tier: str | None = None) -> None:
+        check_key(details.key)
+        if details.md5 and hashlib.md5(data).hexdigest() != details.md5:
+            raise BadRequest(f"Content-MD5 mismatch for {details.key!r}: the body differs from its MD5")
+        self._store(details, bytes(data), tier)
+
+    def put_from_url(self, details: ObjectDetails, url: str, *, tier: str | None = None) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        source = _SOURCES.get(parsed.netloc)
+        if parsed.scheme != "memory" or source is None:
+            raise BadRequest(f"cannot fetch {parsed.scheme}://{parsed.netloc}/...")
+        key = urllib.parse.unquote(parsed.path.lstrip("/"))
+        generation = urllib.parse.parse_qs(parsed.query).get("generation", [""])[0] or None
+        found = next((o for o in source.list(key) if o.key == key), None)
+        data = source.read_range(key, generation, 0, found.size - 1) if found and found.size else b""
+        self.put(details, data, tier=tier)
+
+    def staged_blocks(self, key: str) -> set[str]:
+        with self._lock:
+            return set(self._staged.get(check_key(key), {}))
+
+    def stage_block(self, key: str, block_id: str, data: bytes) -> None:
+        with self._lock:
+            blocks = self._staged.setdefault(check_key(key), {})
+            if blocks and len(next(iter(blocks))) != len(block_id):
+                raise BadRequest(f"block ids of {key!r} must have one length")
+            blocks[block_id] = bytes(data)
+
+    def commit(self, details: ObjectDetails, block_ids: Sequence[str], *, tier: str | None = None) -> None:
+        with self._lock:
+            blocks = self._staged.get(check_key(details.key), {})
+            missing = [b for b in block_ids if b not in blocks]
+            if missing:
+                raise BadRequest(f"block {missing[0]!r} of {details.key!r} was never staged")
+            data = b"".join(blocks[b] for b in block_ids)
+            self._staged.pop(details.key, None)  # as on Azure: a commit discards the uncommitted blocks
+        # As Azure: the committed blob carries the Content-MD5 it is given, unchecked against the blocks.
+        self._store(details, data, tier)
+
+    def read_chunks(self, key: str) -> Iterator[bytes]:
+        data = self._find(key)[1]
+        yield from (data[i : i + DEFAULT_CHUNK_SIZE] for i in range(0, len(data), DEFAULT_CHUNK_SIZE))
+
+    def delete(self, key: str) -> None:
+        self._find(key)
+        with self._lock:
+            self._blobs.pop(key, None)
+
+    def tamper(self, key: str, data: bytes) -> None:
+        """Replace a blob's bytes and keep every property, its Content-MD5 too (what only a read finds)."""
+        details, _ = self._find(key)
+        with self._lock:
+            self._blobs[key] = (details, bytes(data))
+
+    def _store(self, details: ObjectDetails, data: bytes, tier: str | None) -> None:
+        stored = replace(details, size=len(data), storage_class=tier or "Hot", generation=None, crc32c=None)
+        with self._lock:
+            self._blobs[details.key] = (stored, data)
+
+    def _find(self, key: str) -> tuple[ObjectDetails, bytes]:
+        with self._lock:
+            found = self._blobs.get(check_key(key))
+        if found is None:
+            raise NotFound(f"no blob {key!r}")
+        return found

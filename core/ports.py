@@ -7,7 +7,7 @@ Each Protocol's docstring is the contract every implementation must keep;
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -197,3 +197,56 @@ class ObjectDetails:
     metadata: Mapping[str, str] = field(default_factory=dict)
     storage_class: str | None = None
     """GCS storage class (STANDARD, NEARLINE, COLDLINE, ARCHIVE) or Azure access tier (Hot, Cool, ...)."""
+
+
+@runtime_checkable
+class Source(Protocol):
+    """A bucket as a migration reads it (GCS; Azure for a rollback).
+
+    Every implementation must guarantee:
+
+    - ``list`` yields every object under ``prefix`` once, in ascending key
+      order, as ``ObjectDetails`` with its size, generation and the checksums
+      the store keeps (CRC32C and/or MD5), fetching pages lazily.
+    - ``read_range`` returns bytes ``start..end`` (inclusive) of that
+      generation exactly as stored (no transcoding), and raises ``NotFound``
+      when the object or that generation is gone.
+    - ``signed_url`` returns a short-lived URL from which the destination's
+      service can fetch that generation itself; it never appears in a log.
+    """
+
+    def list(self, prefix: str = "") -> Iterator[ObjectDetails]: ...
+    def read_range(self, key: str, generation: str | None, start: int, end: int) -> bytes: ...
+    def signed_url(self, key: str, generation: str | None) -> str: ...
+
+
+@runtime_checkable
+class Destination(Protocol):
+    """A container as a migration writes it (Azure Blob; GCS for a rollback).
+
+    Every implementation must guarantee:
+
+    - ``put`` writes the whole object with every property of ``details``
+      (headers, metadata, tier) at once, refusing bytes that do not match
+      ``details.md5`` when it is given; ``put_from_url`` does the same with
+      bytes the service fetches itself, checked against ``details.md5``.
+    - ``stage_block`` keeps a block under its id (ids of one object have one
+      length) without making anything visible; ``staged_blocks`` returns the
+      ids staged and not yet committed; ``commit`` makes those blocks, in the
+      order given, the object, atomically, with its properties.
+    - ``list`` and ``head`` report what ``put`` or ``commit`` stored;
+      ``head``, ``read_chunks`` and ``delete`` raise ``NotFound`` for a
+      missing key; ``read_chunks`` yields the stored bytes, independent of any
+      stored checksum.
+    - A key with a ``.`` or ``..`` segment is refused (``check_key``).
+    """
+
+    def list(self, prefix: str = "") -> Iterator[ObjectDetails]: ...
+    def head(self, key: str) -> ObjectDetails: ...
+    def put(self, details: ObjectDetails, data: bytes, *, tier: str | None = None) -> None: ...
+    def put_from_url(self, details: ObjectDetails, url: str, *, tier: str | None = None) -> None: ...
+    def staged_blocks(self, key: str) -> set[str]: ...
+    def stage_block(self, key: str, block_id: str, data: bytes) -> None: ...
+    def commit(self, details: ObjectDetails, block_ids: Sequence[str], *, tier: str | None = None) -> None: ...
+    def read_chunks(self, key: str) -> Iterator[bytes]: ...
+    def delete(self, key: str) -> None: ...

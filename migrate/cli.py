@@ -2,7 +2,7 @@
 
     python -m migrate copy   gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--workers N] [--mode auto|server-side|stream]
                              [--dry-run] [--report FILE] [--json] [--encode-names] [--tier-map CLASS=Tier,...]
-    python -m migrate verify gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--json]
+    python -m migrate verify gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--download] [--json]
     python -m migrate plan   gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--batch-size N] [--json]
     python -m migrate status RUN_ID [--container NAME] [--json]
     python -m migrate cutover gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--json]   # freeze, final sync, verify
@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (copy, verify, plan, status, cutover, check):
         sub.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     cutover.add_argument("--workers", type=int, default=32, help="objects copied at once (default 32)")
+    verify.add_argument(
+        "--download",
+        action="store_true",
+        help="also read every blob and hash its bytes, independent of any stored checksum (slower)",
+    )
     plan.add_argument("--batch-size", type=int, default=200, help="objects per batch (default 200)")
     plan.add_argument("--batch-bytes", type=int, default=256 * 1024 * 1024, help=argparse.SUPPRESS)
     status.add_argument("run_id")
@@ -230,18 +235,23 @@ def verify_command(args: argparse.Namespace, source: Any, dest: Any, source_at: 
     from migrate.verify import run_verify
 
     try:
-        found = run_verify(source, dest, source_prefix=source_at.prefix, dest_prefix=dest_at.prefix)
+        found = run_verify(
+            source, dest, source_prefix=source_at.prefix, dest_prefix=dest_at.prefix, download=args.download
+        )
     except CoreError as exc:
-        raise UsageError(f"the verify could not list {source_at} or {dest_at}: {exc}") from exc
+        raise UsageError(f"the verify could not list or read {source_at} or {dest_at}: {exc}") from exc
     for key in found.missing[:20]:
         print(f"missing: {key}")
     for key in found.extra[:20]:
         print(f"extra: {key}")
     for item in found.different[:20]:
         print(f"different: {item['key']}: {'; '.join(item['problems'])}")
+    for item in found.unverifiable[:20]:
+        print(f"unverifiable: {item['key']}: {item['reason']}")
     counts = found.to_dict()
-    print(f"verify: {counts['same']} same, {counts['missing']} missing, {counts['extra']} extra, "
-          f"{counts['different']} different")  # fmt: skip
+    print(f"verify{' --download' if args.download else ''}: {counts['same']} same, {counts['missing']} missing, "
+          f"{counts['extra']} extra, {counts['different']} different ({counts['properties_different']} in "
+          f"properties only), {counts['unverifiable']} unverifiable")  # fmt: skip
     if args.json:
         print(json.dumps(counts))
     return 0 if found.clean else 1

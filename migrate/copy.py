@@ -9,7 +9,6 @@ the next attempt reuses the blocks that were already staged for that generation.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import time
@@ -18,10 +17,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-import google_crc32c
-
+from core import crc32c
 from core.errors import CoreError
-from core.ports import ObjectDetails
+from core.ports import Destination, ObjectDetails, Source
 from migrate import rules
 
 log = logging.getLogger(__name__)
@@ -38,25 +36,13 @@ NEVER_COPIED = ("_cutover/",)
 
 
 class Reader(Protocol):
-    """What copying one object reads from: ranges of one generation (GCS sources add ``signed_url``)."""
+    """What copying one object reads from (a ``Source``, or a ``Source`` seen under another prefix)."""
 
     def read_range(self, key: str, generation: str | None, start: int, end: int) -> bytes: ...
-
-
-class Source(Reader, Protocol):
-    def list(self, prefix: str = "") -> Iterator[ObjectDetails]: ...
-
-
-class Destination(Protocol):
-    def list(self, prefix: str = "") -> Iterator[ObjectDetails]: ...
-    def put(self, details: ObjectDetails, data: bytes, *, tier: str | None = None) -> None: ...
-    def staged_blocks(self, key: str) -> set[str]: ...
-    def stage_block(self, key: str, block_id: str, data: bytes) -> None: ...
-    def commit(self, details: ObjectDetails, block_ids: list[str], *, tier: str | None = None) -> None: ...
+    def signed_url(self, key: str, generation: str | None) -> str: ...
 
 
 SINGLE_PUT_FROM_URL_LIMIT = 5000 * 1024 * 1024
-URL_BLOCK_SIZE = 100 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -68,7 +54,6 @@ class Options:
     server_side: bool = False
     """Azure fetches the bytes from a GCS signed URL; none pass through this process."""
     single_put_limit: int = SINGLE_PUT_FROM_URL_LIMIT
-    url_block_size: int = URL_BLOCK_SIZE
 
 
 @dataclass
@@ -145,11 +130,14 @@ def copy_object(
             return outcome
         details = replace(obj, key=target, metadata=metadata)
         if options.server_side and obj.size > 0:
-            _copy_server_side(source, dest, obj, details, tier, options)
+            note: str | None = _copy_server_side(source, dest, obj, details, tier, options)
         elif obj.size <= options.block_size:
             _copy_whole(source, dest, obj, details, tier)
+            note = None
         else:
-            _copy_blocks(source, dest, obj, details, tier, options.block_size)
+            note = _copy_blocks(source, dest, obj, details, tier, options.block_size)
+        if note:
+            outcome.notes.append(note)
     except CoreError as exc:
         outcome.action, outcome.error = "failed", str(exc)
     except Exception as exc:  # one object's surprise must not stop the run
@@ -159,30 +147,37 @@ def copy_object(
 
 
 class Checksums:
-    """What GCS recorded, checked against the bytes as they pass: CRC32C, or MD5 when there is no CRC32C.
+    """What GCS recorded, checked against the bytes as they were read: CRC32C, or MD5 when there is no CRC32C.
 
     Every GCS object has a CRC32C, which costs a tenth of an MD5 to compute. The MD5
     still guards the Azure side: a whole put carries the source MD5 as Content-MD5
-    and each staged block its own, so Azure refuses bytes that differ.
+    and each staged block its own, so Azure refuses bytes that differ on the way.
     """
 
     def __init__(self, obj: ObjectDetails) -> None:
         self.obj = obj
-        self.crc = google_crc32c.Checksum() if obj.crc32c else None
+        self.crc = 0 if obj.crc32c else None
         self.md5 = hashlib.md5() if obj.crc32c is None and obj.md5 else None
 
-    def update(self, data: bytes) -> None:
-        if self.crc is not None:
-            self.crc.update(data)
+    def add(self, data: bytes) -> int:
+        """Take the next bytes of the object; return their own CRC32C."""
+        crc = crc32c.value(data)
+        self.add_crc(crc, len(data))
         if self.md5 is not None:
             self.md5.update(data)
+        return crc
+
+    def add_crc(self, crc: int, length: int) -> None:
+        """Take the next ``length`` bytes by their CRC32C alone (a block staged before a resume)."""
+        if self.crc is not None:
+            self.crc = crc32c.combine(self.crc, crc, length)
 
     def check(self) -> None:
         obj = self.obj
-        if self.crc is not None and base64.b64encode(self.crc.digest()).decode() != obj.crc32c:
-            raise CoreError(f"CRC32C mismatch reading {obj.key}: the object changed or the read was corrupted")
+        if self.crc is not None and self.crc != crc32c.from_gcs(obj.crc32c or ""):
+            raise CoreError(f"CRC32C mismatch reading {obj.key}: the object changed or a read was corrupted")
         if self.md5 is not None and self.md5.hexdigest() != obj.md5:
-            raise CoreError(f"MD5 mismatch reading {obj.key}: the object changed or the read was corrupted")
+            raise CoreError(f"MD5 mismatch reading {obj.key}: the object changed or a read was corrupted")
 
 
 def _copy_whole(
@@ -190,62 +185,97 @@ def _copy_whole(
 ) -> None:
     data = source.read_range(obj.key, obj.generation, 0, obj.size - 1) if obj.size else b""
     sums = Checksums(obj)
-    sums.update(data)
+    sums.add(data)
     sums.check()
     dest.put(details, data, tier=tier)
 
 
-def block_id(generation: str | None, index: int) -> str:
-    """Stable per source generation, so a retry recognises its own staged blocks (before base64)."""
-    return f"{generation or 'nogen'}-{index:08d}"
+def block_id(generation: str | None, index: int, crc: int) -> str:
+    """``GENERATION-INDEX-CRC32C`` (before base64): stable per source generation, so a retry recognises its own
+    staged blocks, and carrying the block's CRC32C, so a resumed copy still proves the whole object."""
+    return f"{generation or 'nogen'}-{index:08d}-{crc:08x}"
+
+
+def staged_by_index(staged: Iterable[str], generation: str | None) -> dict[int, tuple[str, int]]:
+    """The staged blocks of this generation: index -> (block id, its CRC32C). Other ids are ignored."""
+    found: dict[int, tuple[str, int]] = {}
+    for bid in staged:
+        parts = bid.split("-")
+        if len(parts) == 3 and parts[0] == (generation or "nogen") and parts[1].isdigit() and len(parts[2]) == 8:
+            try:
+                found[int(parts[1])] = (bid, int(parts[2], 16))
+            except ValueError:
+                continue
+    return found
 
 
 def _copy_blocks(
     source: Reader, dest: Destination, obj: ObjectDetails, details: ObjectDetails, tier: str | None, block_size: int
+) -> str | None:
+    """Stage the object's blocks and commit them only once the whole object is proven equal to the source.
+
+    Blocks already staged for this generation (a killed copy) are not read again: their CRC32Cs, kept in
+    their ids, are combined with those of the blocks read now. If that proof fails after a resume (a block
+    staged from a corrupted read), the copy starts afresh once, reading everything; if it fails again,
+    nothing is committed. Without a source CRC32C (an MD5 only) staged blocks cannot be proven, so
+    everything is read. Returns a note for the report, or None.
+    """
+    staged = staged_by_index(dest.staged_blocks(details.key), obj.generation) if obj.crc32c else {}
+    try:
+        _stage_and_prove(source, dest, obj, details, tier, block_size, staged)
+    except CoreError:
+        if not staged:
+            raise
+        _stage_and_prove(source, dest, obj, details, tier, block_size, {})
+        return f"{len(staged)} staged block(s) failed the proof; every block was read again"
+    return f"resumed: {len(staged)} block(s) staged before were proven by their CRC32C" if staged else None
+
+
+def _stage_and_prove(
+    source: Reader,
+    dest: Destination,
+    obj: ObjectDetails,
+    details: ObjectDetails,
+    tier: str | None,
+    block_size: int,
+    staged: dict[int, tuple[str, int]],
 ) -> None:
-    """Read blocks in order (checksummed as they pass) and stage up to ``BLOCKS_IN_FLIGHT`` at once."""
-    staged = dest.staged_blocks(details.key)
     ids: list[str] = []
-    sums: Checksums | None = Checksums(obj)
+    sums = Checksums(obj)
     in_flight: list[Future[None]] = []
     with ThreadPoolExecutor(max_workers=BLOCKS_IN_FLIGHT, thread_name_prefix="block") as pool:
         for index, start in enumerate(range(0, obj.size, block_size)):
-            bid = block_id(obj.generation, index)
+            end = min(start + block_size, obj.size) - 1
+            if index in staged:
+                bid, crc = staged[index]
+                sums.add_crc(crc, end - start + 1)
+            else:
+                data = source.read_range(obj.key, obj.generation, start, end)
+                bid = block_id(obj.generation, index, sums.add(data))
+                in_flight.append(pool.submit(dest.stage_block, details.key, bid, data))
+                if len(in_flight) >= BLOCKS_IN_FLIGHT:
+                    in_flight.pop(0).result()
             ids.append(bid)
-            if bid in staged:
-                sums = None  # resumed: each staged block was checked by Azure (Content-MD5) when it was staged
-                continue
-            data = source.read_range(obj.key, obj.generation, start, min(start + block_size, obj.size) - 1)
-            if sums is not None:
-                sums.update(data)
-            in_flight.append(pool.submit(dest.stage_block, details.key, bid, data))
-            if len(in_flight) >= BLOCKS_IN_FLIGHT:
-                in_flight.pop(0).result()
         for future in in_flight:
             future.result()
-    if sums is not None:
-        sums.check()
+    sums.check()  # before the commit: a blob that fails the proof never becomes visible
     dest.commit(details, ids, tier=tier)
 
 
 def _copy_server_side(
     source: Reader, dest: Destination, obj: ObjectDetails, details: ObjectDetails, tier: str | None, options: Options
-) -> None:
-    """Put Blob From URL up to 5,000 MiB, else Put Block From URL blocks and a commit."""
-    if obj.size <= options.single_put_limit:
-        url = source.signed_url(obj.key, obj.generation)  # type: ignore[attr-defined]
-        dest.put_from_url(details, url, tier=tier)  # type: ignore[attr-defined]
-        return
-    staged = dest.staged_blocks(details.key)
-    ids: list[str] = []
-    for index, start in enumerate(range(0, obj.size, options.url_block_size)):
-        bid = block_id(obj.generation, index)
-        ids.append(bid)
-        if bid not in staged:
-            end = min(start + options.url_block_size, obj.size) - 1
-            url = source.signed_url(obj.key, obj.generation)  # type: ignore[attr-defined]  # fresh for each block
-            dest.stage_block_from_url(details.key, bid, url, start, end)  # type: ignore[attr-defined]
-    dest.commit(details, ids, tier=tier)
+) -> str:
+    """Put Blob From URL where Azure can prove the bytes itself; else stream, proven here. Returns which."""
+    if obj.md5 and obj.size <= options.single_put_limit:
+        # Azure checks what it fetched against x-ms-source-content-md5 before the blob exists.
+        dest.put_from_url(details, source.signed_url(obj.key, obj.generation), tier=tier)
+        return "server-side: Azure fetched the bytes and proved them against the source MD5"
+    why = "no MD5 for Azure to check" if not obj.md5 else "over one Put Blob From URL, and a range has no checksum"
+    if obj.size <= options.block_size:
+        _copy_whole(source, dest, obj, details, tier)
+    else:
+        _copy_blocks(source, dest, obj, details, tier, options.block_size)
+    return f"streamed, proven by CRC32C here: {why}"
 
 
 # A whole run ------------------------------------------------------------------------------------
@@ -273,7 +303,12 @@ class Summary:
             self.failed += 1
 
     def to_dict(self) -> dict[str, Any]:
-        record = {"copied": self.copied, "skipped": self.skipped, "failed": self.failed, "bytes": self.bytes}
+        record: dict[str, Any] = {
+            "copied": self.copied,
+            "skipped": self.skipped,
+            "failed": self.failed,
+            "bytes": self.bytes,
+        }
         record["seconds"] = round(self.seconds, 3)
         return record
 
@@ -321,9 +356,9 @@ def run_copy(
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy") as pool:
         for phase in phases(source, source_prefix):
-            pending: set[Future[Outcome]] = set()
+            pending: set[Future[Outcome | None]] = set()
             for obj in phase:
-                pending.add(pool.submit(task, obj))  # type: ignore[arg-type]
+                pending.add(pool.submit(task, obj))
                 if len(pending) >= 2 * workers:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     _collect(done, summary, on_outcome)
@@ -333,7 +368,9 @@ def run_copy(
     return summary
 
 
-def _collect(done: Iterable[Future[Outcome]], summary: Summary, on_outcome: Callable[[Outcome], None] | None) -> None:
+def _collect(
+    done: Iterable[Future[Outcome | None]], summary: Summary, on_outcome: Callable[[Outcome], None] | None
+) -> None:
     for future in done:
         outcome = future.result()
         if outcome is None:
@@ -353,7 +390,7 @@ class Prefixed:
         return self.source.read_range(self._original(key), generation, start, end)
 
     def signed_url(self, key: str, generation: str | None) -> str:
-        return str(self.source.signed_url(self._original(key), generation))  # type: ignore[attr-defined]
+        return self.source.signed_url(self._original(key), generation)
 
     def _original(self, key: str) -> str:
         return self.source_prefix + key[len(self.dest_prefix) :]

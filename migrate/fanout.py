@@ -28,15 +28,13 @@ from typing import Any
 
 from core import names
 from core.errors import BadRequest, Conflict, NotFound
-from core.ports import ObjectDetails, ObjectStore, TaskQueue
+from core.ports import Destination, ObjectDetails, ObjectStore, Source, TaskQueue
 from migrate.copy import (
     NEVER_COPIED,
     PIPELINE_FIRST,
     PIPELINE_LAST,
-    Destination,
     Options,
     Prefixed,
-    Source,
     copy_object,
     dest_key_for,
 )

@@ -196,11 +196,11 @@ class AzureBlobDestination:
             headers["x-ms-access-tier"] = tier
         self._rest_put(details.key, "", b"", headers)
 
-    def stage_block_from_url(self, key: str, block_id: str, url: str, start: int, end: int) -> None:
-        """Put Block From URL: Azure fetches ``start..end`` of the source itself."""
-        wire_id = quote(base64.b64encode(block_id.encode()).decode(), safe="")
-        headers = {"x-ms-copy-source": url, "x-ms-source-range": f"bytes={start}-{end}"}
-        self._rest_put(key, f"comp=block&blockid={wire_id}", b"", headers)
+    def read_chunks(self, key: str) -> Iterator[bytes]:
+        """The blob's bytes as stored, a chunk at a time (what ``verify --download`` hashes)."""
+        with translate_errors(key):
+            downloader = self.container.get_blob_client(check_key(key)).download_blob(max_concurrency=1)
+            yield from downloader.chunks()
 
     def staged_blocks(self, key: str) -> set[str]:
         """Ids of the blocks staged but not yet committed for ``key`` (what a killed copy left)."""

@@ -8,16 +8,19 @@ import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from google.cloud import storage
 
+from core import crc32c
 from core.clouds.azure_blob import AzureBlobObjectStore
 from core.clouds.azure_destination import AzureBlobDestination
 from core.clouds.gcs_source import GcsSource
 from core.errors import BadRequest, NotFound, TransientError
 from core.ports import ObjectDetails
 from devstack.emulators import Azurite, FakeGcs
+from devstack.proxy import ForwardingProxy
 from devstack.rclone import rclone
 from migrate import rules
 from migrate.cli import main
@@ -204,12 +207,48 @@ def test_verify_finds_every_kind_of_difference(bucket: str, container: str, caps
     assert [p.split(" ", 1)[0] for p in problems["same-size.txt"]] == ["md5"]
     assert problems["header.txt"] == ["content-type 'text/plain' != 'text/html'"]
     assert problems["language.txt"] == ["content-language 'en' != 'fr'"]
-    assert [p.split(" ", 1)[0] for p in problems["metadata.txt"]] == ["metadata"]
+    assert problems["metadata.txt"] == ["metadata owner 'ops' != 'someone else'"]
     assert (found.missing, found.extra, found.same) == (["missing.txt"], ["extra.txt"], 1)
     assert main(["verify", f"gs://{bucket}", f"az://{container}", "--json"]) == 1
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == {
-        "missing": 1, "extra": 1, "different": 5, "same": 1
+        "missing": 1, "extra": 1, "different": 5, "properties_different": 3, "unverifiable": 0, "same": 1
     }  # fmt: skip
+
+
+def test_deep_verify_reads_the_bytes_and_each_difference_is_named(
+    bucket: str, container: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key in ("kept-md5.bin", "tier.bin", "archived.bin", "fine.bin"):
+        upload(bucket, key, key.encode() * 100, content_type="application/octet-stream")
+    assert main(["copy", f"gs://{bucket}", f"az://{container}"]) == 0
+    assert main(["verify", f"gs://{bucket}", f"az://{container}", "--download"]) == 0
+    dest = AzureBlobDestination(container)
+    # Other bytes of the same size under the old Content-MD5 and properties: only a read can tell.
+    client = dest.container.get_blob_client("kept-md5.bin")
+    props = client.get_blob_properties()
+    tampered = b"X" + b"kept-md5.bin" * 100
+    # A block list commit stores the Content-MD5 it is given without checking it against the blocks.
+    client.stage_block("b1", tampered[: props.size])
+    client.commit_block_list(["b1"], content_settings=props.content_settings, metadata=props.metadata)
+    assert client.get_blob_properties().content_settings.content_md5 == props.content_settings.content_md5
+    dest.container.get_blob_client("tier.bin").set_standard_blob_tier("Cool")
+    dest.container.get_blob_client("archived.bin").set_standard_blob_tier("Archive")
+    capsys.readouterr()
+    plain = run_verify(GcsSource(bucket), dest)
+    assert {d["key"]: (d["problems"], d["properties_only"]) for d in plain.different} == {
+        "tier.bin": (["tier 'Hot' != 'Cool'"], True)
+    }
+    assert [u["key"] for u in plain.unverifiable] == ["archived.bin"] and plain.same == 2
+    deep = run_verify(GcsSource(bucket), dest, download=True)
+    problems = {d["key"]: (d["problems"], d["properties_only"]) for d in deep.different}
+    assert set(problems) == {"kept-md5.bin", "tier.bin"}
+    assert problems["kept-md5.bin"][0][0].startswith("downloaded bytes: crc32c") and not problems["kept-md5.bin"][1]
+    assert deep.to_dict() == {"missing": 0, "extra": 0, "different": 2, "properties_different": 1,
+                              "unverifiable": 1, "same": 1}  # fmt: skip
+    assert main(["verify", f"gs://{bucket}", f"az://{container}", "--download", "--json"]) == 1
+    out = capsys.readouterr().out
+    assert json.loads(out.strip().splitlines()[-1]) == deep.to_dict()
+    assert "different: kept-md5.bin: downloaded bytes: crc32c" in out and "unverifiable: archived.bin" in out
 
 
 class Killed(Exception):
@@ -240,12 +279,85 @@ def test_a_worker_killed_mid_copy_leaves_no_partial_blob_and_the_rerun_resumes(b
     with pytest.raises(NotFound):
         dest.head("big.bin")  # nothing visible under the final name
     generation = next(GcsSource(bucket).list()).generation
-    assert dest.staged_blocks("big.bin") == {block_id(generation, i) for i in range(3)}
+    blocks = [data[i * BLOCK : (i + 1) * BLOCK] for i in range(5)]
+    assert dest.staged_blocks("big.bin") == {block_id(generation, i, crc32c.value(blocks[i])) for i in range(3)}
     resumed = DyingSource(bucket, allowed=100)
-    assert run_copy(resumed, dest, options=Options(block_size=BLOCK)).copied == 1
+    outcomes: list[Any] = []
+    assert run_copy(resumed, dest, options=Options(block_size=BLOCK), on_outcome=outcomes.append).copied == 1
     assert resumed.reads == 2, "only the blocks not staged before are read again"
+    assert outcomes[0].notes == ["resumed: 3 block(s) staged before were proven by their CRC32C"]
     assert dest.head("big.bin").size == len(data)
     assert run_verify(GcsSource(bucket), dest).clean
+
+
+class FlippingSource(GcsSource):
+    """Its first range read comes back with one byte flipped (a corrupted read); then it may die like a worker."""
+
+    def __init__(self, bucket: str, *, dies_after: int | None = None) -> None:
+        super().__init__(bucket)
+        self.reads, self.dies_after = 0, dies_after
+
+    def read_range(self, key: str, generation: str | None, start: int, end: int) -> bytes:
+        self.reads += 1
+        if self.dies_after is not None and self.reads > self.dies_after:
+            raise Killed("worker killed mid-copy")
+        data = super().read_range(key, generation, start, end)
+        return flip(data) if self.reads == 1 else data
+
+
+def flip(data: bytes) -> bytes:
+    middle = len(data) // 2
+    return data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1 :]
+
+
+@pytest.mark.parametrize("killed", [False, True], ids=["runs to the end", "killed, then resumed"])
+def test_a_corrupted_read_is_never_committed_and_the_rerun_copies_the_source(
+    bucket: str, container: str, killed: bool
+) -> None:
+    data = bytes(range(256)) * (BLOCK * 5 // 256)  # 5 blocks; the first read is flipped
+    upload(bucket, "big.bin", data)
+    dest = AzureBlobDestination(container)
+    outcomes: list[Any] = []
+    source = FlippingSource(bucket, dies_after=3 if killed else None)
+    summary = run_copy(source, dest, options=Options(block_size=BLOCK), on_outcome=outcomes.append)
+    assert summary.failed == 1
+    with pytest.raises(NotFound):
+        dest.head("big.bin")  # the proof failed (or never ran): nothing committed
+    if not killed:
+        assert "CRC32C mismatch" in (outcomes[0].error or "")
+    # The re-run finds the corrupted block staged. Its CRC32C, in its id, fails the proof; every block is
+    # read again (nothing is read back from Azure), and only then is the blob committed.
+    outcomes.clear()
+    assert run_copy(GcsSource(bucket), dest, options=Options(block_size=BLOCK), on_outcome=outcomes.append).copied == 1
+    assert outcomes[0].notes == [f"{3 if killed else 5} staged block(s) failed the proof; every block was read again"]
+    assert dest.container.download_blob("big.bin").readall() == data
+
+
+class FlippingProxy(ForwardingProxy):
+    """fake-gcs-server behind a proxy that flips one byte of the first media download."""
+
+    flipped = False
+
+    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, bytes]:
+        status, answer, data = super().forward(method, path, headers, body)
+        if "alt=media" in path and data and not self.flipped:
+            self.flipped = True
+            data = flip(data)
+        return status, answer, data
+
+
+@pytest.mark.parametrize("size", [BLOCK // 2, BLOCK * 3], ids=["one put", "three blocks"])
+def test_a_read_corrupted_on_the_wire_is_caught(
+    bucket: str, container: str, fake_gcs: FakeGcs, monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    data = bytes(range(256)) * (size // 256)
+    upload(bucket, "wire.bin", data)
+    with FlippingProxy(int(fake_gcs.url.rsplit(":", 1)[1])) as proxy:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
+        summary = run_copy(GcsSource(bucket), AzureBlobDestination(container), options=Options(block_size=BLOCK))
+    assert proxy.flipped and summary.failed == 1
+    with pytest.raises(NotFound):
+        AzureBlobDestination(container).head("wire.bin")
 
 
 def test_a_changed_source_is_copied_again(bucket: str, container: str) -> None:

@@ -7,10 +7,10 @@ and the block path is exercised with an Azurite SAS URL as the source.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import urllib.parse
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from hashlib import sha256
 
@@ -22,10 +22,11 @@ from google.cloud import storage
 from google.oauth2 import service_account
 
 from core.clouds.azure_destination import AzureBlobDestination
+from core.clouds.gcs import GcsObjectStore
 from core.clouds.gcs_source import GcsSource
 from core.ports import ObjectDetails
 from devstack.emulators import AZURITE_ACCOUNT, AZURITE_KEY, Azurite
-from migrate.copy import Options, block_id, copy_object
+from migrate.copy import Options, copy_object
 from tests.helper import unique_name
 
 pytestmark = pytest.mark.emulator
@@ -107,28 +108,30 @@ class AzuriteUrlSource:
         return iter(())
 
 
-def test_put_block_from_url_copies_without_bytes_passing_through(azure_env: Azurite) -> None:
-    origin = AzureBlobDestination(unique_name("origin"))
-    origin.create()
+@pytest.mark.parametrize(
+    ("md5", "single_put_limit", "why"),
+    [
+        (True, 0, "over one Put Blob From URL, and a range has no checksum"),
+        (False, 5000 * 1024 * 1024, "no MD5 for Azure to check"),
+    ],
+)
+def test_what_azure_cannot_prove_is_streamed_and_proven_here(
+    gcs_env: object, azure_env: Azurite, md5: bool, single_put_limit: int, why: str
+) -> None:
+    """Put Block From URL ranges and objects without an MD5 have nothing Azure can check: they are streamed."""
+    bucket = unique_name("src")
+    GcsObjectStore(bucket).create_bucket()
     data = bytes(range(256)) * 4096  # 1 MiB: four 256 KiB blocks
-    origin.container.upload_blob("big file #1.bin", data)
+    storage.Client(project="local").bucket(bucket).blob("big file #1.bin").upload_from_string(data)
+    listed = next(GcsSource(bucket).list())
+    obj = listed if md5 else replace(listed, md5=None)  # as a composite object has none
     dest = AzureBlobDestination(unique_name("dst"))
     dest.create()
-    source = AzuriteUrlSource(azure_env, origin.container_name)
-    obj = ObjectDetails(
-        key="big file #1.bin", size=len(data), md5=hashlib.md5(data).hexdigest(), generation="7",
-        content_type="application/x-thing", metadata={"owner": "ops"}, storage_class="STANDARD",
-    )  # fmt: skip
-    options = Options(server_side=True, single_put_limit=0, url_block_size=256 * 1024)
-    # A previous attempt staged the first block, then died.
-    dest.stage_block_from_url(obj.key, block_id("7", 0), source.signed_url(obj.key, "7"), 0, 256 * 1024 - 1)
-    outcome = copy_object(source, dest, obj, None, options)
+    options = Options(server_side=True, single_put_limit=single_put_limit, block_size=256 * 1024)
+    outcome = copy_object(GcsSource(bucket), dest, obj, None, options)
     assert outcome.action == "copied", outcome.error
-    assert source.reads == 0
+    assert outcome.notes == [f"streamed, proven by CRC32C here: {why}"]
     assert dest.container.download_blob(obj.key).readall() == data
-    blob = dest.head(obj.key)
-    assert (blob.md5, blob.content_type, blob.storage_class) == (obj.md5, "application/x-thing", "Hot")
-    assert blob.metadata["owner"] == "ops" and blob.metadata["gcs_generation"] == "7"
 
 
 def test_signed_urls_never_reach_the_report_or_the_log(
