@@ -313,17 +313,41 @@ class Summary:
         return record
 
 
-def phases(source: Source, prefix: str) -> list[Iterable[ObjectDetails]]:
-    """The source in the order that keeps the pipeline consistent: jobs/ and results/, the rest, uploads/."""
+def phases(source: Source, prefix: str) -> list[tuple[bool, Iterable[ObjectDetails]]]:
+    """The source in the order that keeps the pipeline consistent: jobs/ and results/, the rest, uploads/.
+
+    Each phase is ``(uploads, objects)``: ``uploads`` is True for the ``uploads/`` phase, which the
+    fan-out holds back until every other batch is copied. Control objects (``NEVER_COPIED``) are left out.
+    """
     if prefix:
-        return [source.list(prefix)]
+        return [(False, (o for o in source.list(prefix) if not o.key[len(prefix) :].startswith(NEVER_COPIED)))]
 
     def middle() -> Iterator[ObjectDetails]:
         for obj in source.list(""):
-            if not obj.key.startswith((*PIPELINE_FIRST, PIPELINE_LAST)):
+            if not obj.key.startswith((*PIPELINE_FIRST, PIPELINE_LAST, *NEVER_COPIED)):
                 yield obj
 
-    return [*(source.list(p) for p in PIPELINE_FIRST), middle(), source.list(PIPELINE_LAST)]
+    return [*((False, source.list(p)) for p in PIPELINE_FIRST), (False, middle()), (True, source.list(PIPELINE_LAST))]
+
+
+def copy_entry(
+    source: Source,
+    dest: Destination,
+    obj: ObjectDetails,
+    existing: Callable[[str], ObjectDetails | None],
+    options: Options,
+    *,
+    source_prefix: str = "",
+    dest_prefix: str = "",
+) -> Outcome:
+    """Copy one listed object from under ``source_prefix`` to under ``dest_prefix``; ``existing(blob name)``
+    gives the blob already there, or None. The outcome keeps the source key."""
+    moved = replace(obj, key=dest_prefix + obj.key[len(source_prefix) :])
+    target, _ = dest_key_for(moved.key, options)
+    current = existing(target) if target else None
+    outcome = copy_object(Prefixed(source, source_prefix, dest_prefix), dest, moved, current, options)
+    outcome.key = obj.key
+    return outcome
 
 
 def run_copy(
@@ -342,20 +366,13 @@ def run_copy(
     summary = Summary()
     existing = {d.key: d for d in dest.list(dest_prefix)}  # one listing instead of a HEAD per object
 
-    def task(obj: ObjectDetails) -> Outcome | None:
-        if obj.key[len(source_prefix) :].startswith(NEVER_COPIED):
-            return None
-        relative = obj.key[len(source_prefix) :]
-        moved = replace(obj, key=dest_prefix + relative)
-        target, _ = dest_key_for(moved.key, options)
-        outcome = copy_object(
-            Prefixed(source, source_prefix, dest_prefix), dest, moved, existing.get(target or ""), options
+    def task(obj: ObjectDetails) -> Outcome:
+        return copy_entry(
+            source, dest, obj, existing.get, options, source_prefix=source_prefix, dest_prefix=dest_prefix
         )
-        outcome.key = obj.key
-        return outcome
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy") as pool:
-        for phase in phases(source, source_prefix):
+        for _, phase in phases(source, source_prefix):
             pending: set[Future[Outcome | None]] = set()
             for obj in phase:
                 pending.add(pool.submit(task, obj))

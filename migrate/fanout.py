@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -29,15 +29,7 @@ from typing import Any
 from core import names
 from core.errors import BadRequest, Conflict, NotFound
 from core.ports import Destination, ObjectDetails, ObjectStore, Source, TaskQueue
-from migrate.copy import (
-    NEVER_COPIED,
-    PIPELINE_FIRST,
-    PIPELINE_LAST,
-    Options,
-    Prefixed,
-    copy_object,
-    dest_key_for,
-)
+from migrate.copy import Options, copy_entry, phases
 
 RUNS_PREFIX = "_migrations/"
 BATCH_QUEUE = names.BATCHES
@@ -73,7 +65,7 @@ def run_key(run_id: str, name: str) -> str:
     return f"{RUNS_PREFIX}{run_id}/{name}"
 
 
-def _batches(objects: Iterator[ObjectDetails], max_objects: int, max_bytes: int) -> Iterator[list[dict[str, Any]]]:
+def _batches(objects: Iterable[ObjectDetails], max_objects: int, max_bytes: int) -> Iterator[list[dict[str, Any]]]:
     batch: list[dict[str, Any]] = []
     size = 0
     for obj in objects:
@@ -103,20 +95,12 @@ def plan(
     """List the source and enqueue its batches; return the run record."""
     run_id = run_id or new_run_id()
     container = dest_uri.split("://", 1)[-1].split("/", 1)[0]
-    phases: list[tuple[bool, Iterator[ObjectDetails]]]
-    if source_prefix:
-        phases = [(False, source.list(source_prefix))]
-    else:
-        phases = [(False, source.list(p)) for p in PIPELINE_FIRST]
-        others = (o for o in source.list("") if not o.key.startswith((*PIPELINE_FIRST, PIPELINE_LAST, *NEVER_COPIED)))
-        phases.append((False, others))
-        phases.append((True, source.list(PIPELINE_LAST)))
     created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     run = Run(run_id, source_uri, dest_uri, source_prefix, dest_prefix, created, 0, 0, 0, [], planned=False)
     _save(records, run)  # workers may start before the listing ends: they find the run already
     number = objects = total = 0
     held: list[int] = []
-    for is_held, listing in phases:
+    for is_held, listing in phases(source, source_prefix):
         for batch in _batches(listing, max_objects, max_bytes):
             number += 1
             objects += len(batch)
@@ -161,15 +145,12 @@ def process_batch(payload: Mapping[str, Any], source: Source, dest: Destination,
     counts = {"copied": 0, "skipped": 0, "failed": 0, "bytes": 0}
     errors: list[dict[str, str]] = []
     for entry in entries:
-        relative = entry["key"][len(run.source_prefix) :]
         obj = _fresh_details(source, entry)
         if obj is None:
             counts["skipped"] += 1  # deleted since the plan: nothing to copy
             continue
-        moved = replace(obj, key=run.dest_prefix + relative)
-        target, _ = dest_key_for(moved.key, options)
-        outcome = copy_object(
-            Prefixed(source, run.source_prefix, run.dest_prefix), dest, moved, head(target) if target else None, options
+        outcome = copy_entry(
+            source, dest, obj, head, options, source_prefix=run.source_prefix, dest_prefix=run.dest_prefix
         )
         counts[outcome.action if outcome.action in counts else "failed"] += 1
         if outcome.action == "copied":

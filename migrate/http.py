@@ -26,7 +26,7 @@ def routes(queue_factory: Callable[[], TaskQueue]) -> list[Route]:
 
     def start(request: Request, match: re.Match[str]) -> Response:
         from core.clouds.azure_blob import AzureBlobObjectStore
-        from migrate.cli import UsageError, open_ends, parse_location
+        from migrate.locations import UsageError, open_ends, parse_location
 
         try:
             body = json.loads(read_capped(request, 64 * 1024) or b"{}")
@@ -52,7 +52,7 @@ def routes(queue_factory: Callable[[], TaskQueue]) -> list[Route]:
 
     def check(request: Request, match: re.Match[str]) -> Response:
         from migrate import check
-        from migrate.cli import UsageError, open_ends, parse_location
+        from migrate.locations import UsageError, open_ends, parse_location
 
         try:
             body = json.loads(read_capped(request, 64 * 1024) or b"{}")
