@@ -20,6 +20,11 @@ def value(data: bytes) -> int:
     return int(google_crc32c.value(data))
 
 
+def extend(crc: int, data: bytes) -> int:
+    """The CRC32C of ``A + data`` from ``crc(A)``, at C speed (``combine`` is for when the bytes are gone)."""
+    return int(google_crc32c.extend(crc, data))
+
+
 def from_gcs(encoded: str) -> int:
     """GCS's base64 big-endian CRC32C as an int."""
     return int.from_bytes(base64.b64decode(encoded), "big")

@@ -159,13 +159,12 @@ class Checksums:
         self.crc = 0 if obj.crc32c else None
         self.md5 = hashlib.md5() if obj.crc32c is None and obj.md5 else None
 
-    def add(self, data: bytes) -> int:
-        """Take the next bytes of the object; return their own CRC32C."""
-        crc = crc32c.value(data)
-        self.add_crc(crc, len(data))
+    def add(self, data: bytes) -> None:
+        """Take the next bytes of the object."""
+        if self.crc is not None:
+            self.crc = crc32c.extend(self.crc, data)
         if self.md5 is not None:
             self.md5.update(data)
-        return crc
 
     def add_crc(self, crc: int, length: int) -> None:
         """Take the next ``length`` bytes by their CRC32C alone (a block staged before a resume)."""
@@ -251,7 +250,8 @@ def _stage_and_prove(
                 sums.add_crc(crc, end - start + 1)
             else:
                 data = source.read_range(obj.key, obj.generation, start, end)
-                bid = block_id(obj.generation, index, sums.add(data))
+                sums.add(data)
+                bid = block_id(obj.generation, index, crc32c.value(data))
                 in_flight.append(pool.submit(dest.stage_block, details.key, bid, data))
                 if len(in_flight) >= BLOCKS_IN_FLIGHT:
                     in_flight.pop(0).result()

@@ -83,7 +83,7 @@ def hash_problem(obj: ObjectDetails, chunks: Iterable[bytes]) -> str | None:
     md5 = hashlib.md5() if not obj.crc32c else None
     for chunk in chunks:
         size += len(chunk)
-        crc = crc32c.combine(crc, crc32c.value(chunk), len(chunk))
+        crc = crc32c.extend(crc, chunk)
         if md5 is not None:
             md5.update(chunk)
     if size != obj.size:

@@ -27,6 +27,11 @@ def test_combining_blocks_in_order_gives_the_whole(blocks: list[bytes]) -> None:
     assert total == crc32c.value(b"".join(blocks))
 
 
+@given(st.binary(max_size=300), st.binary(max_size=300))
+def test_extend_equals_the_crc_of_the_concatenation(a: bytes, b: bytes) -> None:
+    assert crc32c.extend(crc32c.value(a), b) == crc32c.value(a + b)
+
+
 def test_a_flipped_byte_changes_the_combined_value() -> None:
     a, b = b"x" * 1000, b"y" * 1000
     flipped = b"x" * 999 + b"z"
