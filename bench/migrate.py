@@ -1,8 +1,9 @@
 """``python -m migrate copy`` against rclone, on the same fake-gcs-server and Azurite, in one run.
 
-    python bench/migrate.py [--small 1000] [--large 4] [--rounds 3]
+    python bench/migrate.py [--small 1000] [--large 4] [--many 5000] [--rounds 3]
 
-Two sets: N objects of 4 KiB, and M objects of 32 MiB. For each, in interleaved
+Three sets: N objects of 4 KiB, M objects of 32 MiB, and K objects of 4 KiB (where
+start-up weighs less). For each, in interleaved
 rounds, each into a fresh container: ours (``python -m migrate copy``, 32
 workers), rclone with its default flags, rclone tuned (``--transfers 32
 --checkers 32``), and the destination's ceiling: the same objects merely
@@ -176,16 +177,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--large", type=int, default=4)
+    parser.add_argument(
+        "--many", type=int, default=5000, help="a second small set, where start-up weighs less (0: skip)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     with FakeGcs() as gcs, Azurite() as azurite, environment({**gcs.env(), **azurite.env()}):
         os.environ["GOOGLE_CLOUD_PROJECT"] = "local"
         small = bench_set("small set", args.small, 4 * 1024, args.rounds, gcs, azurite)
         large = bench_set("large set", args.large, 32 * 1024 * 1024, args.rounds, gcs, azurite)
+        many = bench_set("many small", args.many, 4 * 1024, args.rounds, gcs, azurite) if args.many else None
     print("\ntargets: small >= 1.2x tuned rclone and >= 0.85 of the ceiling; large >= 1x tuned rclone in MB/s")
     print(f"  small: {small['rclone tuned'] / small['ours']:.2f}x tuned rclone, "
           f"{small['ceiling (SDK)'] / small['ours']:.2f} of the SDK ceiling")  # fmt: skip
     print(f"  large: {large['rclone tuned'] / large['ours']:.2f}x tuned rclone")
+    if many:
+        print(f"  many small ({args.many:,}): {many['rclone tuned'] / many['ours']:.2f}x tuned rclone")
     return 0
 
 
