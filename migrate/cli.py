@@ -25,6 +25,7 @@ from typing import IO, Any
 from core.errors import ConfigError, CoreError, NotFound, TransientError
 from migrate import rules
 from migrate.locations import Location, UsageError, open_ends, parse_location
+from migrate.throttle import Throttle, parse_size
 
 USAGE_ERROR = 2
 # GCS prices in USD for the dry-run estimate (internet egress to Azure, first TiB; operations per 10,000).
@@ -71,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("--encode-names", action="store_true", help="store names Azure rejects, percent-encoded")
     copy.add_argument("--tier-map", metavar="CLASS=Tier,...", help="override the storage class to tier mapping")
     copy.add_argument("--block-size", type=int, default=8 * 1024 * 1024, help=argparse.SUPPRESS)
+    copy.add_argument("--max-rate", type=float, metavar="N", help="copy at most N objects a second (all workers)")
+    copy.add_argument("--bwlimit", metavar="SIZE", help="copy at most SIZE bytes a second, e.g. 10M (all workers)")
     return parser
 
 
@@ -124,6 +127,8 @@ def copy_command(args: argparse.Namespace, source: Any, dest: Any, source_at: Lo
 
     try:
         tiers = rules.parse_tier_map(args.tier_map)
+        limits = (args.max_rate, parse_size(args.bwlimit) if args.bwlimit else None)
+        throttle = Throttle(max_rate=limits[0], bwlimit=limits[1]) if any(limits) else None
     except CoreError as exc:
         raise UsageError(str(exc)) from exc
     can_sign = source.can_sign()
@@ -139,6 +144,7 @@ def copy_command(args: argparse.Namespace, source: Any, dest: Any, source_at: Lo
         tiers=tiers,
         dry_run=args.dry_run,
         server_side=server_side,
+        throttle=throttle,
     )
     report: IO[str] | None = open(args.report, "w", encoding="utf-8") if args.report else None  # noqa: SIM115
     progress = _progress_bar()

@@ -21,6 +21,7 @@ from core import crc32c
 from core.errors import CoreError
 from core.ports import Destination, ObjectDetails, Source
 from migrate import rules
+from migrate.throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class Options:
     server_side: bool = False
     """Azure fetches the bytes from a GCS signed URL; none pass through this process."""
     single_put_limit: int = SINGLE_PUT_FROM_URL_LIMIT
+    throttle: Throttle | None = None
+    """Caps on objects and bytes a second, over every worker of the run (``--max-rate``, ``--bwlimit``)."""
 
 
 @dataclass
@@ -129,6 +132,8 @@ def copy_object(
             outcome.action = "would-copy"
             return outcome
         details = replace(obj, key=target, metadata=metadata)
+        if options.throttle is not None:
+            options.throttle.take(obj.size)
         if options.server_side and obj.size > 0:
             note: str | None = _copy_server_side(source, dest, obj, details, tier, options)
         elif obj.size <= options.block_size:
