@@ -176,6 +176,8 @@ class InMemorySource:
         self.name = name
         self._objects: dict[str, tuple[ObjectDetails, bytes]] = {}
         self._generations = itertools.count(1_700_000_000_000_000)
+        self._older: dict[str, int] = {}
+        """Key -> how many older versions it has (kept as counts only)."""
         self._lock = threading.Lock()
         _SOURCES[name] = self
 
@@ -191,8 +193,14 @@ class InMemorySource:
             **{"storage_class": "STANDARD", **properties},
         )
         with self._lock:
+            if key in self._objects:
+                self._older[key] = self._older.get(key, 0) + 1
             self._objects[key] = (details, bytes(data))
         return details
+
+    def noncurrent_versions(self, prefix: str = "") -> int:
+        with self._lock:
+            return sum(count for key, count in self._older.items() if key.startswith(prefix))
 
     def list(self, prefix: str = "") -> Iterator[ObjectDetails]:
         with self._lock:

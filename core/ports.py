@@ -197,6 +197,20 @@ class ObjectDetails:
     metadata: Mapping[str, str] = field(default_factory=dict)
     storage_class: str | None = None
     """GCS storage class (STANDARD, NEARLINE, COLDLINE, ARCHIVE) or Azure access tier (Hot, Cool, ...)."""
+    caveats: tuple[str, ...] = ()
+    """What a copy cannot carry for this object (``CAVEATS``): a hold, a retention time, a custom time, its key."""
+
+
+CAVEATS = {
+    "temporary-hold": "a temporary hold (Azure: set a legal hold yourself)",
+    "event-based-hold": "an event-based hold (Azure: set a legal hold yourself)",
+    "retention": "a retention time (Azure: an immutability policy, set by you)",
+    "custom-time": "a customTime (kept nowhere on Azure)",
+    "customer-supplied-key": "a customer-supplied encryption key: unreadable without the key, so it cannot be copied",
+    "customer-managed-key": "a customer-managed KMS key (Azure encrypts with its own key or yours, set by you)",
+    "noncurrent-versions": "noncurrent versions (only the live version is copied)",
+}
+"""Each caveat a copy reports, and what it means on the destination."""
 
 
 @runtime_checkable
@@ -213,11 +227,14 @@ class Source(Protocol):
       when the object or that generation is gone.
     - ``signed_url`` returns a short-lived URL from which the destination's
       service can fetch that generation itself; it never appears in a log.
+    - ``noncurrent_versions`` counts the older versions under ``prefix``,
+      which a copy leaves behind (0 where the store keeps none).
     """
 
     def list(self, prefix: str = "") -> Iterator[ObjectDetails]: ...
     def read_range(self, key: str, generation: str | None, start: int, end: int) -> bytes: ...
     def signed_url(self, key: str, generation: str | None) -> str: ...
+    def noncurrent_versions(self, prefix: str = "") -> int: ...
 
 
 @runtime_checkable

@@ -19,10 +19,12 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from core.errors import ConfigError, CoreError, NotFound, TransientError
+from core.ports import CAVEATS, ObjectDetails
 from migrate import rules
 from migrate.locations import Location, UsageError, open_ends, parse_location
 from migrate.throttle import Throttle, parse_size
@@ -57,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also read every blob and hash its bytes, independent of any stored checksum (slower)",
     )
     plan.add_argument("--batch-size", type=int, default=200, help="objects per batch (default 200)")
+    plan.add_argument(
+        "--dry-run", action="store_true", help="count batches and what cannot be carried; enqueue nothing"
+    )
     plan.add_argument("--batch-bytes", type=int, default=256 * 1024 * 1024, help=argparse.SUPPRESS)
     status.add_argument("run_id")
     status.add_argument(
@@ -179,10 +184,23 @@ def copy_command(args: argparse.Namespace, source: Any, dest: Any, source_at: Lo
         print(f"... and {len(failures) - 20} more failures (see --report)", file=sys.stderr)
     result = summary.to_dict()
     if args.dry_run:
-        result.update(would_copy=summary.would_copy, estimate_usd=estimate(summary.would_copy, summary.bytes))
+        cannot = dict(summary.cannot_carry)
+        try:
+            older = source.noncurrent_versions(source_at.prefix)
+        except CoreError as exc:
+            raise UsageError(f"the dry run could not list the versions of {source_at}: {exc}") from exc
+        if older:
+            cannot["noncurrent-versions"] = older
+        result.update(
+            would_copy=summary.would_copy,
+            estimate_usd=estimate(summary.would_copy, summary.bytes),
+            cannot_carry=cannot,
+        )
         print(f"dry run: {summary.would_copy} objects, {summary.bytes:,} bytes would be copied; "
               f"{summary.skipped} skipped, {summary.failed} cannot be copied; "
               f"estimated GCS cost ${result['estimate_usd']['total']:.4f}")  # fmt: skip
+        for caveat, count in sorted(cannot.items()):
+            print(f"cannot carry: {count} with {CAVEATS[caveat]}")
     else:
         rate = summary.bytes / summary.seconds / 1e6 if summary.seconds else 0.0
         print(f"copied {summary.copied}, skipped {summary.skipped}, failed {summary.failed}; "
@@ -259,6 +277,8 @@ def plan_command(args: argparse.Namespace, source: Any, source_at: Location, des
 
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
+    if args.dry_run:
+        return plan_dry_run(args, source, source_at, dest_at)
     try:
         run = plan(
             source,
@@ -278,6 +298,49 @@ def plan_command(args: argparse.Namespace, source: Any, source_at: Location, des
           file=sys.stderr)  # fmt: skip
     if args.json:
         print(json.dumps({"run_id": run.run_id, "batches": run.batches, "objects": run.objects, "bytes": run.bytes}))
+    return 0
+
+
+class _Counted:
+    """A source whose listing counts, as it passes, what a copy cannot carry."""
+
+    def __init__(self, source: Any) -> None:
+        self.source, self.cannot_carry = source, Counter[str]()
+
+    def list(self, prefix: str = "") -> Iterator[ObjectDetails]:
+        for obj in self.source.list(prefix):
+            self.cannot_carry.update(obj.caveats)
+            yield obj
+
+    def read_range(self, key: str, generation: str | None, start: int, end: int) -> bytes:
+        return bytes(self.source.read_range(key, generation, start, end))
+
+    def signed_url(self, key: str, generation: str | None) -> str:
+        return str(self.source.signed_url(key, generation))
+
+    def noncurrent_versions(self, prefix: str = "") -> int:
+        return int(self.source.noncurrent_versions(prefix))
+
+
+def plan_dry_run(args: argparse.Namespace, source: Any, source_at: Location, dest_at: Location) -> int:
+    """The plan's batches and what a copy cannot carry, with nothing enqueued or written."""
+    from core.memory import InMemoryObjectStore, InMemoryTaskQueue
+    from migrate.fanout import plan
+
+    counted = _Counted(source)
+    try:
+        run = plan(counted, InMemoryObjectStore(), InMemoryTaskQueue(), source_uri=str(source_at),
+                   dest_uri=str(dest_at), source_prefix=source_at.prefix, dest_prefix=dest_at.prefix,
+                   max_objects=args.batch_size, max_bytes=args.batch_bytes)  # fmt: skip
+        older = source.noncurrent_versions(source_at.prefix)
+    except CoreError as exc:
+        raise UsageError(f"the dry run could not list {source_at}: {exc}") from exc
+    cannot = dict(counted.cannot_carry) | ({"noncurrent-versions": older} if older else {})
+    print(f"dry run: {run.objects} objects ({run.bytes:,} bytes) in {run.batches} batches; nothing was enqueued")
+    for caveat, count in sorted(cannot.items()):
+        print(f"cannot carry: {count} with {CAVEATS[caveat]}")
+    if args.json:
+        print(json.dumps({"batches": run.batches, "objects": run.objects, "bytes": run.bytes, "cannot_carry": cannot}))
     return 0
 
 

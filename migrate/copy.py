@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 
 from core import crc32c
 from core.errors import CoreError
-from core.ports import Destination, ObjectDetails, Source
+from core.ports import CAVEATS, Destination, ObjectDetails, Source
 from migrate import rules
 from migrate.throttle import Throttle
 
@@ -72,6 +73,8 @@ class Outcome:
     error: str | None = None
     dest_key: str | None = None
     notes: list[str] = field(default_factory=list)
+    caveats: tuple[str, ...] = ()
+    """What the copy could not carry for this object (``core.ports.CAVEATS``)."""
 
     def to_dict(self) -> dict[str, Any]:
         record: dict[str, Any] = {"key": self.key, "action": self.action, "bytes": self.bytes, "md5": self.md5}
@@ -80,6 +83,8 @@ class Outcome:
             record["dest_key"] = self.dest_key
         if self.notes:
             record["notes"] = self.notes
+        if self.caveats:
+            record["cannot_carry"] = list(self.caveats)
         return record
 
 
@@ -106,7 +111,7 @@ def copy_object(
     source: Reader, dest: Destination, obj: ObjectDetails, existing: ObjectDetails | None, options: Options
 ) -> Outcome:
     """Copy one object; never raises for a per-object problem, it reports it."""
-    outcome = Outcome(obj.key, "copied", obj.size, obj.md5)
+    outcome = Outcome(obj.key, "copied", obj.size, obj.md5, caveats=obj.caveats)
     if rules.is_directory_marker(obj):
         outcome.action, outcome.bytes = "skipped", 0
         outcome.notes.append("directory marker: Azure Blob has no folders")
@@ -118,6 +123,9 @@ def copy_object(
     outcome.dest_key = target
     if is_current(obj, existing):
         outcome.action = "skipped"
+        return outcome
+    if "customer-supplied-key" in obj.caveats:
+        outcome.action, outcome.error = "failed", f"{obj.key} is encrypted with {CAVEATS['customer-supplied-key']}"
         return outcome
     try:
         metadata, notes = rules.azure_metadata(obj.metadata)
@@ -294,8 +302,11 @@ class Summary:
     bytes: int = 0
     seconds: float = 0.0
     would_copy: int = 0
+    cannot_carry: Counter[str] = field(default_factory=Counter)
+    """Caveat -> how many objects had it."""
 
     def add(self, outcome: Outcome) -> None:
+        self.cannot_carry.update(outcome.caveats)
         if outcome.action == "copied":
             self.copied += 1
             self.bytes += outcome.bytes

@@ -79,6 +79,13 @@ class GcsSource:
             for blob in self.client.list_blobs(self.bucket_name, prefix=prefix or None, page_size=page_size):
                 yield details(blob)
 
+    def noncurrent_versions(self, prefix: str = "") -> int:
+        """Older versions under ``prefix`` (a versioned listing, less the live objects): a copy leaves them."""
+        with translate_errors(prefix):
+            every = sum(1 for _ in self.client.list_blobs(self.bucket_name, prefix=prefix or None, versions=True))
+            live = sum(1 for _ in self.client.list_blobs(self.bucket_name, prefix=prefix or None))
+        return max(every - live, 0)
+
     def read_range(self, key: str, generation: str | None, start: int, end: int) -> bytes:
         """Bytes ``start..end`` (inclusive) of that generation, exactly as stored (no gzip transcoding)."""
         bucket, name = quote(self.bucket_name, safe=""), quote(key, safe="")
@@ -158,4 +165,23 @@ def details(blob: storage.Blob) -> ObjectDetails:
         content_language=blob.content_language,
         metadata=dict(blob.metadata or {}),
         storage_class=blob.storage_class,
+        caveats=caveats(blob),
     )
+
+
+def caveats(blob: storage.Blob) -> tuple[str, ...]:
+    """What a copy cannot carry for this object (``core.ports.CAVEATS``), from its listed properties."""
+    found = []
+    if blob.temporary_hold:
+        found.append("temporary-hold")
+    if blob.event_based_hold:
+        found.append("event-based-hold")
+    if blob.retention_expiration_time:
+        found.append("retention")
+    if blob.custom_time:
+        found.append("custom-time")
+    if blob._properties.get("customerEncryption"):
+        found.append("customer-supplied-key")
+    if blob.kms_key_name:
+        found.append("customer-managed-key")
+    return tuple(found)

@@ -378,6 +378,20 @@ def test_dry_run_copies_nothing_and_estimates(bucket: str, container: str, capsy
     assert list(AzureBlobDestination(container).list()) == []
 
 
+def test_plan_and_copy_dry_runs_say_what_cannot_be_carried(
+    bucket: str, container: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    upload(bucket, "a.bin", b"a" * 10)
+    upload(bucket, "uploads/b.jpg", b"b" * 20)
+    assert main(["plan", f"gs://{bucket}", f"az://{container}", "--dry-run", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out.strip().splitlines()[-1]) == {"batches": 2, "objects": 2, "bytes": 30, "cannot_carry": {}}
+    assert "nothing was enqueued" in out
+    assert list(AzureBlobDestination(container).list()) == [], "a dry run writes no run record"
+    assert main(["copy", f"gs://{bucket}", f"az://{container}", "--dry-run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["cannot_carry"] == {}
+
+
 @pytest.mark.parametrize(
     ("source", "dest", "message"),
     [

@@ -158,3 +158,24 @@ def test_deep_verify_finds_bytes_changed_under_a_kept_md5(source: InMemorySource
     problems = {d["key"]: d["problems"] for d in deep.different}
     assert problems["a.bin"][0].startswith("downloaded bytes: crc32c")
     assert problems["b.bin"] == ["content-type 'text/plain' != 'text/html'"]
+
+
+def test_a_dry_run_counts_what_a_copy_cannot_carry(source: InMemorySource) -> None:
+    source.add("held.bin", b"h", caveats=("temporary-hold", "custom-time"))
+    source.add("custom.bin", b"c", caveats=("custom-time",))
+    source.add("csek.bin", b"k", caveats=("customer-supplied-key",))
+    source.add("plain.bin", b"p")
+    source.add("plain.bin", b"p2")  # the first version is now noncurrent
+    dest = InMemoryDestination()
+    outcomes: list[Any] = []
+    summary = run_copy(source, dest, options=Options(dry_run=True), on_outcome=outcomes.append)
+    assert dict(summary.cannot_carry) == {"temporary-hold": 1, "custom-time": 2, "customer-supplied-key": 1}
+    assert source.noncurrent_versions() == 1 and source.noncurrent_versions("held") == 0
+    by_key = {o.key: o for o in outcomes}
+    assert by_key["csek.bin"].action == "failed" and "unreadable without the key" in (by_key["csek.bin"].error or "")
+    assert by_key["held.bin"].to_dict()["cannot_carry"] == ["temporary-hold", "custom-time"]
+    assert (summary.would_copy, summary.failed) == (3, 1)
+    # A real copy carries what it can, reports the rest, and fails only the unreadable object.
+    copied = run_copy(source, dest)
+    assert (copied.copied, copied.failed) == (3, 1)
+    assert "csek.bin" not in {b.key for b in dest.list()}
