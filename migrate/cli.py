@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument(
         "--dry-run", action="store_true", help="count batches and what cannot be carried; enqueue nothing"
     )
+    plan.add_argument("--max-rate", type=float, metavar="N", help="each batch copies at most N objects a second")
+    plan.add_argument("--bwlimit", metavar="SIZE", help="each batch copies at most SIZE bytes a second, e.g. 10M")
     plan.add_argument("--batch-bytes", type=int, default=256 * 1024 * 1024, help=argparse.SUPPRESS)
     status.add_argument("run_id")
     status.add_argument(
@@ -290,6 +292,8 @@ def plan_command(args: argparse.Namespace, source: Any, source_at: Location, des
             dest_prefix=dest_at.prefix,
             max_objects=args.batch_size,
             max_bytes=args.batch_bytes,
+            max_rate=args.max_rate,
+            bwlimit=parse_size(args.bwlimit) if args.bwlimit else None,
         )
     except CoreError as exc:
         raise UsageError(f"the plan could not be made: {exc}") from exc

@@ -30,6 +30,7 @@ from core import names
 from core.errors import BadRequest, Conflict, NotFound
 from core.ports import Destination, ObjectDetails, ObjectStore, Source, TaskQueue
 from migrate.copy import Options, copy_entry, phases
+from migrate.throttle import Throttle
 
 RUNS_PREFIX = "_migrations/"
 BATCH_QUEUE = names.BATCHES
@@ -53,6 +54,10 @@ class Run:
     """uploads/ batches, released once every other batch is done."""
     planned: bool = True
     """False while the planner is still listing: totals are not final yet."""
+    max_rate: float | None = None
+    """Objects a second each batch may copy (``--max-rate`` / ``"max_rate"``); None: no cap."""
+    bwlimit: float | None = None
+    """Bytes a second each batch may copy (``--bwlimit`` / ``"bwlimit"``); None: no cap."""
 
 
 def new_run_id() -> str:
@@ -91,12 +96,16 @@ def plan(
     max_objects: int = DEFAULT_BATCH_OBJECTS,
     max_bytes: int = DEFAULT_BATCH_BYTES,
     run_id: str | None = None,
+    max_rate: float | None = None,
+    bwlimit: float | None = None,
 ) -> Run:
     """List the source and enqueue its batches; return the run record."""
     run_id = run_id or new_run_id()
     container = dest_uri.split("://", 1)[-1].split("/", 1)[0]
     created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    run = Run(run_id, source_uri, dest_uri, source_prefix, dest_prefix, created, 0, 0, 0, [], planned=False)
+    Throttle(max_rate=max_rate, bwlimit=bwlimit)  # BadRequest for a cap at or below 0, before anything is written
+    run = Run(run_id, source_uri, dest_uri, source_prefix, dest_prefix, created, 0, 0, 0, [], planned=False,
+              max_rate=max_rate, bwlimit=bwlimit)  # fmt: skip
     _save(records, run)  # workers may start before the listing ends: they find the run already
     number = objects = total = 0
     held: list[int] = []
@@ -142,6 +151,8 @@ def process_batch(payload: Mapping[str, Any], source: Source, dest: Destination,
     if entries is None:
         entries = json.loads(records.get(str(payload.get("manifest"))).data)
     options = options or Options()
+    if run.max_rate or run.bwlimit:  # each batch keeps to the run's caps
+        options = replace(options, throttle=Throttle(max_rate=run.max_rate, bwlimit=run.bwlimit))
     counts = {"copied": 0, "skipped": 0, "failed": 0, "bytes": 0}
     errors: list[dict[str, str]] = []
     for entry in entries:

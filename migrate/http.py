@@ -19,6 +19,7 @@ from core.errors import BadRequest, NotFound
 from core.http_api import Request, Response, Route, json_response, read_capped
 from core.ports import TaskQueue
 from migrate import fanout
+from migrate.throttle import parse_size
 
 
 def routes(queue_factory: Callable[[], TaskQueue]) -> list[Route]:
@@ -33,6 +34,8 @@ def routes(queue_factory: Callable[[], TaskQueue]) -> list[Route]:
             source_at = parse_location(str(body.get("source", "")), "gs")
             dest_at = parse_location(str(body.get("dest", "")), "az")
             batch_size = int(body.get("batch_size", fanout.DEFAULT_BATCH_OBJECTS))
+            max_rate = float(body["max_rate"]) if body.get("max_rate") is not None else None
+            bwlimit = parse_size(str(body["bwlimit"])) if body.get("bwlimit") is not None else None
             source, _ = open_ends(source_at, dest_at)
         except (ValueError, AttributeError, UsageError) as exc:
             raise BadRequest(f'{exc}; send {{"source": "gs://BUCKET", "dest": "az://CONTAINER"}}') from exc
@@ -45,6 +48,8 @@ def routes(queue_factory: Callable[[], TaskQueue]) -> list[Route]:
             source_prefix=source_at.prefix,
             dest_prefix=dest_at.prefix,
             max_objects=max(batch_size, 1),
+            max_rate=max_rate,
+            bwlimit=bwlimit,
         )
         body = {"run_id": run.run_id, "batches": run.batches, "objects": run.objects, "bytes": run.bytes}
         location = f"{request.base_url}/migrations/{run.run_id}?container={dest_at.container}"

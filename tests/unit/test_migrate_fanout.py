@@ -74,3 +74,22 @@ def test_a_repeated_batch_copies_nothing_again() -> None:
     first = fanout.process_batch(message, source, dest, records, queue, head)
     again = fanout.process_batch(message, source, dest, records, queue, head)
     assert (first["copied"], again["copied"], again["skipped"]) == (1, 0, 1)
+
+
+def test_a_run_keeps_its_caps_and_refuses_a_cap_of_zero() -> None:
+    import pytest
+
+    from core.errors import BadRequest
+
+    source, dest, records, queue = bucket("caps"), InMemoryDestination(), InMemoryObjectStore(), InMemoryTaskQueue()
+    with pytest.raises(BadRequest, match="max_rate"):
+        fanout.plan(source, records, queue, source_uri="gs://caps", dest_uri="az://c", max_rate=0)
+    assert list(records.list("")) == [] and queue.drain() == []
+    run = fanout.plan(source, records, queue, source_uri="gs://caps", dest_uri="az://c", max_rate=1e6, bwlimit=1e9)
+    assert (fanout.load_run(records, run.run_id).max_rate, fanout.load_run(records, run.run_id).bwlimit) == (1e6, 1e9)
+
+    def head(key: str) -> ObjectDetails | None:
+        return next((b for b in dest.list(key) if b.key == key), None)
+
+    for message in queue.drain():
+        assert fanout.process_batch(message, source, dest, records, queue, head)["state"] == "done"
