@@ -36,8 +36,12 @@ class SyntheticSource:
     def __init__(self, count: int) -> None:
         self.count = count
 
-    def list(self, prefix: str = "") -> Iterator[ObjectDetails]:
+    def list(
+        self, prefix: str = "", *, start_offset: str | None = None, end_offset: str | None = None
+    ) -> Iterator[ObjectDetails]:
         for key in self._keys(prefix):
+            if (start_offset is not None and key < start_offset) or (end_offset is not None and key >= end_offset):
+                continue
             digest = hashlib.md5(key.encode()).hexdigest()
             yield ObjectDetails(key=key, size=4096 + len(key), md5=digest, crc32c="AAAAAA==", generation="1")
 

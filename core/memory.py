@@ -202,9 +202,17 @@ class InMemorySource:
         with self._lock:
             return sum(count for key, count in self._older.items() if key.startswith(prefix))
 
-    def list(self, prefix: str = "") -> Iterator[ObjectDetails]:
+    def list(
+        self, prefix: str = "", *, start_offset: str | None = None, end_offset: str | None = None
+    ) -> Iterator[ObjectDetails]:
         with self._lock:
-            keys = sorted(k for k in self._objects if k.startswith(prefix))
+            keys = sorted(
+                k
+                for k in self._objects
+                if k.startswith(prefix)
+                and (start_offset is None or k >= start_offset)
+                and (end_offset is None or k < end_offset)
+            )
         for key in keys:
             with self._lock:
                 found = self._objects.get(key)

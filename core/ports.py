@@ -221,7 +221,8 @@ class Source(Protocol):
 
     - ``list`` yields every object under ``prefix`` once, in ascending key
       order, as ``ObjectDetails`` with its size, generation and the checksums
-      the store keeps (CRC32C and/or MD5), fetching pages lazily.
+      the store keeps (CRC32C and/or MD5), fetching pages lazily; with
+      ``start_offset`` / ``end_offset`` only keys in ``[start_offset, end_offset)``.
     - ``read_range`` returns bytes ``start..end`` (inclusive) of that
       generation exactly as stored (no transcoding), and raises ``NotFound``
       when the object or that generation is gone.
@@ -231,7 +232,9 @@ class Source(Protocol):
       which a copy leaves behind (0 where the store keeps none).
     """
 
-    def list(self, prefix: str = "") -> Iterator[ObjectDetails]: ...
+    def list(
+        self, prefix: str = "", *, start_offset: str | None = None, end_offset: str | None = None
+    ) -> Iterator[ObjectDetails]: ...
     def read_range(self, key: str, generation: str | None, start: int, end: int) -> bytes: ...
     def signed_url(self, key: str, generation: str | None) -> str: ...
     def noncurrent_versions(self, prefix: str = "") -> int: ...

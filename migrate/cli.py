@@ -311,8 +311,10 @@ class _Counted:
     def __init__(self, source: Any) -> None:
         self.source, self.cannot_carry = source, Counter[str]()
 
-    def list(self, prefix: str = "") -> Iterator[ObjectDetails]:
-        for obj in self.source.list(prefix):
+    def list(
+        self, prefix: str = "", *, start_offset: str | None = None, end_offset: str | None = None
+    ) -> Iterator[ObjectDetails]:
+        for obj in self.source.list(prefix, start_offset=start_offset, end_offset=end_offset):
             self.cannot_carry.update(obj.caveats)
             yield obj
 

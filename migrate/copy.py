@@ -339,9 +339,14 @@ def phases(source: Source, prefix: str) -> list[tuple[bool, Iterable[ObjectDetai
         return [(False, (o for o in source.list(prefix) if not o.key[len(prefix) :].startswith(NEVER_COPIED)))]
 
     def middle() -> Iterator[ObjectDetails]:
-        for obj in source.list(""):
-            if not obj.key.startswith((*PIPELINE_FIRST, PIPELINE_LAST, *NEVER_COPIED)):
-                yield obj
+        # Everything between the pipeline's prefixes, by key ranges: no object is listed twice. A key starting
+        # with "jobs/" is below "jobs0" ('0' follows '/'), so [end of one prefix, start of the next) skips it.
+        bounds = sorted((*PIPELINE_FIRST, PIPELINE_LAST))
+        starts = [None, *(p[:-1] + chr(ord(p[-1]) + 1) for p in bounds)]
+        for start, end in zip(starts, [*bounds, None], strict=True):
+            for obj in source.list("", start_offset=start, end_offset=end):
+                if not obj.key.startswith(NEVER_COPIED):
+                    yield obj
 
     return [*((False, source.list(p)) for p in PIPELINE_FIRST), (False, middle()), (True, source.list(PIPELINE_LAST))]
 

@@ -73,10 +73,24 @@ class GcsSource:
             ) from exc
         return details(first) if first is not None else None
 
-    def list(self, prefix: str = "", *, page_size: int = DEFAULT_PAGE_SIZE) -> Iterator[ObjectDetails]:
-        """Every object under ``prefix`` in key order, a page at a time."""
+    def list(
+        self,
+        prefix: str = "",
+        *,
+        start_offset: str | None = None,
+        end_offset: str | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> Iterator[ObjectDetails]:
+        """Every object under ``prefix`` (within ``[start_offset, end_offset)``) in key order, a page at a time."""
         with translate_errors(prefix):
-            for blob in self.client.list_blobs(self.bucket_name, prefix=prefix or None, page_size=page_size):
+            blobs = self.client.list_blobs(
+                self.bucket_name,
+                prefix=prefix or None,
+                start_offset=start_offset,
+                end_offset=end_offset,
+                page_size=page_size,
+            )
+            for blob in blobs:
                 yield details(blob)
 
     def noncurrent_versions(self, prefix: str = "") -> int:

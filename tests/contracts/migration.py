@@ -42,6 +42,13 @@ class SourceContract:
             assert obj.md5 in (None, hashlib.md5(data).hexdigest())
         assert [o.key for o in source.list("b/")] == ["b/2.bin", "b/ünï #?.bin"]
 
+    def test_offsets_bound_the_listing(self, source: Source, add: Add) -> None:
+        for key in ("a", "jobs/1", "jobs0", "jobsz", "results/1", "z"):
+            add(key, b"x")
+        assert [o.key for o in source.list(end_offset="jobs/")] == ["a"]
+        assert [o.key for o in source.list(start_offset="jobs0", end_offset="results/")] == ["jobs0", "jobsz"]
+        assert [o.key for o in source.list(start_offset="results0")] == ["z"]
+
     def test_read_range_is_inclusive_and_exact(self, source: Source, add: Add) -> None:
         data = bytes(range(256)) * 8
         add("r.bin", data)

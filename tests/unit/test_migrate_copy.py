@@ -26,8 +26,8 @@ class Faulty:
     def __init__(self, source: InMemorySource, *, flip: int | None = None, dies_after: int | None = None) -> None:
         self.source, self.flip, self.dies_after, self.reads = source, flip, dies_after, 0
 
-    def list(self, prefix: str = "") -> Any:
-        return self.source.list(prefix)
+    def list(self, prefix: str = "", **offsets: Any) -> Any:
+        return self.source.list(prefix, **offsets)
 
     def read_range(self, key: str, generation: str | None, start: int, end: int) -> bytes:
         self.reads += 1

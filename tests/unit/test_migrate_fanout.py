@@ -36,6 +36,24 @@ def test_phases_put_jobs_and_results_first_and_uploads_last_and_leave_control_ob
     ]
 
 
+def test_phases_list_each_object_once() -> None:
+    source = bucket("once")
+    for key in ("a-first.txt", "jobs0-not-a-job", "jobsz", "results0.txt", "uploads0", "zz-last"):
+        source.add(key, b"k")
+    listed: list[str] = []
+
+    class Counting:
+        def list(self, prefix: str = "", **offsets: Any) -> Any:
+            for obj in source.list(prefix, **offsets):
+                listed.append(obj.key)
+                yield obj
+
+    order = [o.key for _, objects in phases(Counting(), "") for o in objects]  # type: ignore[arg-type]
+    assert sorted(listed) == sorted(set(listed)), "an object was listed twice"
+    assert order[:2] == ["jobs/1.json", "results/a.jpg"] and order[-2:] == ["uploads/a.jpg", "uploads/b.jpg"]
+    assert set(order) == {o.key for o in source.list()} - {"_cutover/frozen.json"}
+
+
 def test_a_run_copies_everything_with_uploads_released_last() -> None:
     source, dest, records, queue = bucket("run"), InMemoryDestination(), InMemoryObjectStore(), InMemoryTaskQueue()
     run = fanout.plan(source, records, queue, source_uri="gs://run", dest_uri="az://c", max_objects=1)
