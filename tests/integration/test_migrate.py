@@ -489,6 +489,15 @@ def test_composite_objects_are_checked_by_crc32c(container: str, size: int) -> N
     blob = dest.head("composite.bin")
     assert blob.metadata[rules.CRC32C_KEY] == good.crc
     assert run_verify(good, dest).clean
+    # The CRC32C in the metadata is the copier's own word; --download hashes what Azure holds instead.
+    assert run_verify(good, dest, download=True).clean
+    client = dest.container.get_blob_client("composite.bin")
+    props = client.get_blob_properties()
+    client.stage_block("t", b"!" + data[1:])
+    client.commit_block_list(["t"], content_settings=props.content_settings, metadata=props.metadata)
+    assert run_verify(good, dest).clean, "the stored properties still agree"
+    (found,) = run_verify(good, dest, download=True).different
+    assert found["problems"][0].startswith("downloaded bytes: crc32c") and not found["properties_only"]
     bad = CompositeSource(data, corrupt=True)
     failed = copy_object(bad, AzureBlobDestination(container), replace(bad.details(), generation="10"), None,
                          Options(block_size=BLOCK))  # fmt: skip
