@@ -144,11 +144,8 @@ def copy_object(
             options.throttle.take(obj.size)
         if options.server_side and obj.size > 0:
             note: str | None = _copy_server_side(source, dest, obj, details, tier, options)
-        elif obj.size <= options.block_size:
-            _copy_whole(source, dest, obj, details, tier)
-            note = None
         else:
-            note = _copy_blocks(source, dest, obj, details, tier, options.block_size)
+            note = _stream(source, dest, obj, details, tier, options.block_size)
         if note:
             outcome.notes.append(note)
     except CoreError as exc:
@@ -284,11 +281,18 @@ def _copy_server_side(
         dest.put_from_url(details, source.signed_url(obj.key, obj.generation), tier=tier)
         return "server-side: Azure fetched the bytes and proved them against the source MD5"
     why = "no MD5 for Azure to check" if not obj.md5 else "over one Put Blob From URL, and a range has no checksum"
-    if obj.size <= options.block_size:
-        _copy_whole(source, dest, obj, details, tier)
-    else:
-        _copy_blocks(source, dest, obj, details, tier, options.block_size)
+    _stream(source, dest, obj, details, tier, options.block_size)
     return f"streamed, proven by CRC32C here: {why}"
+
+
+def _stream(
+    source: Reader, dest: Destination, obj: ObjectDetails, details: ObjectDetails, tier: str | None, block_size: int
+) -> str | None:
+    """Copy the bytes through this process: one put up to ``block_size``, staged blocks above. Returns a note."""
+    if obj.size <= block_size:
+        _copy_whole(source, dest, obj, details, tier)
+        return None
+    return _copy_blocks(source, dest, obj, details, tier, block_size)
 
 
 # A whole run ------------------------------------------------------------------------------------
