@@ -72,11 +72,6 @@ def compare_properties(obj: ObjectDetails, blob: ObjectDetails) -> list[str]:
     return problems
 
 
-def compare(obj: ObjectDetails, blob: ObjectDetails) -> list[str]:
-    """What differs between a source object and its blob, as their stored properties say; empty when faithful."""
-    return compare_bytes(obj, blob) + compare_properties(obj, blob)
-
-
 def hash_problem(obj: ObjectDetails, chunks: Iterable[bytes]) -> str | None:
     """Hash the destination's bytes as read, independent of any stored property: CRC32C, or MD5 without one."""
     crc, size = 0, 0
