@@ -23,7 +23,9 @@ def migrate_batch(msg: func.QueueMessage) -> None:
 @bp.function_name("migrate_batch_poison")
 @bp.queue_trigger(arg_name="msg", queue_name=f"{BATCH_QUEUE}-poison", connection=CONNECTION)
 def migrate_batch_poison(msg: func.QueueMessage) -> None:
-    """A batch the host gave up on is recorded failed in the run."""
+    """A batch the host gave up on is recorded failed in the run, and its lane goes on."""
+    from core.clouds.azure_queue import AzureQueueTaskQueue
     from migrate import worker
 
-    worker.handle_dead_letter(queue_json(msg), f"gave up after {MAX_DEQUEUE_COUNT} attempts", message_id=msg.id)
+    reason = f"gave up after {MAX_DEQUEUE_COUNT} attempts"
+    worker.handle_dead_letter(queue_json(msg), reason, AzureQueueTaskQueue(BATCH_QUEUE), message_id=msg.id)

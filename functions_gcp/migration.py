@@ -21,6 +21,8 @@ def migrate_batch(event: Any) -> None:
 @framework.cloud_event
 def migrate_batch_dead_letter(event: Any) -> None:
     """A migrate-batches message that Pub/Sub gave up on: the batch is recorded failed in its run."""
+    from core.clouds.pubsub import PubSubTaskQueue
     from migrate import worker
+    from migrate.fanout import BATCH_QUEUE
 
-    worker.handle_dead_letter(message_json(event), gave_up(event), message_id=event["id"])
+    worker.handle_dead_letter(message_json(event), gave_up(event), PubSubTaskQueue(BATCH_QUEUE), message_id=event["id"])

@@ -3,7 +3,8 @@
     python -m migrate copy   gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--workers N] [--mode auto|server-side|stream]
                              [--dry-run] [--report FILE] [--json] [--encode-names] [--tier-map CLASS=Tier,...]
     python -m migrate verify gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--download] [--json]
-    python -m migrate plan   gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--batch-size N] [--json]
+    python -m migrate plan   gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--batch-size N] [--max-batches N]
+                             [--max-rate N] [--bwlimit SIZE] [--dry-run] [--json]
     python -m migrate status RUN_ID [--container NAME] [--json]
     python -m migrate cutover gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--json]   # freeze, final sync, verify
     python -m migrate check  gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--json]   # preflight: access on both sides
@@ -64,7 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--max-rate", type=float, metavar="N", help="each batch copies at most N objects a second")
     plan.add_argument("--bwlimit", metavar="SIZE", help="each batch copies at most SIZE bytes a second, e.g. 10M")
+    plan.add_argument(
+        "--max-batches", type=int, metavar="N", help="at most N batches of this run in flight at once (default: no cap)"
+    )
     plan.add_argument("--batch-bytes", type=int, default=256 * 1024 * 1024, help=argparse.SUPPRESS)
+    plan.add_argument("--part-bytes", type=int, default=512 * 1024 * 1024, help=argparse.SUPPRESS)
+    plan.add_argument("--block-size", type=int, default=8 * 1024 * 1024, help=argparse.SUPPRESS)
     status.add_argument("run_id")
     status.add_argument(
         "--container",
@@ -279,6 +285,8 @@ def plan_command(args: argparse.Namespace, source: Any, source_at: Location, des
 
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
+    if args.max_batches is not None and args.max_batches < 1:
+        raise UsageError("--max-batches must be at least 1")
     if args.dry_run:
         return plan_dry_run(args, source, source_at, dest_at)
     try:
@@ -294,6 +302,9 @@ def plan_command(args: argparse.Namespace, source: Any, source_at: Location, des
             max_bytes=args.batch_bytes,
             max_rate=args.max_rate,
             bwlimit=parse_size(args.bwlimit) if args.bwlimit else None,
+            max_batches=args.max_batches,
+            part_bytes=args.part_bytes,
+            block_size=args.block_size,
         )
     except CoreError as exc:
         raise UsageError(f"the plan could not be made: {exc}") from exc
@@ -337,7 +348,8 @@ def plan_dry_run(args: argparse.Namespace, source: Any, source_at: Location, des
     try:
         run = plan(counted, InMemoryObjectStore(), InMemoryTaskQueue(), source_uri=str(source_at),
                    dest_uri=str(dest_at), source_prefix=source_at.prefix, dest_prefix=dest_at.prefix,
-                   max_objects=args.batch_size, max_bytes=args.batch_bytes)  # fmt: skip
+                   max_objects=args.batch_size, max_bytes=args.batch_bytes, part_bytes=args.part_bytes,
+                   block_size=args.block_size)  # fmt: skip
         older = source.noncurrent_versions(source_at.prefix)
     except CoreError as exc:
         raise UsageError(f"the dry run could not list {source_at}: {exc}") from exc

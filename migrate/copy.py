@@ -45,6 +45,23 @@ class Reader(Protocol):
 
 
 SINGLE_PUT_FROM_URL_LIMIT = 5000 * 1024 * 1024
+MAX_BLOCKS = 50_000
+"""Azure commits at most 50,000 blocks into one blob."""
+MIB = 1024 * 1024
+
+
+def block_size_for(size: int, block_size: int) -> int:
+    """``block_size``, grown to whole MiB where ``size`` would need more than ``MAX_BLOCKS`` blocks of it."""
+    need = -(-size // MAX_BLOCKS)
+    return block_size if need <= block_size else -(-need // MIB) * MIB
+
+
+def block_ranges(size: int, block_size: int, part_bytes: int) -> list[tuple[int, int]]:
+    """The object's blocks cut into parts of about ``part_bytes``: ``(first, last)`` block indexes, inclusive."""
+    size_of_block = block_size_for(size, block_size)
+    blocks = -(-size // size_of_block)
+    per_part = max(1, part_bytes // size_of_block)
+    return [(first, min(first + per_part, blocks) - 1) for first in range(0, blocks, per_part)]
 
 
 @dataclass(frozen=True)
@@ -66,7 +83,7 @@ class Outcome:
 
     key: str
     action: str
-    """copied | skipped | failed | would-copy"""
+    """copied | skipped | failed | would-copy | staged (a part of an object, not committed yet)"""
     bytes: int = 0
     md5: str | None = None
     tier: str | None = None
@@ -108,9 +125,20 @@ def is_current(obj: ObjectDetails, existing: ObjectDetails | None) -> bool:
 
 
 def copy_object(
-    source: Reader, dest: Destination, obj: ObjectDetails, existing: ObjectDetails | None, options: Options
+    source: Reader,
+    dest: Destination,
+    obj: ObjectDetails,
+    existing: ObjectDetails | None,
+    options: Options,
+    *,
+    blocks: tuple[int, int] | None = None,
 ) -> Outcome:
-    """Copy one object; never raises for a per-object problem, it reports it."""
+    """Copy one object; never raises for a per-object problem, it reports it.
+
+    With ``blocks=(first, last)`` only those blocks are staged (one part of an object too big for one
+    function invocation), and the object is committed by whichever part finds every block staged and
+    proven: the outcome is ``copied`` for that part and ``staged`` for the others.
+    """
     outcome = Outcome(obj.key, "copied", obj.size, obj.md5, caveats=obj.caveats)
     if rules.is_directory_marker(obj):
         outcome.action, outcome.bytes = "skipped", 0
@@ -140,10 +168,17 @@ def copy_object(
             outcome.action = "would-copy"
             return outcome
         details = replace(obj, key=target, metadata=metadata)
+        if blocks is not None:
+            size = block_size_for(obj.size, options.block_size)
+            outcome.bytes = min(obj.size, (blocks[1] + 1) * size) - blocks[0] * size
         if options.throttle is not None:
-            options.throttle.take(obj.size)
-        if options.server_side and obj.size > 0:
-            note: str | None = _copy_server_side(source, dest, obj, details, tier, options)
+            options.throttle.take(outcome.bytes)
+        if blocks is not None:
+            note: str | None = None
+            if not _copy_part(source, dest, obj, details, tier, options.block_size, blocks):
+                outcome.action = "staged"
+        elif options.server_side and obj.size > 0:
+            note = _copy_server_side(source, dest, obj, details, tier, options)
         else:
             note = _stream(source, dest, obj, details, tier, options.block_size)
         if note:
@@ -272,6 +307,44 @@ def _stage_and_prove(
     dest.commit(details, ids, tier=tier)
 
 
+def _copy_part(
+    source: Reader,
+    dest: Destination,
+    obj: ObjectDetails,
+    details: ObjectDetails,
+    tier: str | None,
+    block_size: int,
+    blocks: tuple[int, int],
+) -> bool:
+    """Stage blocks ``first..last`` not staged yet for this generation; then commit if every block is.
+
+    Each part proves nothing alone: the commit does, combining the CRC32Cs that every block's id
+    carries and comparing the whole with the source's, so no blob is made visible unproven.
+    Returns True when this call committed the object.
+    """
+    if not obj.crc32c:
+        raise CoreError(f"{obj.key} has no CRC32C: its parts could not be proven, so copy it whole")
+    size = block_size_for(obj.size, block_size)
+    staged = staged_by_index(dest.staged_blocks(details.key), obj.generation)
+    first, last = blocks
+    for index in range(first, last + 1):
+        start = index * size
+        if index in staged or start >= obj.size:
+            continue
+        data = source.read_range(obj.key, obj.generation, start, min(start + size, obj.size) - 1)
+        dest.stage_block(details.key, block_id(obj.generation, index, crc32c.value(data)), data)
+    staged = staged_by_index(dest.staged_blocks(details.key), obj.generation)  # other parts' too
+    count = -(-obj.size // size)
+    if any(index not in staged for index in range(count)):
+        return False  # the part that stages the last missing block commits
+    sums = Checksums(obj)
+    for index in range(count):
+        sums.add_crc(staged[index][1], min(size, obj.size - index * size))
+    sums.check()
+    dest.commit(details, [staged[index][0] for index in range(count)], tier=tier)
+    return True
+
+
 def _copy_server_side(
     source: Reader, dest: Destination, obj: ObjectDetails, details: ObjectDetails, tier: str | None, options: Options
 ) -> str:
@@ -292,7 +365,7 @@ def _stream(
     if obj.size <= block_size:
         _copy_whole(source, dest, obj, details, tier)
         return None
-    return _copy_blocks(source, dest, obj, details, tier, block_size)
+    return _copy_blocks(source, dest, obj, details, tier, block_size_for(obj.size, block_size))
 
 
 # A whole run ------------------------------------------------------------------------------------
@@ -364,13 +437,14 @@ def copy_entry(
     *,
     source_prefix: str = "",
     dest_prefix: str = "",
+    blocks: tuple[int, int] | None = None,
 ) -> Outcome:
     """Copy one listed object from under ``source_prefix`` to under ``dest_prefix``; ``existing(blob name)``
     gives the blob already there, or None. The outcome keeps the source key."""
     moved = replace(obj, key=dest_prefix + obj.key[len(source_prefix) :])
     target, _ = dest_key_for(moved.key, options)
     current = existing(target) if target else None
-    outcome = copy_object(Prefixed(source, source_prefix, dest_prefix), dest, moved, current, options)
+    outcome = copy_object(Prefixed(source, source_prefix, dest_prefix), dest, moved, current, options, blocks=blocks)
     outcome.key = obj.key
     return outcome
 

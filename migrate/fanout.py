@@ -14,6 +14,17 @@ planned first, ``uploads/`` last, and ``uploads/`` batches are held back in
 manifests until every earlier batch is done; the worker that finishes the last
 earlier batch releases them (exactly once, by a conditional create). So when
 Azure's trigger sees a migrated upload, its DONE record is already there.
+
+An object too big for one function invocation (over ``part_bytes``, 512 MiB by
+default) is planned as several batches, each a ``part``: a range of its blocks.
+Each part stages its blocks; the part that finds every block staged proves the
+whole (the CRC32Cs that the block ids carry, combined, against the source's)
+and commits it.
+
+``max_batches`` caps the batches of a run in flight at once: the planner sends
+that many, and each finished batch (done, failed or dead-lettered) releases the
+one ``max_batches`` after it, so a run moves in that many lanes. Nothing waits
+on a busy signal, so no delivery attempt is spent waiting.
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ from typing import Any
 from core import names
 from core.errors import BadRequest, Conflict, NotFound
 from core.ports import Destination, ObjectDetails, ObjectStore, Source, TaskQueue
-from migrate.copy import Options, copy_entry, phases
+from migrate.copy import DEFAULT_BLOCK_SIZE, Options, block_ranges, copy_entry, phases
 from migrate.throttle import Throttle
 
 RUNS_PREFIX = "_migrations/"
@@ -37,6 +48,8 @@ BATCH_QUEUE = names.BATCHES
 MAX_MESSAGE_JSON = 48 * 1024  # 64 KiB once base64-encoded
 DEFAULT_BATCH_OBJECTS = 200
 DEFAULT_BATCH_BYTES = 256 * 1024 * 1024
+DEFAULT_PART_BYTES = 512 * 1024 * 1024
+"""An object above this is copied in parts of about this size, one batch each (a few seconds each)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,10 @@ class Run:
     """Objects a second each batch may copy (``--max-rate`` / ``"max_rate"``); None: no cap."""
     bwlimit: float | None = None
     """Bytes a second each batch may copy (``--bwlimit`` / ``"bwlimit"``); None: no cap."""
+    max_batches: int | None = None
+    """Batches of this run in flight at once (``--max-batches`` / ``"max_batches"``); None: no cap."""
+    block_size: int = DEFAULT_BLOCK_SIZE
+    part_bytes: int = DEFAULT_PART_BYTES
 
 
 def new_run_id() -> str:
@@ -70,18 +87,23 @@ def run_key(run_id: str, name: str) -> str:
     return f"{RUNS_PREFIX}{run_id}/{name}"
 
 
-def _batches(objects: Iterable[ObjectDetails], max_objects: int, max_bytes: int) -> Iterator[list[dict[str, Any]]]:
+def _batches(objects: Iterable[ObjectDetails], run: Run, max_objects: int, max_bytes: int) -> Iterator[dict[str, Any]]:
+    """Batch bodies: ``{"objects": [entry, ...]}``, or ``{"part": entry}`` with ``first``/``last`` blocks."""
     batch: list[dict[str, Any]] = []
     size = 0
     for obj in objects:
         entry = {"key": obj.key, "size": obj.size, "generation": obj.generation}
+        if obj.size > run.part_bytes and obj.crc32c:  # a part proves nothing alone: the commit combines CRC32Cs
+            for first, last in block_ranges(obj.size, run.block_size, run.part_bytes):
+                yield {"part": {**entry, "first": first, "last": last}}
+            continue
         if batch and (len(batch) >= max_objects or size + obj.size > max_bytes):
-            yield batch
+            yield {"objects": batch}
             batch, size = [], 0
         batch.append(entry)
         size += obj.size
     if batch:
-        yield batch
+        yield {"objects": batch}
 
 
 def plan(
@@ -98,31 +120,45 @@ def plan(
     run_id: str | None = None,
     max_rate: float | None = None,
     bwlimit: float | None = None,
+    max_batches: int | None = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    part_bytes: int = DEFAULT_PART_BYTES,
 ) -> Run:
     """List the source and enqueue its batches; return the run record."""
     run_id = run_id or new_run_id()
     container = dest_uri.split("://", 1)[-1].split("/", 1)[0]
     created = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     Throttle(max_rate=max_rate, bwlimit=bwlimit)  # BadRequest for a cap at or below 0, before anything is written
+    if max_batches is not None and max_batches < 1:
+        raise BadRequest(f"max_batches must be at least 1, not {max_batches}")
+    if block_size < 1 or part_bytes < 1:
+        raise BadRequest("the block size and the part size must be positive")
     run = Run(run_id, source_uri, dest_uri, source_prefix, dest_prefix, created, 0, 0, 0, [], planned=False,
-              max_rate=max_rate, bwlimit=bwlimit)  # fmt: skip
+              max_rate=max_rate, bwlimit=bwlimit, max_batches=max_batches, block_size=block_size,
+              part_bytes=part_bytes)  # fmt: skip
     _save(records, run)  # workers may start before the listing ends: they find the run already
-    number = objects = total = 0
+    number = objects = total = sent = 0
     held: list[int] = []
     for is_held, listing in phases(source, source_prefix):
-        for batch in _batches(listing, max_objects, max_bytes):
+        for body in _batches(listing, run, max_objects, max_bytes):
             number += 1
-            objects += len(batch)
-            total += sum(e["size"] for e in batch)
-            message: dict[str, Any] = {"run_id": run_id, "container": container, "batch": number, "objects": batch}
-            if is_held or len(json.dumps(message)) > MAX_MESSAGE_JSON:
+            entries = body.get("objects") or [body["part"]]
+            if "part" not in body or body["part"]["first"] == 0:
+                objects += len(entries)
+                total += sum(e["size"] for e in entries)
+            message: dict[str, Any] = {"run_id": run_id, "container": container, "batch": number, **body}
+            waits = max_batches is not None and sent >= max_batches  # released by its lane's batch
+            if is_held or waits or len(json.dumps(message)) > MAX_MESSAGE_JSON:
                 manifest = run_key(run_id, f"manifests/{number}.json")
-                records.put(manifest, json.dumps(batch).encode(), content_type="application/json")
+                records.put(manifest, json.dumps({**body, "held": is_held}).encode(), content_type="application/json")
                 message = {"run_id": run_id, "container": container, "batch": number, "manifest": manifest}
             if is_held:
                 held.append(number)
-            else:
+            elif not waits:
+                sent += 1
                 queue.send(message)  # at once: memory stays constant, whatever the bucket size
+            elif _exists(records, run_key(run_id, f"batches/{number - (max_batches or 0)}.json")):
+                _release(records, queue, run, number)  # its lane's batch finished while this one was listed
     run = replace(run, batches=number, objects=objects, bytes=total, held_batches=held, planned=True)
     _save(records, run)
     _release_when_ready(records, queue, run)  # in case every earlier batch finished while listing
@@ -147,37 +183,49 @@ def process_batch(payload: Mapping[str, Any], source: Source, dest: Destination,
     if not isinstance(run_id, str) or not isinstance(number, int):
         raise BadRequest(f"not a migration batch message: {dict(payload)!r:.200}")
     run = load_run(records, run_id)
-    entries = payload.get("objects")
-    if entries is None:
-        entries = json.loads(records.get(str(payload.get("manifest"))).data)
-    options = options or Options()
+    body = _body(records, payload)
+    options = replace(options or Options(), block_size=run.block_size)
     if run.max_rate or run.bwlimit:  # each batch keeps to the run's caps
         options = replace(options, throttle=Throttle(max_rate=run.max_rate, bwlimit=run.bwlimit))
-    counts = {"copied": 0, "skipped": 0, "failed": 0, "bytes": 0}
+    counts = {"copied": 0, "skipped": 0, "failed": 0, "bytes": 0, "staged": 0}
     errors: list[dict[str, str]] = []
-    for entry in entries:
+    part = body.get("part")
+    state: dict[str, Any] = {"batch": number}
+    gone = 0
+    for entry in [part] if part else body.get("objects", []):
         obj = _fresh_details(source, entry)
         if obj is None:
             counts["skipped"] += 1  # deleted since the plan: nothing to copy
+            gone += 1
             continue
-        outcome = copy_entry(
-            source, dest, obj, head, options, source_prefix=run.source_prefix, dest_prefix=run.dest_prefix
-        )
+        if part and obj.generation != part["generation"]:
+            counts["failed"] += 1
+            errors.append({"key": obj.key, "error": f"rewritten since the plan (generation {part['generation']}, "
+                           f"now {obj.generation}): copy it again with `migrate copy`"})  # fmt: skip
+            continue
+        blocks = (part["first"], part["last"]) if part else None
+        outcome = copy_entry(source, dest, obj, head, options, source_prefix=run.source_prefix,
+                             dest_prefix=run.dest_prefix, blocks=blocks)  # fmt: skip
         counts[outcome.action if outcome.action in counts else "failed"] += 1
-        if outcome.action == "copied":
+        if outcome.action in ("copied", "staged"):
             counts["bytes"] += outcome.bytes
         if outcome.error:
             errors.append({"key": entry["key"], "error": outcome.error})
-    state = {"batch": number, "state": "failed" if counts["failed"] else "done", **counts, "errors": errors[:50]}
+    if part:  # the object counts once, by its key, when a part committed it (or found it committed)
+        committed = counts["copied"] + counts["skipped"] - gone > 0 and not counts["failed"]
+        counts.update(copied=0, skipped=gone if part["first"] == 0 else 0)
+        state.update(part_of=part["key"], committed=committed)
+    counts.pop("staged", None)
+    state.update(state="failed" if counts["failed"] else "done", **counts, errors=errors[:50])
     records.put(run_key(run_id, f"batches/{number}.json"), json.dumps(state).encode(), content_type="application/json")
-    if number not in run.held_batches:
-        _release_when_ready(records, queue, load_run(records, run_id))
+    _finished(records, queue, run, number, held=bool(body.get("held")))
     return state
 
 
-def mark_failed(records: ObjectStore, payload: Mapping[str, Any], reason: str) -> None:
+def mark_failed(records: ObjectStore, payload: Mapping[str, Any], reason: str, queue: TaskQueue | None = None) -> None:
     """The poison path: the batch is recorded failed with a reason, unless a delivery already finished it
-    (a late or duplicate dead letter does not undo a copy that was done and recorded)."""
+    (a late or duplicate dead letter does not undo a copy that was done and recorded). With ``queue``,
+    the batch's lane goes on (``max_batches``)."""
     run_id, number = payload.get("run_id"), payload.get("batch")
     if not isinstance(run_id, str) or not isinstance(number, int):
         return
@@ -187,6 +235,34 @@ def mark_failed(records: ObjectStore, payload: Mapping[str, Any], reason: str) -
     state = {"batch": number, "state": "failed", "copied": 0, "skipped": 0, "failed": 0, "bytes": 0,
              "errors": [{"key": "*", "error": reason}]}  # fmt: skip
     records.put(run_key(run_id, f"batches/{number}.json"), json.dumps(state).encode(), content_type="application/json")
+    if queue is not None:
+        with contextlib.suppress(NotFound, BadRequest):
+            _finished(records, queue, load_run(records, run_id), number, held=bool(_body(records, payload).get("held")))
+
+
+def _body(records: ObjectStore, payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The batch itself: the message, or the manifest it names (a list of entries in older runs)."""
+    if "objects" in payload or "part" in payload:
+        return payload
+    manifest = payload.get("manifest")
+    if not isinstance(manifest, str) or not manifest.startswith(RUNS_PREFIX):
+        raise BadRequest(f"the batch message names no objects and no manifest: {dict(payload)!r:.200}")
+    found = json.loads(records.get(manifest).data)
+    return {"objects": found} if isinstance(found, list) else found
+
+
+def _finished(records: ObjectStore, queue: TaskQueue, run: Run, number: int, *, held: bool) -> None:
+    """What a finished batch sets going: the next batch in its lane, and the held uploads/ batches."""
+    if run.max_batches:
+        after = number + run.max_batches
+        try:
+            waiting = json.loads(records.get(run_key(run.run_id, f"manifests/{after}.json")).data)
+        except NotFound:
+            waiting = None  # not listed yet: the planner releases it when it is
+        if isinstance(waiting, dict) and bool(waiting.get("held")) == held:
+            _release(records, queue, run, after)
+    if not held:
+        _release_when_ready(records, queue, load_run(records, run.run_id))
 
 
 def status(records: ObjectStore, run_id: str) -> dict[str, Any]:
@@ -194,12 +270,16 @@ def status(records: ObjectStore, run_id: str) -> dict[str, Any]:
     run = load_run(records, run_id)
     totals = {"copied": 0, "skipped": 0, "failed": 0, "bytes": 0}
     done = failed = 0
+    committed: set[str] = set()
     for info in records.list(run_key(run_id, "batches/")):
         state = json.loads(records.get(info.key).data)
         done += state["state"] == "done"
         failed += state["state"] == "failed"
         for name in totals:
             totals[name] += int(state.get(name, 0))
+        if state.get("committed"):
+            committed.add(state["part_of"])  # two parts may both commit (harmless): the object counts once
+    totals["copied"] += len(committed)
     pending = run.batches - done - failed
     overall = "running" if pending or not run.planned else ("failed" if failed else "done")
     return {"run_id": run.run_id, "state": overall, "source": run.source, "dest": run.dest, "created": run.created,
@@ -221,10 +301,28 @@ def _release_held(records: ObjectStore, queue: TaskQueue, run: Run) -> None:
         records.put(run_key(run.run_id, "released"), b"", if_none_match=True)  # exactly one releaser
     except Conflict:
         return
+    for number in run.held_batches[: run.max_batches or None]:  # with a cap, the rest follow in lanes
+        _release(records, queue, run, number)
+
+
+def _release(records: ObjectStore, queue: TaskQueue, run: Run, number: int) -> None:
+    """Send the waiting batch ``number``, exactly once however many finishers race to."""
+    if run.max_batches:
+        try:
+            records.put(run_key(run.run_id, f"released/{number}"), b"", if_none_match=True)
+        except Conflict:
+            return
     container = run.dest.split("://", 1)[-1].split("/", 1)[0]
-    for number in run.held_batches:
-        manifest = run_key(run.run_id, f"manifests/{number}.json")
-        queue.send({"run_id": run.run_id, "container": container, "batch": number, "manifest": manifest})
+    manifest = run_key(run.run_id, f"manifests/{number}.json")
+    queue.send({"run_id": run.run_id, "container": container, "batch": number, "manifest": manifest})
+
+
+def _exists(records: ObjectStore, key: str) -> bool:
+    try:
+        records.head(key)
+    except NotFound:
+        return False
+    return True
 
 
 def _fresh_details(source: Source, entry: Mapping[str, Any]) -> ObjectDetails | None:

@@ -36,6 +36,7 @@ def routes(queue_factory: Callable[[], TaskQueue]) -> list[Route]:
             batch_size = int(body.get("batch_size", fanout.DEFAULT_BATCH_OBJECTS))
             max_rate = float(body["max_rate"]) if body.get("max_rate") is not None else None
             bwlimit = parse_size(str(body["bwlimit"])) if body.get("bwlimit") is not None else None
+            max_batches = int(body["max_batches"]) if body.get("max_batches") is not None else None
             source, _ = open_ends(source_at, dest_at)
         except (ValueError, AttributeError, UsageError) as exc:
             raise BadRequest(f'{exc}; send {{"source": "gs://BUCKET", "dest": "az://CONTAINER"}}') from exc
@@ -50,6 +51,7 @@ def routes(queue_factory: Callable[[], TaskQueue]) -> list[Route]:
             max_objects=max(batch_size, 1),
             max_rate=max_rate,
             bwlimit=bwlimit,
+            max_batches=max_batches,
         )
         body = {"run_id": run.run_id, "batches": run.batches, "objects": run.objects, "bytes": run.bytes}
         location = f"{request.base_url}/migrations/{run.run_id}?container={dest_at.container}"

@@ -47,10 +47,10 @@ def handle(payload: object, queue: TaskQueue) -> dict[str, Any]:
     return fanout.process_batch(message, GcsSource(bucket), dest, records, queue, head)
 
 
-def handle_poison(payload: object, reason: str) -> None:
-    """The batch the platform gave up on is recorded failed."""
+def handle_poison(payload: object, reason: str, queue: TaskQueue | None = None) -> None:
+    """The batch the platform gave up on is recorded failed; with ``queue`` its lane goes on (``max_batches``)."""
     message, container = _batch(payload)
-    fanout.mark_failed(AzureBlobObjectStore(container), message, reason)
+    fanout.mark_failed(AzureBlobObjectStore(container), message, reason, queue)
 
 
 def handle_message(payload: object, queue: TaskQueue, *, message_id: str = "") -> dict[str, Any] | None:
@@ -70,10 +70,10 @@ def handle_message(payload: object, queue: TaskQueue, *, message_id: str = "") -
     return state
 
 
-def handle_dead_letter(payload: object, reason: str, *, message_id: str = "") -> bool:
+def handle_dead_letter(payload: object, reason: str, queue: TaskQueue | None = None, *, message_id: str = "") -> bool:
     """A batch the platform gave up on is recorded failed; False (logged) for a message that is no batch."""
     try:
-        handle_poison(payload, reason)
+        handle_poison(payload, reason, queue)
     except BadRequest as exc:
         log.error("dropped a malformed migration dead letter %s: %s", message_id, exc)
         return False

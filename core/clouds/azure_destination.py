@@ -197,9 +197,13 @@ class AzureBlobDestination:
         self._rest_put(details.key, "", b"", headers)
 
     def read_chunks(self, key: str) -> Iterator[bytes]:
-        """The blob's bytes as stored, a chunk at a time (what ``verify --download`` hashes)."""
+        """The blob's bytes as stored, a chunk at a time (what ``verify --download`` hashes).
+
+        ``decompress=False``: the SDK would otherwise gunzip a blob stored with Content-Encoding gzip.
+        """
         with translate_errors(key):
-            downloader = self.container.get_blob_client(check_key(key)).download_blob(max_concurrency=1)
+            blob = self.container.get_blob_client(check_key(key))
+            downloader = blob.download_blob(max_concurrency=1, decompress=False)
             yield from downloader.chunks()
 
     def staged_blocks(self, key: str) -> set[str]:

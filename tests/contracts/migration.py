@@ -116,6 +116,13 @@ class DestinationContract:
         assert dest.head("s.bin").content_type == "text/plain"
         assert dest.staged_blocks("s.bin") == set()
 
+    def test_read_chunks_gives_the_stored_bytes_of_an_encoded_blob_not_decoded(self, dest: Destination) -> None:
+        import gzip
+
+        data = gzip.compress(b"body { color: black }" * 200)
+        dest.put(self.details("site.css.gz", data, content_type="text/css", content_encoding="gzip"), data)
+        assert b"".join(dest.read_chunks("site.css.gz")) == data  # what verify --download hashes
+
     def test_missing_keys_are_not_found_and_dot_segments_refused(self, dest: Destination) -> None:
         for call in (lambda: dest.head("nope"), lambda: list(dest.read_chunks("nope")), lambda: dest.delete("nope")):
             with pytest.raises(NotFound):

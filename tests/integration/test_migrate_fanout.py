@@ -67,6 +67,35 @@ def test_plan_fan_out_status_and_verify(bucket: str, container: str, capsys: pyt
     assert main(["status", run_id, "--container", container]) == 0
 
 
+def test_a_big_object_goes_in_parts_and_a_capped_run_keeps_to_its_lanes(
+    bucket: str, container: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = corpus(bucket)
+    big = bytes(range(251)) * 12_000  # 3,012,000 bytes: 12 blocks of 256 KiB, in parts of 1 MiB (4 blocks)
+    GcsObjectStore(bucket).put("media/big.bin", big, content_type="video/mp4")
+    run_id = plan(bucket, container, capsys, "--batch-size", "3", "--max-batches", "2",
+                  "--part-bytes", str(2**20), "--block-size", str(2**18))  # fmt: skip
+    queue = AzureQueueTaskQueue(BATCH_QUEUE)
+    widest = 0
+    for _ in range(100):
+        messages = [m for m in queue.receive(max_messages=32, visibility_timeout=60) if m.payload["run_id"] == run_id]
+        if not messages:
+            break
+        widest = max(widest, len(messages))
+        for message in messages:
+            migration.migrate_batch(QueueMessage(id=message.id, body=message.body, dequeue_count=1))
+            queue.delete(message)
+    assert widest == 2, "at most --max-batches of the run on the queue at once"
+    found = status(AzureBlobObjectStore(container), run_id)
+    assert found["state"] == "done", found
+    assert found["copied"] == len(files) and found["objects"] == len(files) + 1  # the folder marker is skipped
+    dest = AzureBlobDestination(container)
+    blob = dest.container.get_blob_client("media/big.bin")
+    committed, _ = blob.get_block_list("committed")
+    assert len(committed) == 12 and blob.download_blob().readall() == big
+    assert run_verify(GcsSource(bucket), dest, download=True).clean
+
+
 def one_batch(
     bucket: str, container: str, capsys: pytest.CaptureFixture[str]
 ) -> tuple[str, AzureQueueTaskQueue, Received]:
