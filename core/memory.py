@@ -190,7 +190,7 @@ class InMemorySource:
             md5=hashlib.md5(data).hexdigest(),
             crc32c=crc32c.to_gcs(crc32c.value(data)),
             generation=str(next(self._generations)),
-            **{"storage_class": "STANDARD", **properties},
+            **{"storage_class": "STANDARD", "created": datetime.now(UTC), **properties},
         )
         with self._lock:
             if key in self._objects:
@@ -236,6 +236,7 @@ class InMemoryDestination:
     def __init__(self) -> None:
         self._blobs: dict[str, tuple[ObjectDetails, bytes]] = {}
         self._staged: dict[str, dict[str, bytes]] = {}
+        self._versions = itertools.count(1)
         self._lock = threading.Lock()
 
     def list(self, prefix: str = "") -> Iterator[ObjectDetails]:
@@ -246,13 +247,15 @@ class InMemoryDestination:
     def head(self, key: str) -> ObjectDetails:
         return self._find(key)[0]
 
-    def put(self, details: ObjectDetails, data: bytes, *, tier: str | None = None) -> None:
+    def put(self, details: ObjectDetails, data: bytes, *, tier: str | None = None, if_match: str | None = None,
+            if_none_match: bool = False) -> None:  # fmt: skip
         check_key(details.key)
         if details.md5 and hashlib.md5(data).hexdigest() != details.md5:
             raise BadRequest(f"Content-MD5 mismatch for {details.key!r}: the body differs from its MD5")
-        self._store(details, bytes(data), tier)
+        self._store(details, bytes(data), tier, if_match, if_none_match)
 
-    def put_from_url(self, details: ObjectDetails, url: str, *, tier: str | None = None) -> None:
+    def put_from_url(self, details: ObjectDetails, url: str, *, tier: str | None = None, if_match: str | None = None,
+                     if_none_match: bool = False) -> None:  # fmt: skip
         parsed = urllib.parse.urlsplit(url)
         source = _SOURCES.get(parsed.netloc)
         if parsed.scheme != "memory" or source is None:
@@ -261,7 +264,7 @@ class InMemoryDestination:
         generation = urllib.parse.parse_qs(parsed.query).get("generation", [""])[0] or None
         found = next((o for o in source.list(key) if o.key == key), None)
         data = source.read_range(key, generation, 0, found.size - 1) if found and found.size else b""
-        self.put(details, data, tier=tier)
+        self.put(details, data, tier=tier, if_match=if_match, if_none_match=if_none_match)
 
     def staged_blocks(self, key: str) -> set[str]:
         with self._lock:
@@ -274,16 +277,18 @@ class InMemoryDestination:
                 raise BadRequest(f"block ids of {key!r} must have one length")
             blocks[block_id] = bytes(data)
 
-    def commit(self, details: ObjectDetails, block_ids: Sequence[str], *, tier: str | None = None) -> None:
+    def commit(self, details: ObjectDetails, block_ids: Sequence[str], *, tier: str | None = None,
+               if_match: str | None = None, if_none_match: bool = False) -> None:  # fmt: skip
         with self._lock:
             blocks = self._staged.get(check_key(details.key), {})
             missing = [b for b in block_ids if b not in blocks]
             if missing:
                 raise BadRequest(f"block {missing[0]!r} of {details.key!r} was never staged")
             data = b"".join(blocks[b] for b in block_ids)
-            self._staged.pop(details.key, None)  # as on Azure: a commit discards the uncommitted blocks
         # As Azure: the committed blob carries the Content-MD5 it is given, unchecked against the blocks.
-        self._store(details, data, tier)
+        self._store(details, data, tier, if_match, if_none_match)
+        with self._lock:
+            self._staged.pop(details.key, None)  # as on Azure: a commit discards the uncommitted blocks
 
     def read_chunks(self, key: str) -> Iterator[bytes]:
         data = self._find(key)[1]
@@ -300,9 +305,16 @@ class InMemoryDestination:
         with self._lock:
             self._blobs[key] = (details, bytes(data))
 
-    def _store(self, details: ObjectDetails, data: bytes, tier: str | None) -> None:
-        stored = replace(details, size=len(data), storage_class=tier or "Hot", generation=None, crc32c=None)
+    def _store(self, details: ObjectDetails, data: bytes, tier: str | None, if_match: str | None = None,
+               if_none_match: bool = False) -> None:  # fmt: skip
         with self._lock:
+            current = self._blobs.get(details.key)
+            if if_none_match and current is not None:
+                raise Conflict(f"{details.key!r} exists already")
+            if if_match is not None and (current is None or current[0].version != if_match):
+                raise Conflict(f"{details.key!r} is not at version {if_match}")
+            stored = replace(details, size=len(data), storage_class=tier or "Hot", generation=None, crc32c=None,
+                             created=None, version=str(next(self._versions)))  # fmt: skip
             self._blobs[details.key] = (stored, data)
 
     def _find(self, key: str) -> tuple[ObjectDetails, bytes]:

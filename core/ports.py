@@ -199,6 +199,10 @@ class ObjectDetails:
     """GCS storage class (STANDARD, NEARLINE, COLDLINE, ARCHIVE) or Azure access tier (Hot, Cool, ...)."""
     caveats: tuple[str, ...] = ()
     """What a copy cannot carry for this object (``CAVEATS``): a hold, a retention time, a custom time, its key."""
+    version: str | None = None
+    """The destination's version token (Azure ETag) of a listed blob, for a conditional write."""
+    created: datetime | None = None
+    """When the source object was written (GCS ``timeCreated``)."""
 
 
 CAVEATS = {
@@ -250,6 +254,10 @@ class Destination(Protocol):
       (headers, metadata, tier) at once, refusing bytes that do not match
       ``details.md5`` when it is given; ``put_from_url`` does the same with
       bytes the service fetches itself, checked against ``details.md5``.
+    - ``put``, ``put_from_url`` and ``commit`` write only if the blob is still at
+      version ``if_match`` (as ``list``/``head`` gave it), or with
+      ``if_none_match`` only if there is none; otherwise they raise ``Conflict``
+      and change nothing.
     - ``stage_block`` keeps a block under its id (ids of one object have one
       length) without making anything visible; ``staged_blocks`` returns the
       ids staged and not yet committed; ``commit`` makes those blocks, in the
@@ -263,10 +271,13 @@ class Destination(Protocol):
 
     def list(self, prefix: str = "") -> Iterator[ObjectDetails]: ...
     def head(self, key: str) -> ObjectDetails: ...
-    def put(self, details: ObjectDetails, data: bytes, *, tier: str | None = None) -> None: ...
-    def put_from_url(self, details: ObjectDetails, url: str, *, tier: str | None = None) -> None: ...
+    def put(self, details: ObjectDetails, data: bytes, *, tier: str | None = None, if_match: str | None = None,
+            if_none_match: bool = False) -> None: ...  # fmt: skip
+    def put_from_url(self, details: ObjectDetails, url: str, *, tier: str | None = None, if_match: str | None = None,
+                     if_none_match: bool = False) -> None: ...  # fmt: skip
     def staged_blocks(self, key: str) -> set[str]: ...
     def stage_block(self, key: str, block_id: str, data: bytes) -> None: ...
-    def commit(self, details: ObjectDetails, block_ids: Sequence[str], *, tier: str | None = None) -> None: ...
+    def commit(self, details: ObjectDetails, block_ids: Sequence[str], *, tier: str | None = None,
+               if_match: str | None = None, if_none_match: bool = False) -> None: ...  # fmt: skip
     def read_chunks(self, key: str) -> Iterator[bytes]: ...
     def delete(self, key: str) -> None: ...

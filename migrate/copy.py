@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from core import crc32c
-from core.errors import CoreError
+from core.errors import Conflict, CoreError, NotFound
 from core.ports import CAVEATS, Destination, ObjectDetails, Source
 from migrate import rules
 from migrate.throttle import Throttle
@@ -116,12 +116,22 @@ def dest_key_for(key: str, options: Options) -> tuple[str | None, str | None]:
 
 
 def is_current(obj: ObjectDetails, existing: ObjectDetails | None) -> bool:
-    """True when the blob already holds this object (what makes a final sync fast)."""
+    """True when the blob already holds this object, or a newer generation of it (a replication got there first)."""
     if existing is None:
         return False
-    if obj.generation and existing.metadata.get(rules.GENERATION_KEY) == obj.generation:
-        return True
+    recorded = existing.metadata.get(rules.GENERATION_KEY)
+    if obj.generation and recorded:
+        if recorded == obj.generation:
+            return True
+        if recorded.isdigit() and obj.generation.isdigit():  # generations of one object name only grow
+            return int(recorded) > int(obj.generation)
     return existing.size == obj.size and obj.md5 is not None and existing.md5 == obj.md5
+
+
+def conditions(details: ObjectDetails) -> dict[str, Any]:
+    """Write only over the blob that was there when the copy looked (``details.version``), or where there was none:
+    two writers (the bulk copy and a replication) never overwrite each other's newer generation unseen."""
+    return {"if_match": details.version} if details.version else {"if_none_match": True}
 
 
 def copy_object(
@@ -167,7 +177,7 @@ def copy_object(
         if options.dry_run:
             outcome.action = "would-copy"
             return outcome
-        details = replace(obj, key=target, metadata=metadata)
+        details = replace(obj, key=target, metadata=metadata, version=existing.version if existing else None)
         if blocks is not None:
             size = block_size_for(obj.size, options.block_size)
             outcome.bytes = min(obj.size, (blocks[1] + 1) * size) - blocks[0] * size
@@ -183,6 +193,17 @@ def copy_object(
             note = _stream(source, dest, obj, details, tier, options.block_size)
         if note:
             outcome.notes.append(note)
+    except Conflict:
+        # Another writer got there between the look and the write: fine if it wrote this generation or a newer one.
+        try:
+            now = dest.head(target)
+        except NotFound:
+            now = None
+        if is_current(obj, now):
+            outcome.action, outcome.bytes = "skipped", 0
+            outcome.notes.append("another writer stored this generation or a newer one first")
+        else:
+            outcome.action, outcome.error = "failed", f"{target} changed while it was copied; copy it again"
     except CoreError as exc:
         outcome.action, outcome.error = "failed", str(exc)
     except Exception as exc:  # one object's surprise must not stop the run
@@ -231,7 +252,7 @@ def _copy_whole(
     sums = Checksums(obj)
     sums.add(data)
     sums.check()
-    dest.put(details, data, tier=tier)
+    dest.put(details, data, tier=tier, **conditions(details))
 
 
 def block_id(generation: str | None, index: int, crc: int) -> str:
@@ -304,7 +325,7 @@ def _stage_and_prove(
         for future in in_flight:
             future.result()
     sums.check()  # before the commit: a blob that fails the proof never becomes visible
-    dest.commit(details, ids, tier=tier)
+    dest.commit(details, ids, tier=tier, **conditions(details))
 
 
 def _copy_part(
@@ -341,7 +362,7 @@ def _copy_part(
     for index in range(count):
         sums.add_crc(staged[index][1], min(size, obj.size - index * size))
     sums.check()
-    dest.commit(details, [staged[index][0] for index in range(count)], tier=tier)
+    dest.commit(details, [staged[index][0] for index in range(count)], tier=tier, **conditions(details))
     return True
 
 
@@ -351,7 +372,7 @@ def _copy_server_side(
     """Put Blob From URL where Azure can prove the bytes itself; else stream, proven here. Returns which."""
     if obj.md5 and obj.size <= options.single_put_limit:
         # Azure checks what it fetched against x-ms-source-content-md5 before the blob exists.
-        dest.put_from_url(details, source.signed_url(obj.key, obj.generation), tier=tier)
+        dest.put_from_url(details, source.signed_url(obj.key, obj.generation), tier=tier, **conditions(details))
         return "server-side: Azure fetched the bytes and proved them against the source MD5"
     why = "no MD5 for Azure to check" if not obj.md5 else "over one Put Blob From URL, and a range has no checksum"
     _stream(source, dest, obj, details, tier, options.block_size)

@@ -14,9 +14,11 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 import urllib3
+from azure.core import MatchConditions
 from azure.storage.blob import (
     BlobBlock,
     BlobProperties,
@@ -174,21 +176,24 @@ class AzureBlobDestination:
         with translate_errors(key):
             return _details(self.container.get_blob_client(check_key(key)).get_blob_properties())
 
-    def put(self, details: ObjectDetails, data: bytes, *, tier: str | None = None) -> None:
+    def put(self, details: ObjectDetails, data: bytes, *, tier: str | None = None, if_match: str | None = None,
+            if_none_match: bool = False) -> None:  # fmt: skip
         """Write the whole blob with its properties, metadata, Content-MD5 and tier in one request.
 
         Azure checks the body against Content-MD5 and refuses a corrupted one.
         """
-        headers = {"x-ms-blob-type": "BlockBlob", **_property_headers(details)}
+        headers = {"x-ms-blob-type": "BlockBlob", **_property_headers(details), **_conditions(if_match, if_none_match)}
         md5 = details.md5 or hashlib.md5(data).hexdigest()
         headers["Content-MD5"] = base64.b64encode(bytes.fromhex(md5)).decode()
         if tier:
             headers["x-ms-access-tier"] = tier
         self._rest_put(details.key, "", data, headers)
 
-    def put_from_url(self, details: ObjectDetails, url: str, *, tier: str | None = None) -> None:
+    def put_from_url(self, details: ObjectDetails, url: str, *, tier: str | None = None, if_match: str | None = None,
+                     if_none_match: bool = False) -> None:  # fmt: skip
         """Put Blob From URL: Azure fetches the bytes itself (objects up to 5,000 MiB)."""
-        headers = {"x-ms-blob-type": "BlockBlob", "x-ms-copy-source": url, **_property_headers(details)}
+        headers = {"x-ms-blob-type": "BlockBlob", "x-ms-copy-source": url, **_property_headers(details),
+                   **_conditions(if_match, if_none_match)}  # fmt: skip
         if details.md5:
             md5 = base64.b64encode(bytes.fromhex(details.md5)).decode()
             headers.update({"x-ms-source-content-md5": md5, "x-ms-blob-content-md5": md5})
@@ -225,15 +230,28 @@ class AzureBlobDestination:
         wire_id = quote(base64.b64encode(block_id.encode()).decode(), safe="")
         self._rest_put(key, f"comp=block&blockid={wire_id}", data, {"Content-MD5": md5})
 
-    def commit(self, details: ObjectDetails, block_ids: Sequence[str], *, tier: str | None = None) -> None:
+    def commit(self, details: ObjectDetails, block_ids: Sequence[str], *, tier: str | None = None,
+               if_match: str | None = None, if_none_match: bool = False) -> None:  # fmt: skip
         """Make the staged blocks the blob, atomically, with its properties and metadata."""
+        condition: dict[str, Any] = {}
+        if if_none_match:
+            condition = {"match_condition": MatchConditions.IfMissing}
+        elif if_match is not None:
+            condition = {"etag": if_match, "match_condition": MatchConditions.IfNotModified}
         with translate_errors(details.key):
             self.container.get_blob_client(check_key(details.key)).commit_block_list(
                 [BlobBlock(block_id=b) for b in block_ids],
                 content_settings=_settings(details),
                 metadata=dict(details.metadata),
                 standard_blob_tier=StandardBlobTier(tier) if tier else None,
+                **condition,
             )
+
+
+def _conditions(if_match: str | None, if_none_match: bool) -> dict[str, str]:
+    if if_none_match:
+        return {"If-None-Match": "*"}
+    return {"If-Match": if_match} if if_match is not None else {}
 
 
 def _property_headers(details: ObjectDetails) -> dict[str, str]:
@@ -273,4 +291,5 @@ def _details(props: BlobProperties) -> ObjectDetails:
         content_language=settings.content_language if settings else None,
         metadata=dict(props.metadata or {}),
         storage_class=str(props.blob_tier) if props.blob_tier else None,
+        version=str(props.etag) if props.etag else None,
     )

@@ -180,6 +180,7 @@ def details(blob: storage.Blob) -> ObjectDetails:
         metadata=dict(blob.metadata or {}),
         storage_class=blob.storage_class,
         caveats=caveats(blob),
+        created=blob.time_created,
     )
 
 

@@ -116,6 +116,33 @@ class DestinationContract:
         assert dest.head("s.bin").content_type == "text/plain"
         assert dest.staged_blocks("s.bin") == set()
 
+    def test_conditional_writes_refuse_a_blob_that_changed_and_change_nothing(self, dest: Destination) -> None:
+        from core.errors import Conflict
+
+        dest.put(self.details("c.bin", b"one"), b"one", if_none_match=True)
+        seen = dest.head("c.bin").version
+        assert seen
+        with pytest.raises(Conflict):
+            dest.put(self.details("c.bin", b"two"), b"two", if_none_match=True)
+        dest.put(self.details("c.bin", b"three"), b"three", if_match=seen)
+        for write in (
+            lambda: dest.put(self.details("c.bin", b"four"), b"four", if_match=seen),
+            lambda: (
+                dest.stage_block("c.bin", "b-0", b"five"),
+                dest.commit(self.details("c.bin", b"five"), ["b-0"], if_match=seen),
+            ),
+            lambda: (
+                dest.stage_block("c.bin", "b-1", b"six"),
+                dest.commit(self.details("c.bin", b"six"), ["b-1"], if_none_match=True),
+            ),
+        ):
+            with pytest.raises(Conflict):
+                write()
+        assert b"".join(dest.read_chunks("c.bin")) == b"three"
+        dest.stage_block("d.bin", "b-0", b"new")
+        dest.commit(self.details("d.bin", b"new"), ["b-0"], if_none_match=True)
+        assert b"".join(dest.read_chunks("d.bin")) == b"new"
+
     def test_read_chunks_gives_the_stored_bytes_of_an_encoded_blob_not_decoded(self, dest: Destination) -> None:
         import gzip
 

@@ -179,3 +179,43 @@ def test_a_dry_run_counts_what_a_copy_cannot_carry(source: InMemorySource) -> No
     copied = run_copy(source, dest)
     assert (copied.copied, copied.failed) == (3, 1)
     assert "csek.bin" not in {b.key for b in dest.list()}
+
+
+class Versioned:
+    """A source that still serves noncurrent generations (a GCS bucket with versioning)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str | None, bytes] = {}
+
+    def read_range(self, key: str, generation: str | None, start: int, end: int) -> bytes:
+        return self.data[generation][start : end + 1]
+
+    def signed_url(self, key: str, generation: str | None) -> str:
+        raise AssertionError("streamed")
+
+
+def test_an_older_generation_never_overwrites_a_newer_one(source: InMemorySource) -> None:
+    versions = Versioned()
+    old = source.add("k.txt", b"old")
+    new = source.add("k.txt", b"new")
+    versions.data = {old.generation: b"old", new.generation: b"new"}
+    dest = InMemoryDestination()
+    assert copy_object(versions, dest, new, None, Options()).action == "copied"  # a replication of the newer one
+    late = copy_object(versions, dest, old, None, Options())  # a copy that looked before the replication wrote
+    assert (late.action, late.notes) == ("skipped", ["another writer stored this generation or a newer one first"])
+    assert copy_object(versions, dest, old, dest.head("k.txt"), Options()).action == "skipped"
+    assert b"".join(dest.read_chunks("k.txt")) == b"new"
+
+
+def test_a_blob_changed_between_the_look_and_the_write_is_not_overwritten(source: InMemorySource) -> None:
+    versions = Versioned()
+    first = source.add("k.txt", b"first")
+    second = source.add("k.txt", b"second")
+    third = source.add("k.txt", b"third")
+    versions.data = {first.generation: b"first", second.generation: b"second", third.generation: b"third"}
+    dest = InMemoryDestination()
+    copy_object(versions, dest, first, None, Options())
+    looked = dest.head("k.txt")
+    copy_object(versions, dest, third, looked, Options())  # the newest lands first
+    late = copy_object(versions, dest, second, looked, Options())
+    assert late.action == "skipped" and b"".join(dest.read_chunks("k.txt")) == b"third"
