@@ -18,6 +18,8 @@ TARGETS = {
     "api": "functions_gcp.pipeline",
     "migrate_batch": "functions_gcp.migration",
     "migrate_batch_dead_letter": "functions_gcp.migration",
+    "migrate_replicate": "functions_gcp.migration",
+    "migrate_replicate_dead_letter": "functions_gcp.migration",
 }
 __all__ = list(TARGETS)
 

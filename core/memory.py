@@ -198,6 +198,12 @@ class InMemorySource:
             self._objects[key] = (details, bytes(data))
         return details
 
+    def delete(self, key: str) -> None:
+        """Remove the live version (a delete the migration may replicate)."""
+        with self._lock:
+            if self._objects.pop(key, None) is None:
+                raise NotFound(f"no object {key!r}")
+
     def noncurrent_versions(self, prefix: str = "") -> int:
         with self._lock:
             return sum(count for key, count in self._older.items() if key.startswith(prefix))

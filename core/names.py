@@ -18,3 +18,12 @@ BATCHES = "migrate-batches"
 """The migration's fan-out topic (GCP) and queue (Azure): one message per batch."""
 BATCHES_DEAD_LETTER_TOPIC = f"{BATCHES}-dead"
 BATCHES_POISON_QUEUE = f"{BATCHES}-poison"
+REPLICATION = "migrate-replication"
+"""GCP: the bucket notifications that drive live replication to Azure during a migration (locally, the
+emulator publishes to one topic only, so replication subscribes to ``NOTIFICATIONS_TOPIC``)."""
+REPLICATION_DEAD_LETTER_TOPIC = f"{REPLICATION}-dead"
+
+MIGRATED_KEY = "gcs_generation"
+"""Blob metadata of a copy from GCS: the source generation (a copied upload is the source cloud's to process)."""
+DEFERRED_KEY = "gcs_deferred"
+"""Blob metadata of a copied upload written to GCS after the freeze (the freeze time): the target processes it."""

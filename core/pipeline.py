@@ -19,6 +19,7 @@ import logging
 import posixpath
 import threading
 import unicodedata
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from typing import Any
 from core import config, imaging, logs
 from core.errors import BadRequest, Conflict, Frozen, InvalidImage, NotFound, PayloadTooLarge
 from core.jobs import Job, JsonJobStore, Status, job_id_for, utcnow
+from core.names import DEFERRED_KEY, MIGRATED_KEY
 from core.ports import JobStore, ObjectInfo, ObjectStore, TaskQueue, check_key
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,15 @@ log = logging.getLogger(__name__)
 UPLOADS = "uploads/"
 RESULTS = "results/"
 FREEZE_KEY = "_cutover/frozen.json"
-"""While this object exists, the store takes no new jobs: the cutover to another cloud is under way."""
+"""While this object exists, the store takes no new uploads: the cutover to another cloud is under way.
+Uploads written to the store before it are still processed here; later ones are left for the other cloud."""
+REPLICA_KEY = "_cutover/replica.json"
+"""While this object exists, the store is a replica of another cloud's (live sync): it takes no uploads and
+starts no job. The switch removes it."""
+SWITCHED_KEY = "_cutover/switched.json"
+"""Written by the switch: which freeze it ended (``{"freeze": ...}``), so a tag left by an aborted cutover is known."""
+DEFERRED_PREFIX = "_cutover/deferred/"
+"""A held store's journal of the uploads it left for the other side: what a switch or an abort accepts."""
 
 
 @dataclass
@@ -49,6 +59,8 @@ class Services:
     upload_events: bool = False
     """True where a write under ``uploads/`` raises an event that calls ``accept_upload`` (the
     deployed clouds, the local stacks): then ``submit_upload`` leaves the one message to that event."""
+    hold_key: str = FREEZE_KEY
+    """The marker that holds this store: ``FREEZE_KEY`` on the source cloud, ``REPLICA_KEY`` on the target."""
 
     @classmethod
     def over(cls, store: ObjectStore, queue: TaskQueue) -> Services:
@@ -85,6 +97,8 @@ def submit_upload(
     """
     cap = config.max_upload_bytes() if max_bytes is None else max_bytes
     reason = frozen(services)
+    if reason is not None and services.hold_key == REPLICA_KEY:
+        raise Frozen(f"this cloud is a replica while the data moves here ({reason}); upload to the current one")
     if reason is not None:
         raise Frozen(f"uploads are frozen for a move to another cloud ({reason}); try the new endpoint shortly")
     if not data:
@@ -109,31 +123,101 @@ def accept_upload(
     *,
     md5: str | None = None,
     content_type: str | None = None,
+    created: datetime | None = None,
     enqueue: bool = True,
 ) -> Job | None:
-    """Turn an upload event into a job and a queue message; ``None`` if the key is not an upload.
+    """Turn an upload event into a job and a queue message; ``None`` if the key is not an upload, or not ours.
 
     Idempotent: a duplicate event finds the same job. The message is sent
     again while the job is PENDING (a crash may have come between the record
     and the message); ``process_job`` takes duplicates in its stride.
     ``enqueue=False`` makes the record only: an HTTP upload whose storage event
     will send the message, so that each upload costs one message, not two.
+
+    During a migration each upload is processed by exactly one cloud (docs/cutover.md): the source
+    cloud takes those written before its freeze marker (``created``, else the object's time), the
+    target those written after it, tagged ``DEFERRED_KEY`` by the copy; an upload copied from the
+    source without that tag is the source's. A held store journals what it leaves for the other side.
     """
     if not is_upload(key):
         return None
-    if frozen(services) is not None:
-        # Deferred, not lost: the final sync copies this upload, and the new cloud processes it.
-        log.info("uploads are frozen for a cutover; %r is left for the new cloud", key)
-        return None
-    if md5 is None or content_type is None:
+    hold = _hold(services)
+    info: ObjectInfo | None = None
+    replica = services.hold_key == REPLICA_KEY
+    if md5 is None or content_type is None or replica or (hold is not None and created is None):
         try:
-            head = services.store.head(key)
+            info = services.store.head(key)
         except NotFound:
             log.info("upload %r is gone; nothing to accept", key)
             return None
-        md5 = md5 or head.md5 or _content_digest(services, key, head)
-        content_type = content_type or head.content_type
+    if hold is not None:
+        when = created or (info.updated if info else None)
+        if not replica and when is not None and hold.updated is not None and when < hold.updated:
+            pass  # written before the freeze: this cloud's to process, frozen or not
+        elif replica and not (info and info.metadata.get(DEFERRED_KEY)):
+            log.info("this store is a replica; %r is the source cloud's upload", key)
+            return None
+        elif _left_for_the_other_side(services, key):
+            return None
+    if info is not None and not _ours_after_a_move(services, key, info):
+        return None
+    if md5 is None or content_type is None:
+        assert info is not None
+        md5 = md5 or info.md5 or _content_digest(services, key, info)
+        content_type = content_type or info.content_type
     return _record(services, key, md5, content_type, enqueue=enqueue)
+
+
+def _hold(services: Services) -> ObjectInfo | None:
+    """The marker holding this store (its info: ``updated`` is when it was written), or None."""
+    try:
+        return services.store.head(services.hold_key)
+    except NotFound:
+        return None
+
+
+def _left_for_the_other_side(services: Services, key: str) -> bool:
+    """Journal ``key`` as left for the other side; False if the hold was lifted meanwhile (then it is ours).
+
+    Journal first, then look again: a switch or abort removes the marker first, then reads the journal,
+    so either it finds this entry or this look finds the marker gone. Nothing falls between.
+    """
+    journal = DEFERRED_PREFIX + urllib.parse.quote(key, safe="")
+    services.store.put(journal, key.encode(), content_type="text/plain")
+    if _hold(services) is None:
+        return False
+    log.info("uploads are held for a cutover; %r is left for the other cloud (journalled)", key)
+    return True
+
+
+def _ours_after_a_move(services: Services, key: str, info: ObjectInfo) -> bool:
+    """False for an upload copied from the source cloud that the source cloud processes."""
+    if not info.metadata.get(MIGRATED_KEY):
+        return True  # written here
+    tag = info.metadata.get(DEFERRED_KEY)
+    if not tag:
+        log.info("%r was copied from the source cloud, which processes it; its job record is copied too", key)
+        return False
+    try:
+        switched = json.loads(services.store.get(SWITCHED_KEY).data or b"{}").get("freeze")
+    except (NotFound, ValueError):
+        switched = None
+    if switched != tag:
+        log.info("%r was left for this cloud by a cutover that did not switch (%s); not ours", key, tag)
+        return False
+    return True
+
+
+def accept_deferred(services: Services) -> list[Job]:
+    """Accept every upload in this store's journal, then clear it: the switch (target) or the abort (source)."""
+    accepted = []
+    for entry in list(services.store.list(DEFERRED_PREFIX)):
+        key = urllib.parse.unquote(entry.key[len(DEFERRED_PREFIX) :])
+        job = accept_upload(services, key)
+        if job is not None:
+            accepted.append(job)
+        services.store.delete(entry.key)
+    return accepted
 
 
 def _content_digest(services: Services, key: str, head: ObjectInfo) -> str:
@@ -259,9 +343,9 @@ def _fail(services: Services, job: Job, reason: str) -> Job:
 
 
 def frozen(services: Services) -> str | None:
-    """The reason uploads are frozen, or None."""
+    """The reason uploads are held (frozen, or a replica), or None."""
     try:
-        record = json.loads(services.store.get(FREEZE_KEY).data or b"{}")
+        record = json.loads(services.store.get(services.hold_key).data or b"{}")
     except NotFound:
         return None
     except ValueError:

@@ -57,9 +57,13 @@ JOBS_TOPIC = names.JOBS
 DEAD_LETTER_TOPIC = names.JOBS_DEAD_LETTER_TOPIC
 BATCH_TOPIC = names.BATCHES
 BATCH_DEAD_LETTER_TOPIC = names.BATCHES_DEAD_LETTER_TOPIC
-TOPICS = [NOTIFICATIONS_TOPIC, JOBS_TOPIC, DEAD_LETTER_TOPIC, BATCH_TOPIC, BATCH_DEAD_LETTER_TOPIC]
+REPLICATION_TOPIC = names.REPLICATION
+REPLICATION_DEAD_LETTER_TOPIC = names.REPLICATION_DEAD_LETTER_TOPIC
+TOPICS = [NOTIFICATIONS_TOPIC, JOBS_TOPIC, DEAD_LETTER_TOPIC, BATCH_TOPIC, BATCH_DEAD_LETTER_TOPIC, REPLICATION_TOPIC,
+          REPLICATION_DEAD_LETTER_TOPIC]  # fmt: skip
 DEAD_LETTERS = [("process-job", "JOBS_SUBSCRIPTION", DEAD_LETTER_TOPIC),
-                ("migrate-batch", "BATCH_SUBSCRIPTION", BATCH_DEAD_LETTER_TOPIC)]  # fmt: skip
+                ("migrate-batch", "BATCH_SUBSCRIPTION", BATCH_DEAD_LETTER_TOPIC),
+                ("migrate-replicate", "REPLICATION_SUBSCRIPTION", REPLICATION_DEAD_LETTER_TOPIC)]  # fmt: skip
 """(function, shell variable for its subscription, dead-letter topic)."""
 MAX_DELIVERY_ATTEMPTS = 5
 ACCOUNTS = {
@@ -70,7 +74,7 @@ ACCOUNTS = {
 }
 POOL, PROVIDER = "gray-azure", "azure"
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
-MIGRATION_FUNCTIONS = {"api", "migrate-batch", "migrate-batch-dead"}
+MIGRATION_FUNCTIONS = {"api", "migrate-batch", "migrate-batch-dead", "migrate-replicate", "migrate-replicate-dead"}
 """The functions that write to Azure, and so get the Azure identity settings."""
 APIS = [
     "cloudfunctions.googleapis.com",
@@ -164,6 +168,13 @@ class Plan:
                 "migrate_batch_dead_letter",
                 [f"--trigger-topic={BATCH_DEAD_LETTER_TOPIC}", "--retry"],
             ),
+            # Live sync: does nothing until `migrate plan --live` writes _cutover/live.json into the bucket.
+            Function("migrate-replicate", "migrate_replicate", [f"--trigger-topic={REPLICATION_TOPIC}", "--retry"]),
+            Function(
+                "migrate-replicate-dead",
+                "migrate_replicate_dead_letter",
+                [f"--trigger-topic={REPLICATION_DEAD_LETTER_TOPIC}", "--retry"],
+            ),
         ]
 
     def env(self, fn: Function) -> str:
@@ -235,6 +246,15 @@ class Plan:
                       f"--topic={NOTIFICATIONS_TOPIC}", "--event-types=OBJECT_FINALIZE", "--object-prefix=uploads/",
                       "--payload-format=json", *p]  # fmt: skip
             run.append([f"{shell.render(listed)} | grep -q '/{NOTIFICATIONS_TOPIC}$' || {shell.render(create)}"])
+        # Live sync's own notification: every prefix, finalize and delete (replication ignores _cutover/ itself).
+        run.append(["gcloud", "pubsub", "topics", "add-iam-policy-binding", REPLICATION_TOPIC,
+                    f"--member={gcs_agent}", "--role=roles/pubsub.publisher", *p])  # fmt: skip
+        listed = ["gcloud", "storage", "buckets", "notifications", "list", f"gs://{self.bucket}",
+                  "--format=value(topic)", *p]  # fmt: skip
+        create = ["gcloud", "storage", "buckets", "notifications", "create", f"gs://{self.bucket}",
+                  f"--topic={REPLICATION_TOPIC}", "--event-types=OBJECT_FINALIZE,OBJECT_DELETE",
+                  "--payload-format=json", *p]  # fmt: skip
+        run.append([f"{shell.render(listed)} | grep -q '/{REPLICATION_TOPIC}$' || {shell.render(create)}"])
         for fn in self.functions():
             deploy = ["gcloud", "functions", "deploy", fn.name, "--gen2", "--runtime=python312",
                       f"--region={self.region}", "--source=.", f"--entry-point={fn.entry_point}", *fn.trigger,

@@ -213,6 +213,8 @@ class FakeGcs(_Process):
                 self.pubsub_project or "local",
                 "-event.pubsub-topic",
                 self.pubsub_topic,
+                "-event.list",
+                "finalize,delete",  # deletes feed live replication (processing ignores them)
             ]
         self._spawn(argv, self.port)
 

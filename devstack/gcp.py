@@ -53,6 +53,7 @@ JOBS_TOPIC = names.JOBS
 DEAD_LETTER_TOPIC = names.JOBS_DEAD_LETTER_TOPIC
 BATCH_TOPIC = names.BATCHES
 BATCH_DEAD_LETTER_TOPIC = names.BATCHES_DEAD_LETTER_TOPIC
+REPLICATION_DEAD_LETTER_TOPIC = names.REPLICATION_DEAD_LETTER_TOPIC
 MAX_DELIVERY_ATTEMPTS = 5
 SUBSCRIPTIONS = (  # (push subscription, topic, function, its dead-letter topic)
     ("on-upload", NOTIFICATIONS_TOPIC, "on_upload", None),
@@ -60,6 +61,10 @@ SUBSCRIPTIONS = (  # (push subscription, topic, function, its dead-letter topic)
     ("on-dead-letter", DEAD_LETTER_TOPIC, "on_dead_letter", None),
     ("migrate-batch", BATCH_TOPIC, "migrate_batch", BATCH_DEAD_LETTER_TOPIC),
     ("migrate-batch-dead-letter", BATCH_DEAD_LETTER_TOPIC, "migrate_batch_dead_letter", None),
+    # Live replication: deployed, a notification of its own (topic migrate-replication); locally fake-gcs-server
+    # publishes to one topic, so replication subscribes to the processing notifications.
+    ("migrate-replicate", NOTIFICATIONS_TOPIC, "migrate_replicate", REPLICATION_DEAD_LETTER_TOPIC),
+    ("migrate-replicate-dead-letter", REPLICATION_DEAD_LETTER_TOPIC, "migrate_replicate_dead_letter", None),
 )
 API_PORT = 8080
 
@@ -143,7 +148,9 @@ class GcpStack(Stack):
             self.note = "Pub/Sub switched off, so the API processes uploads in-process"
         with environment(self.pubsub.env() if self.pubsub else {}):
             if self.pubsub:
-                for topic in (NOTIFICATIONS_TOPIC, JOBS_TOPIC, DEAD_LETTER_TOPIC, BATCH_TOPIC, BATCH_DEAD_LETTER_TOPIC):
+                topics = (NOTIFICATIONS_TOPIC, JOBS_TOPIC, DEAD_LETTER_TOPIC, BATCH_TOPIC, BATCH_DEAD_LETTER_TOPIC,
+                          REPLICATION_DEAD_LETTER_TOPIC)  # fmt: skip
+                for topic in topics:
                     pubsub.ensure_topic(topic, PROJECT)
             topic = {"pubsub_project": PROJECT, "pubsub_topic": NOTIFICATIONS_TOPIC} if self.pubsub else {}
             self.gcs = FakeGcs(persistent=self.persistent, **topic)

@@ -12,7 +12,7 @@ import os
 
 from core import config, logs
 from core.clouds.identity import CONNECTION_STRING_VAR  # no SDK: identity imports them when asked
-from core.pipeline import LazyServices, Services
+from core.pipeline import REPLICA_KEY, LazyServices, Services
 from functions_azure.settings import CONNECTION, CONTAINER_SETTING, DEFAULT_CONTAINER, JOBS_QUEUE
 
 
@@ -33,6 +33,7 @@ def build() -> Services:
     container = os.environ.get(CONTAINER_SETTING, "").strip() or DEFAULT_CONTAINER
     built = Services.over(AzureBlobObjectStore(container), AzureQueueTaskQueue(JOBS_QUEUE))
     built.upload_events = config.upload_events()  # Event Grid's BlobCreated sends the message
+    built.hold_key = REPLICA_KEY  # Azure is the migration's target: held while it is a replica
     return built
 
 

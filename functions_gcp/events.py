@@ -19,11 +19,13 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from core.errors import BadRequest
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
+DELETED = "google.cloud.storage.object.v1.deleted"
 PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"
 DEAD_LETTER_COUNT = "CloudPubSubDeadLetterSourceDeliveryCount"
 
@@ -37,6 +39,11 @@ class StorageObject:
     md5: str | None
     """Lowercase hex, or None (composite objects have no MD5)."""
     content_type: str | None
+    created: datetime | None = None
+    """The object's ``timeCreated``: which cloud processes an upload during a cutover depends on it."""
+    generation: str | None = None
+    change: str = "OBJECT_FINALIZE"
+    """OBJECT_FINALIZE or OBJECT_DELETE (``storage_change`` only)."""
 
 
 def as_dict(data: Any) -> dict[str, Any]:
@@ -53,14 +60,21 @@ def as_dict(data: Any) -> dict[str, Any]:
 
 def storage_object(event_type: str, data: Any) -> StorageObject | None:
     """The finalized object in an Eventarc or Pub/Sub notification event; None for other notifications."""
+    found = storage_change(event_type, data)
+    return found if found is not None and found.change == "OBJECT_FINALIZE" else None
+
+
+def storage_change(event_type: str, data: Any) -> StorageObject | None:
+    """The object a finalize or delete notification is about; None for other notifications (metadata updates)."""
     payload = as_dict(data)
-    if event_type == FINALIZED:
-        resource = payload
+    if event_type in (FINALIZED, DELETED):
+        resource, change = payload, "OBJECT_FINALIZE" if event_type == FINALIZED else "OBJECT_DELETE"
     elif event_type == PUBLISHED:
         message = _message(payload)
         attributes = message.get("attributes") or {}
-        if attributes.get("eventType") != "OBJECT_FINALIZE":
-            return None  # OBJECT_DELETE, OBJECT_METADATA_UPDATE, ...: nothing to do
+        change = str(attributes.get("eventType"))
+        if change not in ("OBJECT_FINALIZE", "OBJECT_DELETE"):
+            return None  # OBJECT_METADATA_UPDATE, OBJECT_ARCHIVE: nothing to do
         resource = _decoded_json(message) if message.get("data") else {}
         resource = {"bucket": attributes.get("bucketId"), "name": attributes.get("objectId"), **resource}
     else:
@@ -68,7 +82,19 @@ def storage_object(event_type: str, data: Any) -> StorageObject | None:
     bucket, key = resource.get("bucket"), resource.get("name")
     if not isinstance(bucket, str) or not bucket or not isinstance(key, str) or not key:
         raise BadRequest("the storage event names no bucket or object")
-    return StorageObject(bucket, key, _md5_hex(resource.get("md5Hash")), resource.get("contentType"))
+    generation = str(resource.get("generation") or "") or None
+    created = _time(resource.get("timeCreated"))
+    return StorageObject(bucket, key, _md5_hex(resource.get("md5Hash")), resource.get("contentType"), created,
+                         generation, change)  # fmt: skip
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def message_json(event_type: str, data: Any) -> dict[str, Any]:

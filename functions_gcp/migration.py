@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from functions_gcp import framework
 from functions_gcp.pipeline import gave_up, message_json
+
+log = logging.getLogger("functions_gcp.migration")
 
 
 @framework.cloud_event
@@ -26,3 +29,55 @@ def migrate_batch_dead_letter(event: Any) -> None:
     from migrate.fanout import BATCH_QUEUE
 
     worker.handle_dead_letter(message_json(event), gave_up(event), PubSubTaskQueue(BATCH_QUEUE), message_id=event["id"])
+
+
+@framework.cloud_event
+def migrate_replicate(event: Any) -> None:
+    """A bucket notification while a live migration runs: copy that object to Azure Blob (raising retries).
+
+    Deployed, a notification of its own feeds it (topic ``migrate-replication``); locally it shares the
+    processing notifications. Without ``_cutover/live.json`` in the bucket it does nothing.
+    """
+    from functions_gcp import events
+
+    change = events.storage_change(event["type"], event.data)
+    if change is None:
+        return
+    ends = _live_ends(change.bucket)
+    if ends is None:
+        return
+    from migrate import live
+
+    action = live.replicate(live.Change(change.key, change.change, change.generation, event["id"]), *ends)
+    if action not in ("ignored",):
+        log.info("replicated %s: %s", change.key, action)
+
+
+@framework.cloud_event
+def migrate_replicate_dead_letter(event: Any) -> None:
+    """A notification replication gave up on: recorded failed in the live run (and no longer pending)."""
+    from functions_gcp import events
+    from migrate import live
+
+    change = events.storage_change(event["type"], event.data)  # the notification, as it was published
+    if change is None:
+        return
+    ends = _live_ends(change.bucket)
+    if ends is not None:
+        live.fail(live.Change(change.key, change.change, change.generation, event["id"]), ends[3], ends[4],
+                  gave_up(event))  # fmt: skip
+
+
+def _live_ends(bucket: str) -> tuple[Any, ...] | None:
+    """(bucket store, source, destination, run records, live run) while replication is on, else None."""
+    from core.clouds.azure_blob import AzureBlobObjectStore
+    from core.clouds.azure_destination import AzureBlobDestination
+    from core.clouds.gcs import GcsObjectStore
+    from core.clouds.gcs_source import GcsSource
+    from migrate import live
+
+    store = GcsObjectStore(bucket)
+    run = live.live_run(store)
+    if run is None:
+        return None
+    return store, GcsSource(bucket), AzureBlobDestination(run.container), AzureBlobObjectStore(run.container), run

@@ -29,7 +29,8 @@ def on_upload(event: Any) -> None:
     svc = services()
     if upload is None or upload.bucket != getattr(svc.store, "bucket_name", upload.bucket):
         return
-    job = pipeline.accept_upload(svc, upload.key, md5=upload.md5, content_type=upload.content_type)
+    job = pipeline.accept_upload(svc, upload.key, md5=upload.md5, content_type=upload.content_type,
+                                 created=upload.created)  # fmt: skip
     if job is not None:
         logs.set_job(job.id)
         log.info("accepted %s as job %s (%s)", upload.key, job.id, job.status.value)

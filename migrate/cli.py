@@ -6,7 +6,8 @@
     python -m migrate plan   gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--batch-size N] [--max-batches N]
                              [--max-rate N] [--bwlimit SIZE] [--dry-run] [--json]
     python -m migrate status RUN_ID [--container NAME] [--json]
-    python -m migrate cutover gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--json]   # freeze, final sync, verify
+    python -m migrate cutover gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--run RUN_ID] [--json]   # seconds frozen
+    python -m migrate abort  gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--json]   # before the switch
     python -m migrate check  gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--json]   # preflight: access on both sides
 
 Exit codes: 0 success, 1 any object failed or differs (``check``: a permission is refused),
@@ -22,6 +23,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import IO, Any
 
 from core.errors import ConfigError, CoreError, NotFound, TransientError
@@ -46,14 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="compare source and destination; exit 0 only if identical")
     plan = commands.add_parser("plan", help="enqueue batches for the fan-out functions; prints the run id")
     status = commands.add_parser("status", help="the progress of a planned run")
-    cutover = commands.add_parser("cutover", help="freeze GCP uploads, copy what changed, verify, print the switch")
+    cutover = commands.add_parser(
+        "cutover", help="freeze GCP, wait for live replication to drain, verify what changed, switch to Azure"
+    )
+    abort = commands.add_parser("abort", help="before the switch: unfreeze GCP; Azure stays a replica")
     check = commands.add_parser("check", help="preflight: prove access on both sides, name each missing role")
-    for sub in (copy, verify, plan, cutover, check):
+    for sub in (copy, verify, plan, cutover, check, abort):
         sub.add_argument("source", help="gs://BUCKET[/PREFIX]")
         sub.add_argument("dest", help="az://CONTAINER[/PREFIX]")
-    for sub in (copy, verify, plan, status, cutover, check):
+    for sub in (copy, verify, plan, status, cutover, check, abort):
         sub.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
-    cutover.add_argument("--workers", type=int, default=32, help="objects copied at once (default 32)")
+    cutover.add_argument("--run", metavar="RUN_ID", help="the live run (default: the bucket's only live run)")
+    cutover.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the drain (default 60)")
+    cutover.add_argument(
+        "--no-final-verify", action="store_true", help="skip the full verify that runs after the switch"
+    )
     verify.add_argument(
         "--download",
         action="store_true",
@@ -62,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--batch-size", type=int, default=200, help="objects per batch (default 200)")
     plan.add_argument(
         "--dry-run", action="store_true", help="count batches and what cannot be carried; enqueue nothing"
+    )
+    plan.add_argument(
+        "--live", action="store_true", help="also replicate every change as it lands, until the cutover (live sync)"
+    )
+    plan.add_argument(
+        "--live-deletes",
+        choices=("report", "replicate"),
+        default="report",
+        help="with --live: record deletes in the run (report, the default) or delete the blob too (replicate)",
     )
     plan.add_argument("--max-rate", type=float, metavar="N", help="each batch copies at most N objects a second")
     plan.add_argument("--bwlimit", metavar="SIZE", help="each batch copies at most SIZE bytes a second, e.g. 10M")
@@ -109,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             return plan_command(args, source, source_at, dest_at)
         if args.command == "cutover":
             return cutover_command(args, source, dest, source_at, dest_at)
+        if args.command == "abort":
+            return abort_command(args, source_at, dest_at)
         return verify_command(args, source, dest, source_at, dest_at)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -281,7 +301,7 @@ def _progress_bar() -> Callable[[Any], None]:
 def plan_command(args: argparse.Namespace, source: Any, source_at: Location, dest_at: Location) -> int:
     from core.clouds.azure_blob import AzureBlobObjectStore
     from core.clouds.azure_queue import AzureQueueTaskQueue
-    from migrate.fanout import BATCH_QUEUE, plan
+    from migrate.fanout import BATCH_QUEUE, new_run_id, plan
 
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
@@ -289,11 +309,25 @@ def plan_command(args: argparse.Namespace, source: Any, source_at: Location, des
         raise UsageError("--max-batches must be at least 1")
     if args.dry_run:
         return plan_dry_run(args, source, source_at, dest_at)
+    records = AzureBlobObjectStore(dest_at.container)
+    run_id = new_run_id()
     try:
+        if args.live:
+            from core.clouds.gcs import GcsObjectStore
+            from migrate import live
+
+            bucket = GcsObjectStore(source_at.container)
+            running = live.live_run(bucket)
+            if running is not None:
+                raise UsageError(f"{source_at} already replicates for run {running.run_id}: cut over or abort it first")
+            settings = live.Live(run_id, dest_at.container, source_at.prefix, dest_at.prefix, args.live_deletes)
+            live.start(bucket, records, settings, str(source_at))  # before the listing: nothing falls between
         run = plan(
             source,
-            AzureBlobObjectStore(dest_at.container),
+            records,
             AzureQueueTaskQueue(BATCH_QUEUE),
+            run_id=run_id,
+            live=args.live,
             source_uri=str(source_at),
             dest_uri=str(dest_at),
             source_prefix=source_at.prefix,
@@ -311,8 +345,12 @@ def plan_command(args: argparse.Namespace, source: Any, source_at: Location, des
     print(run.run_id)
     print(f"planned {run.objects} objects ({run.bytes:,} bytes) in {run.batches} batches on queue {BATCH_QUEUE}",
           file=sys.stderr)  # fmt: skip
+    if args.live:
+        print(f"live sync: every change under {source_at} is replicated to {dest_at}, which is a replica "
+              f"until `python -m migrate cutover`", file=sys.stderr)  # fmt: skip
     if args.json:
-        print(json.dumps({"run_id": run.run_id, "batches": run.batches, "objects": run.objects, "bytes": run.bytes}))
+        print(json.dumps({"run_id": run.run_id, "batches": run.batches, "objects": run.objects, "bytes": run.bytes,
+                          "live": run.live}))  # fmt: skip
     return 0
 
 
@@ -383,29 +421,88 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def cutover_command(args: argparse.Namespace, source: Any, dest: Any, source_at: Location, dest_at: Location) -> int:
+    """Freeze, drain live replication, verify what it copied, switch; exit 0 once Azure is the primary."""
+    import time
+
+    from core.clouds.azure_blob import AzureBlobObjectStore
+    from core.clouds.azure_queue import AzureQueueTaskQueue
     from core.clouds.gcs import GcsObjectStore
-    from migrate.copy import Options, run_copy
+    from core.names import JOBS
+    from core.pipeline import REPLICA_KEY, Services
+    from migrate import live
     from migrate.cutover import freeze
+    from migrate.fanout import load_run, run_key
     from migrate.verify import run_verify
 
+    bucket, records = GcsObjectStore(source_at.container), AzureBlobObjectStore(dest_at.container)
+    running = live.live_run(bucket)
+    if running is None or running.container != dest_at.container:
+        raise UsageError(f"no live run replicates {source_at} to {dest_at}: start one with `plan --live`")
+    if args.run and args.run != running.run_id:
+        raise UsageError(f"run {args.run} is not the live run of {source_at} (that is {running.run_id})")
     try:
-        freeze(GcsObjectStore(source_at.container))
-        print(f"1. frozen: uploads to {source_at} now get 503; new upload events are left for the final sync")
-        sync = run_copy(source, dest, source_prefix=source_at.prefix, dest_prefix=dest_at.prefix,
-                        workers=args.workers, options=Options(server_side=source.can_sign()))  # fmt: skip
-        print(f"2. final sync: copied {sync.copied}, skipped {sync.skipped}, failed {sync.failed} "
-              f"({sync.bytes:,} bytes in {sync.seconds:.1f} s)")  # fmt: skip
-        found = run_verify(source, dest, source_prefix=source_at.prefix, dest_prefix=dest_at.prefix)
+        run = load_run(records, running.run_id)
+        began = time.monotonic()
+        marker = freeze(bucket)
+        print(
+            f"1. frozen at {marker.updated}: the GCP API answers uploads 503; uploads written from now on are Azure's"
+        )
+        drained = live.drain(bucket, records, running.run_id, timeout=args.timeout)
+        print(f"2. drained in {drained:.2f} s: the barrier was replicated and nothing before it is pending")
+        since = datetime.fromisoformat(run.created.replace("Z", "+00:00"))
+        checked = live.verify_keys(source, dest, live.changed_keys(records, running.run_id, since), running)
+        print(f"3. verify of what replication copied since the bulk copy: {checked['same']} same, "
+              f"{checked['different']} different")  # fmt: skip
+        for item in checked["problems"]:
+            print(f"different: {item['key']}: {'; '.join(item['problems'])}")
+        if checked["different"]:
+            print("4. not switched: GCP stays frozen; fix the differences and run cutover again, or `abort`")
+            if args.json:
+                print(json.dumps({"run_id": running.run_id, "switch": False, "verify": checked}))
+            return 1
+        azure = Services.over(records, AzureQueueTaskQueue(JOBS))
+        azure.hold_key = REPLICA_KEY
+        accepted = live.switch(azure, bucket, records)
+        frozen_seconds = round(time.monotonic() - began, 3)
     except CoreError as exc:
-        raise UsageError(f"the cutover stopped: {exc}") from exc
-    counts = found.to_dict()
-    print(f"3. verify: {counts['same']} same, {counts['missing']} missing, {counts['extra']} extra, "
-          f"{counts['different']} different")  # fmt: skip
-    ok = found.clean and not sync.failed
-    if ok:
-        print(f"4. switch: point clients at the Azure API for {dest_at}; GCP stays frozen until decommissioned")
-    else:
-        print("4. do not switch yet: fix the differences above and run cutover again (GCP stays frozen)")
+        raise UsageError(f"the cutover stopped (GCP may be frozen: `abort` unfreezes it): {exc}") from exc
+    print(f"4. switched: Azure processes uploads now ({accepted} left for it during the freeze); "
+          f"frozen {frozen_seconds:.2f} s. Replication goes on until GCP has nothing left to give.")  # fmt: skip
+    result: dict[str, Any] = {"run_id": running.run_id, "switch": True, "frozen_seconds": frozen_seconds,
+                              "drain_seconds": round(drained, 3), "verify": checked, "accepted": accepted}  # fmt: skip
+    if not args.no_final_verify:
+        found = run_verify(source, dest, source_prefix=source_at.prefix, dest_prefix=dest_at.prefix)
+        result["final_verify"] = found.to_dict()
+        print(f"5. full verify after the switch: {found.same} same, {len(found.missing)} missing, "
+              f"{len(found.different)} different")  # fmt: skip
+    records.put(run_key(running.run_id, "cutover.json"), json.dumps(result).encode(), content_type="application/json")
     if args.json:
-        print(json.dumps({"frozen": True, **sync.to_dict(), **counts, "switch": ok}))
-    return 0 if ok else 1
+        print(json.dumps(result))
+    return 0
+
+
+def abort_command(args: argparse.Namespace, source_at: Location, dest_at: Location) -> int:
+    """Before the switch: unfreeze GCP and accept there what it left; Azure stays a replica. Idempotent."""
+    from core.clouds.azure_blob import AzureBlobObjectStore
+    from core.clouds.gcs import GcsObjectStore
+    from core.clouds.pubsub import PubSubTaskQueue
+    from core.names import JOBS
+    from core.pipeline import REPLICA_KEY, Services
+    from migrate import live
+
+    records = AzureBlobObjectStore(dest_at.container)
+    try:
+        records.head(REPLICA_KEY)
+    except NotFound:
+        raise UsageError(f"{dest_at} is not a replica: it has switched already (roll back instead)") from None
+    except CoreError as exc:
+        raise UsageError(f"cannot read {dest_at}: {exc}") from exc
+    try:
+        accepted = live.abort(Services.over(GcsObjectStore(source_at.container), PubSubTaskQueue(JOBS)))
+    except CoreError as exc:
+        raise UsageError(f"the abort stopped: {exc}") from exc
+    print(f"aborted: {source_at} takes uploads again ({accepted} left during the freeze are processed on GCP); "
+          f"{dest_at} stays a replica and replication goes on")  # fmt: skip
+    if args.json:
+        print(json.dumps({"aborted": True, "accepted": accepted}))
+    return 0

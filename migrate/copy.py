@@ -13,7 +13,7 @@ import hashlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -75,6 +75,8 @@ class Options:
     single_put_limit: int = SINGLE_PUT_FROM_URL_LIMIT
     throttle: Throttle | None = None
     """Caps on objects and bytes a second, over every worker of the run (``--max-rate``, ``--bwlimit``)."""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """Metadata this copy adds (a cutover's ``DEFERRED_KEY``); a blob without them is not current."""
 
 
 @dataclass
@@ -128,6 +130,13 @@ def is_current(obj: ObjectDetails, existing: ObjectDetails | None) -> bool:
     return existing.size == obj.size and obj.md5 is not None and existing.md5 == obj.md5
 
 
+def _current(obj: ObjectDetails, existing: ObjectDetails | None, options: Options) -> bool:
+    if not is_current(obj, existing):
+        return False
+    assert existing is not None
+    return all(existing.metadata.get(name) == value for name, value in options.tags.items())
+
+
 def conditions(details: ObjectDetails) -> dict[str, Any]:
     """Write only over the blob that was there when the copy looked (``details.version``), or where there was none:
     two writers (the bulk copy and a replication) never overwrite each other's newer generation unseen."""
@@ -159,7 +168,7 @@ def copy_object(
         outcome.action, outcome.error = "failed", problem
         return outcome
     outcome.dest_key = target
-    if is_current(obj, existing):
+    if _current(obj, existing, options):
         outcome.action = "skipped"
         return outcome
     if "customer-supplied-key" in obj.caveats:
@@ -172,6 +181,7 @@ def copy_object(
             metadata[rules.GENERATION_KEY] = obj.generation
         if obj.md5 is None and obj.crc32c:
             metadata[rules.CRC32C_KEY] = obj.crc32c
+        metadata.update(options.tags)
         tier = options.tiers.get((obj.storage_class or "STANDARD").upper())
         outcome.tier = tier
         if options.dry_run:
@@ -199,7 +209,7 @@ def copy_object(
             now = dest.head(target)
         except NotFound:
             now = None
-        if is_current(obj, now):
+        if _current(obj, now, options):
             outcome.action, outcome.bytes = "skipped", 0
             outcome.notes.append("another writer stored this generation or a newer one first")
         else:

@@ -14,17 +14,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime
 
+from core.errors import Conflict
 from core.pipeline import FREEZE_KEY
-from core.ports import ObjectStore
+from core.ports import ObjectInfo, ObjectStore
 
 
-def freeze(store: ObjectStore, reason: str = "moving to Azure") -> None:
-    """Stop new jobs on this store (idempotent)."""
+def freeze(store: ObjectStore, reason: str = "moving to Azure") -> ObjectInfo:
+    """Stop new uploads on this store; the marker's info (its ``updated`` is the freeze time).
+
+    Written once: freezing again keeps the first marker, so the time that decides which cloud
+    processes an upload (``core.pipeline.accept_upload``) never moves.
+    """
     record = {"reason": reason, "since": datetime.now(UTC).isoformat(timespec="seconds")}
-    store.put(FREEZE_KEY, json.dumps(record).encode(), content_type="application/json")
+    with contextlib.suppress(Conflict):  # frozen already
+        store.put(FREEZE_KEY, json.dumps(record).encode(), content_type="application/json", if_none_match=True)
+    return store.head(FREEZE_KEY)
 
 
 def unfreeze(store: ObjectStore) -> None:

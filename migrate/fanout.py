@@ -75,6 +75,8 @@ class Run:
     """Batches of this run in flight at once (``--max-batches`` / ``"max_batches"``); None: no cap."""
     block_size: int = DEFAULT_BLOCK_SIZE
     part_bytes: int = DEFAULT_PART_BYTES
+    live: bool = False
+    """Replication runs beside the bulk copy until the cutover (``plan --live``, ``migrate.live``)."""
 
 
 def new_run_id() -> str:
@@ -123,6 +125,7 @@ def plan(
     max_batches: int | None = None,
     block_size: int = DEFAULT_BLOCK_SIZE,
     part_bytes: int = DEFAULT_PART_BYTES,
+    live: bool = False,
 ) -> Run:
     """List the source and enqueue its batches; return the run record."""
     run_id = run_id or new_run_id()
@@ -135,7 +138,7 @@ def plan(
         raise BadRequest("the block size and the part size must be positive")
     run = Run(run_id, source_uri, dest_uri, source_prefix, dest_prefix, created, 0, 0, 0, [], planned=False,
               max_rate=max_rate, bwlimit=bwlimit, max_batches=max_batches, block_size=block_size,
-              part_bytes=part_bytes)  # fmt: skip
+              part_bytes=part_bytes, live=live)  # fmt: skip
     _save(records, run)  # workers may start before the listing ends: they find the run already
     number = objects = total = sent = 0
     held: list[int] = []
@@ -282,9 +285,16 @@ def status(records: ObjectStore, run_id: str) -> dict[str, Any]:
     totals["copied"] += len(committed)
     pending = run.batches - done - failed
     overall = "running" if pending or not run.planned else ("failed" if failed else "done")
-    return {"run_id": run.run_id, "state": overall, "source": run.source, "dest": run.dest, "created": run.created,
-            "batches": run.batches, "batches_done": done, "batches_failed": failed, "batches_pending": pending,
-            "objects": run.objects, "planned_bytes": run.bytes, **totals}  # fmt: skip
+    found = {"run_id": run.run_id, "state": overall, "source": run.source, "dest": run.dest, "created": run.created,
+             "batches": run.batches, "batches_done": done, "batches_failed": failed, "batches_pending": pending,
+             "objects": run.objects, "planned_bytes": run.bytes, **totals}  # fmt: skip
+    if run.live:
+        from migrate import live
+
+        found["replication"] = live.status(records, run_id)
+        with contextlib.suppress(NotFound):
+            found["cutover"] = json.loads(records.get(run_key(run_id, "cutover.json")).data)
+    return found
 
 
 def _release_when_ready(records: ObjectStore, queue: TaskQueue, run: Run) -> None:

@@ -28,6 +28,7 @@ import re
 import urllib.parse
 from collections.abc import Mapping
 
+from core import names
 from core.clouds import METADATA_VALUE_SAFE
 from core.errors import BadRequest
 from core.ports import ObjectDetails, dot_segment
@@ -35,7 +36,7 @@ from core.ports import ObjectDetails, dot_segment
 MAX_NAME_LENGTH = 1024
 MAX_SEGMENTS = 254
 RENAMED_PREFIX = "gcsx_"
-GENERATION_KEY = "gcs_generation"
+GENERATION_KEY = names.MIGRATED_KEY
 CRC32C_KEY = "gcs_crc32c"
 DEFAULT_TIERS = {
     "STANDARD": "Hot",

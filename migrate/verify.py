@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from core import crc32c
+from core import crc32c, names
 from core.ports import Destination, ObjectDetails, Source
 from migrate import rules
 from migrate.copy import NEVER_COPIED
@@ -63,7 +63,7 @@ def compare_properties(obj: ObjectDetails, blob: ObjectDetails) -> list[str]:
         if want != have:
             problems.append(f"{header.replace('_', '-')} {want!r} != {have!r}")
     expected, _ = rules.azure_metadata(obj.metadata)
-    kept = (rules.GENERATION_KEY, rules.CRC32C_KEY)
+    kept = (rules.GENERATION_KEY, rules.CRC32C_KEY, names.DEFERRED_KEY)
     want_meta = {k.lower(): v for k, v in expected.items()}
     have_meta = {k.lower(): v for k, v in blob.metadata.items() if k not in kept}
     for name in sorted(set(want_meta) | set(have_meta)):

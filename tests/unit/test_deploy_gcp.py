@@ -29,7 +29,7 @@ def test_every_entry_point_in_main_is_deployed_and_nothing_else(style: str) -> N
     lines = dry_run("--trigger", style)
     deployed = [re.search(r"--entry-point=(\w+)", line) for line in lines if "functions deploy" in line]
     entry_points = {m.group(1) for m in deployed if m}
-    assert len(deployed) == len(entry_points) == 6
+    assert len(deployed) == len(entry_points) == 8
     assert entry_points == main_exports()
 
 
@@ -122,7 +122,8 @@ def test_cross_cloud_identity_on_gcp() -> None:
     assert "workloadIdentityPools/gray-azure/subject/pid" in text
     for line in text.splitlines():
         if "functions deploy" in line:
-            writes_azure = any(f"functions deploy {n} " in line for n in ("api", "migrate-batch", "migrate-batch-dead"))
+            writers = ("api", "migrate-batch", "migrate-batch-dead", "migrate-replicate", "migrate-replicate-dead")
+            writes_azure = any(f"functions deploy {n} " in line for n in writers)
             assert ("AZURE_CLIENT_ID=cid" in line) == writes_azure, line
     assert "keys create" not in text and "GOOGLE_APPLICATION_CREDENTIALS" not in text, "no key file anywhere"
 

@@ -45,7 +45,8 @@ FAKE_CLI = textwrap.dedent(
         "user.type": "user", "id": "deployer-object-id", "principalId": "app-principal-id",
         "clientId": "writer-client-id", "tenantId": "tenant-id", "defaultHostName": "app1.azurewebsites.net",
         "systemKeys.blobs_extension": "blobs-key", "name": "a-function",
-        "value(topic)": "" if fresh else "//pubsub.googleapis.com/projects/proj-1/topics/gcs-notifications",
+        "value(topic)": "" if fresh else ("//pubsub.googleapis.com/projects/proj-1/topics/gcs-notifications\\n"
+                                          "//pubsub.googleapis.com/projects/proj-1/topics/migrate-replication"),
         "value(eventTrigger.trigger)": "trigger-1", "value(transport.pubsub.subscription)": "sub-1",
     }
     for key, value in values.items():

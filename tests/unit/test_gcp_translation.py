@@ -55,7 +55,7 @@ def test_composite_objects_without_md5() -> None:
 @pytest.mark.parametrize(
     ("event_type", "data"),
     [
-        ("google.cloud.storage.object.v1.deleted", {"bucket": "b", "name": "x"}),
+        ("google.cloud.storage.object.v1.archived", {"bucket": "b", "name": "x"}),
         (events.FINALIZED, {"bucket": "b"}),
         (events.FINALIZED, "not json"),
         (events.FINALIZED, [1, 2]),
@@ -171,3 +171,24 @@ def test_signed_url_signatures_are_masked() -> None:
     url = "https://storage.googleapis.com/b/o?X-Goog-Algorithm=GOOG4-RSA-SHA256&X-Goog-Signature=0a1b2c3d4e5f"
     record = logging.LogRecord("x", logging.ERROR, __file__, 1, "copy from %s failed", (url,), None)
     assert "0a1b2c3d4e5f" not in logs.CloudLoggingFormatter().format(record)
+
+
+def test_a_delete_is_a_change_for_replication_and_nothing_for_processing() -> None:
+    data = {"bucket": "b", "name": "uploads/x.jpg", "generation": "17", "timeCreated": "2026-11-28T01:02:03.456Z"}
+    assert events.storage_object(events.DELETED, data) is None
+    change = events.storage_change(events.DELETED, data)
+    assert change is not None and (change.change, change.key, change.generation) == (
+        "OBJECT_DELETE",
+        "uploads/x.jpg",
+        "17",
+    )
+    assert change.created is not None and change.created.isoformat() == "2026-11-28T01:02:03.456000+00:00"
+    import base64
+    import json
+
+    message = {"attributes": {"eventType": "OBJECT_DELETE", "bucketId": "b", "objectId": "k"},
+               "data": base64.b64encode(json.dumps({"generation": 5}).encode()).decode()}  # fmt: skip
+    published = events.storage_change(events.PUBLISHED, {"message": message})
+    assert published is not None and (published.change, published.generation) == ("OBJECT_DELETE", "5")
+    metadata = {"attributes": {"eventType": "OBJECT_METADATA_UPDATE", "bucketId": "b", "objectId": "k"}}
+    assert events.storage_change(events.PUBLISHED, {"message": metadata}) is None

@@ -1,0 +1,303 @@
+"""Live sync: replication during a migration, the cutover that only drains it, and the abort.
+
+The rules that decide which cloud processes an upload are ``core.pipeline.accept_upload``'s; this
+module moves the data and the markers (docs/cutover.md):
+
+- ``_cutover/live.json`` in the bucket: replication is on, for one run into one container.
+- ``_cutover/replica.json`` in the container: Azure is a replica, it takes no upload and starts no job.
+- ``_cutover/frozen.json`` in the bucket: the freeze. Its time splits the uploads between the clouds.
+- ``_cutover/barrier/<id>`` in the bucket, written after the freeze: once its notification has been
+  replicated and no replication that started before it is still running, replication has drained.
+
+The run record (``_migrations/<run_id>/`` in the container) gains ``replication/inflight/<message id>``
+(a replication under way; it stays if the delivery fails, until a retry or the dead letter ends it),
+``replication/done/<minute>/<message id>~<lag ms>`` (the last lags, read from the listing alone),
+``replication/barriers/<id>``, ``replication/deletes/`` (reported deletes) and ``replication/failed/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import statistics
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from core import names
+from core.errors import BadRequest, NotFound, TransientError
+from core.pipeline import FREEZE_KEY, REPLICA_KEY, SWITCHED_KEY, Services, accept_deferred, is_upload
+from core.ports import Destination, ObjectDetails, ObjectStore, Source
+from migrate import rules
+from migrate.copy import Options, copy_entry, dest_key_for
+from migrate.fanout import RUNS_PREFIX, run_key
+from migrate.verify import compare_bytes, compare_properties
+
+log = logging.getLogger(__name__)
+
+LIVE_KEY = "_cutover/live.json"
+BARRIER_PREFIX = "_cutover/barrier/"
+DELETES = ("report", "replicate")
+LAG_WINDOW = timedelta(minutes=2)
+"""``replication`` in the run record reports the lags of the objects replicated in the last two minutes."""
+
+
+@dataclass(frozen=True)
+class Live:
+    """What ``_cutover/live.json`` says: replication is on for this run."""
+
+    run_id: str
+    container: str
+    source_prefix: str = ""
+    dest_prefix: str = ""
+    deletes: str = "report"
+    since: str = ""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One bucket notification, as the replicate function gets it."""
+
+    key: str
+    change: str = "OBJECT_FINALIZE"
+    """OBJECT_FINALIZE or OBJECT_DELETE."""
+    generation: str | None = None
+    message_id: str = ""
+
+
+def start(bucket: ObjectStore, records: ObjectStore, live: Live, source_uri: str) -> None:
+    """Make the container a replica, then turn replication on (in that order: Azure never starts a job)."""
+    if live.deletes not in DELETES:
+        raise BadRequest(f"--live-deletes must be one of {', '.join(DELETES)}, not {live.deletes!r}")
+    since = datetime.now(UTC).isoformat(timespec="seconds")
+    replica = {"run_id": live.run_id, "reason": f"a replica of {source_uri} until the switch", "since": since}
+    records.put(REPLICA_KEY, json.dumps(replica).encode(), content_type="application/json")
+    record = asdict(live) | {"since": since}
+    bucket.put(LIVE_KEY, json.dumps(record).encode(), content_type="application/json")
+
+
+def live_run(bucket: ObjectStore) -> Live | None:
+    """The live run of this bucket, or None when replication is off."""
+    try:
+        return Live(**json.loads(bucket.get(LIVE_KEY).data))
+    except NotFound:
+        return None
+    except (ValueError, TypeError) as exc:
+        raise BadRequest(f"{LIVE_KEY} is not a live-sync record: {exc}") from exc
+
+
+def replicate(
+    change: Change,
+    bucket: ObjectStore,
+    source: Source,
+    dest: Destination,
+    records: ObjectStore,
+    live: Live,
+    *,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> str:
+    """Copy one changed object with the bulk copy's routine; what was done (``copied``, ``skipped``, ...).
+
+    Duplicate and out-of-order notifications are harmless: the object's current details are read
+    again, and a blob is written only if it holds an older generation (a conditional write on its
+    ETag, so two writers cannot race). A failure raises, so the platform delivers again.
+    """
+    key = change.key
+    if key.startswith(BARRIER_PREFIX):
+        records.put(run_key(live.run_id, "replication/barriers/" + key[len(BARRIER_PREFIX) :]), b"")
+        return "barrier"
+    if key.startswith(("_cutover/", RUNS_PREFIX)) or not key.startswith(live.source_prefix):
+        return "ignored"
+    message_id = change.message_id or uuid.uuid4().hex
+    inflight = run_key(live.run_id, f"replication/inflight/{_safe(message_id)}")
+    records.put(inflight, key.encode(), content_type="text/plain")
+    obj = next((o for o in source.list(key) if o.key == key), None)
+    if obj is None:
+        action = _deleted(change, dest, records, live)
+    else:
+        frozen_at = _freeze_time(bucket)
+        tags = {}
+        if frozen_at is not None and is_upload(key) and obj.created is not None and obj.created >= frozen_at:
+            tags[names.DEFERRED_KEY] = frozen_at.isoformat()  # written after the freeze: Azure processes it
+        outcome = copy_entry(source, dest, obj, _head(dest), Options(tags=tags),
+                             source_prefix=live.source_prefix, dest_prefix=live.dest_prefix)  # fmt: skip
+        if outcome.action == "failed":
+            raise TransientError(f"replicating {key} failed: {outcome.error}")  # the inflight marker stays
+        action = outcome.action
+        lag_ms = max(0, int((now() - obj.created).total_seconds() * 1000)) if obj.created else 0
+        minute = now().strftime("%Y%m%dT%H%M")
+        records.put(run_key(live.run_id, f"replication/done/{minute}/{_safe(message_id)}~{lag_ms}"), key.encode())
+    records.delete(inflight)
+    return action
+
+
+def fail(change: Change, records: ObjectStore, live: Live, reason: str) -> None:
+    """The dead letter: the replication is recorded failed, and no longer pending."""
+    record = {"key": change.key, "reason": reason}
+    name = _safe(change.message_id or uuid.uuid4().hex)
+    records.put(run_key(live.run_id, f"replication/failed/{name}.json"), json.dumps(record).encode())
+    with contextlib.suppress(NotFound):
+        records.delete(run_key(live.run_id, f"replication/inflight/{name}"))
+
+
+def status(records: ObjectStore, run_id: str, *, now: datetime | None = None) -> dict[str, Any]:
+    """``{"lag_p50_s", "lag_p95_s", "pending", "failed"}`` over the objects replicated in the last two minutes."""
+    now = now or datetime.now(UTC)
+    lags: list[float] = []
+    minutes = {(now - timedelta(minutes=m)).strftime("%Y%m%dT%H%M") for m in range(int(LAG_WINDOW.seconds / 60) + 1)}
+    for minute in sorted(minutes):
+        for info in records.list(run_key(run_id, f"replication/done/{minute}/")):
+            with contextlib.suppress(ValueError):
+                lags.append(int(info.key.rsplit("~", 1)[1]) / 1000)
+    pending = sum(1 for _ in records.list(run_key(run_id, "replication/inflight/")))
+    failed = sum(1 for _ in records.list(run_key(run_id, "replication/failed/")))
+    p50 = statistics.median(lags) if lags else None
+    p95 = statistics.quantiles(lags, n=20)[-1] if len(lags) >= 2 else (lags[0] if lags else None)
+    return {"lag_p50_s": p50, "lag_p95_s": p95, "pending": pending, "failed": failed, "recent": len(lags)}
+
+
+def drain(bucket: ObjectStore, records: ObjectStore, run_id: str, *, timeout: float = 60.0) -> float:
+    """Write a barrier after the freeze and wait until replication has drained; the seconds it took.
+
+    Drained: the barrier's own notification has been replicated, and no replication that started
+    before the barrier was written is still under way (its inflight marker is older). An object whose
+    replication failed and waits for a retry keeps its marker, so it is waited for too.
+    ``TransientError`` after ``timeout`` seconds.
+    """
+    began = time.monotonic()
+    barrier = uuid.uuid4().hex
+    written = bucket.put(BARRIER_PREFIX + barrier, b"", content_type="text/plain").updated or datetime.now(UTC)
+    reached = run_key(run_id, f"replication/barriers/{barrier}")
+    while time.monotonic() - began < timeout:
+        if _exists(records, reached) and not any(
+            (info.updated or written) < written for info in records.list(run_key(run_id, "replication/inflight/"))
+        ):
+            with contextlib.suppress(NotFound):
+                bucket.delete(BARRIER_PREFIX + barrier)
+            return time.monotonic() - began
+        time.sleep(0.05)
+    raise TransientError(f"replication did not drain in {timeout:.0f} s: is the replicate function running?")
+
+
+def changed_keys(records: ObjectStore, run_id: str, since: datetime) -> set[str]:
+    """The keys replicated since ``since``: what the cutover verifies (read from the run record, not the bucket)."""
+    keys: set[str] = set()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        infos = [i for i in records.list(run_key(run_id, "replication/done/")) if _minute(i.key) >= _floor(since)]
+        for body in pool.map(lambda i: records.get(i.key).data, infos):
+            if body:
+                keys.add(body.decode())
+    return keys
+
+
+def verify_keys(source: Source, dest: Destination, keys: Iterable[str], live: Live) -> dict[str, Any]:
+    """Compare each named object with its blob: bytes (size and checksums) and every property the copy keeps."""
+    problems: list[dict[str, Any]] = []
+    same = 0
+
+    def check(key: str) -> dict[str, Any] | None:
+        obj = next((o for o in source.list(key) if o.key == key), None)
+        if obj is None:
+            return None  # deleted since: a reported delete, not a difference
+        target, _ = dest_key_for(live.dest_prefix + key[len(live.source_prefix) :], Options(encode_names=True))
+        try:
+            blob = dest.head(target or key)
+        except NotFound:
+            return {"key": key, "problems": ["missing"]}
+        found = compare_bytes(obj, blob) + compare_properties(obj, blob)
+        return {"key": key, "problems": found} if found else {}
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        for result in pool.map(check, sorted(keys)):
+            if result:
+                problems.append(result)
+            elif result is not None:
+                same += 1
+    return {"same": same, "different": len(problems), "problems": problems[:20]}
+
+
+def switch(azure: Services, freeze: ObjectStore, records: ObjectStore) -> int:
+    """Make Azure the primary: say which freeze it ends, lift the replica marker, accept what was left for it.
+
+    The marker goes first, the journal is read after: an upload journalled meanwhile is found by one
+    or the other (``core.pipeline._left_for_the_other_side``). Returns how many uploads were accepted.
+    """
+    frozen_at = _freeze_time(freeze)
+    marker = {"freeze": frozen_at.isoformat() if frozen_at else None, "at": datetime.now(UTC).isoformat()}
+    records.put(SWITCHED_KEY, json.dumps(marker).encode(), content_type="application/json")
+    with contextlib.suppress(NotFound):
+        records.delete(REPLICA_KEY)
+    return len(accept_deferred(azure))
+
+
+def abort(gcp: Services) -> int:
+    """Before the switch: unfreeze GCP and accept there what its frozen trigger left; Azure stays a replica."""
+    with contextlib.suppress(NotFound):
+        gcp.store.delete(FREEZE_KEY)
+    return len(accept_deferred(gcp))
+
+
+def _deleted(change: Change, dest: Destination, records: ObjectStore, live: Live) -> str:
+    target, _ = dest_key_for(live.dest_prefix + change.key[len(live.source_prefix) :], Options(encode_names=True))
+    target = target or change.key
+    if live.deletes == "replicate":
+        try:
+            blob = dest.head(target)
+        except NotFound:
+            return "gone"
+        recorded = blob.metadata.get(rules.GENERATION_KEY) or ""
+        newer = (
+            recorded.isdigit() and (change.generation or "").isdigit() and int(recorded) > int(change.generation or 0)
+        )
+        if newer:
+            return "skipped"  # a newer generation was written after this delete
+        with contextlib.suppress(NotFound):
+            dest.delete(target)
+        return "deleted"
+    record = {"key": change.key, "generation": change.generation, "at": datetime.now(UTC).isoformat()}
+    name = urllib.parse.quote(change.key, safe="")[:900]
+    records.put(run_key(live.run_id, f"replication/deletes/{name}"), json.dumps(record).encode())
+    return "delete-reported"
+
+
+def _freeze_time(bucket: ObjectStore) -> datetime | None:
+    try:
+        return bucket.head(FREEZE_KEY).updated
+    except NotFound:
+        return None
+
+
+def _head(dest: Destination) -> Callable[[str], ObjectDetails | None]:
+    def head(key: str) -> ObjectDetails | None:
+        try:
+            return dest.head(key)
+        except NotFound:
+            return None
+
+    return head
+
+
+def _exists(store: ObjectStore, key: str) -> bool:
+    try:
+        store.head(key)
+    except NotFound:
+        return False
+    return True
+
+
+def _safe(name: str) -> str:
+    return urllib.parse.quote(name, safe="")[:200]
+
+
+def _minute(key: str) -> str:
+    return key.split("/replication/done/", 1)[-1].split("/", 1)[0]
+
+
+def _floor(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M")

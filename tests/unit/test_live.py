@@ -1,0 +1,145 @@
+"""migrate.live on the in-memory ports: replication, its markers, the drain and the switch."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from core import names
+from core.errors import TransientError
+from core.memory import InMemoryDestination, InMemoryObjectStore, InMemorySource, InMemoryTaskQueue
+from core.pipeline import DEFERRED_PREFIX, REPLICA_KEY, SWITCHED_KEY, Services
+from migrate import live
+from migrate.cutover import freeze
+from migrate.fanout import run_key
+
+RUN = live.Live("20261128T000000Z-abcdef", "c")
+
+
+def ends(name: str) -> tuple[InMemoryObjectStore, InMemorySource, InMemoryDestination, InMemoryObjectStore]:
+    """The bucket's control objects, the bucket as a source, the container, and the run records."""
+    return InMemoryObjectStore(), InMemorySource(name), InMemoryDestination(), InMemoryObjectStore()
+
+
+def test_start_makes_the_container_a_replica_before_replication_starts() -> None:
+    bucket, records = InMemoryObjectStore(), InMemoryObjectStore()
+    live.start(bucket, records, RUN, "gs://b")
+    assert live.live_run(bucket) == live.Live(**{**RUN.__dict__, "since": live.live_run(bucket).since})  # type: ignore[union-attr]
+    assert records.head(REPLICA_KEY).updated <= bucket.head(live.LIVE_KEY).updated  # type: ignore[operator]
+    with pytest.raises(Exception, match="live-deletes"):
+        live.start(bucket, records, live.Live("r", "c", deletes="sometimes"), "gs://b")
+
+
+def test_duplicate_and_out_of_order_notifications_are_harmless() -> None:
+    bucket, source, dest, records = ends("dup")
+    source.add("uploads/a.jpg", b"first")
+    first = live.Change("uploads/a.jpg", message_id="m1")
+    source.add("uploads/a.jpg", b"second")  # the second generation lands before the first one's notification
+    second = live.Change("uploads/a.jpg", message_id="m2")
+    assert live.replicate(second, bucket, source, dest, records, RUN) == "copied"
+    assert live.replicate(first, bucket, source, dest, records, RUN) == "skipped"  # late: the blob is current
+    assert live.replicate(second, bucket, source, dest, records, RUN) == "skipped"  # a duplicate
+    assert b"".join(dest.read_chunks("uploads/a.jpg")) == b"second"
+    found = live.status(records, RUN.run_id)
+    assert (found["pending"], found["recent"]) == (0, 2) and found["lag_p50_s"] is not None  # m2 twice: one record
+
+
+def test_an_upload_written_after_the_freeze_is_tagged_for_the_target() -> None:
+    bucket, source, dest, records = ends("tag")
+    source.add("uploads/before.jpg", b"b")
+    time.sleep(0.002)
+    marker = freeze(bucket)
+    time.sleep(0.002)
+    source.add("uploads/after.jpg", b"a")
+    source.add("results/after.jpg", b"r")
+    for key in ("uploads/before.jpg", "uploads/after.jpg", "results/after.jpg"):
+        live.replicate(live.Change(key), bucket, source, dest, records, RUN)
+    assert names.DEFERRED_KEY not in dest.head("uploads/before.jpg").metadata
+    assert dest.head("uploads/after.jpg").metadata[names.DEFERRED_KEY] == marker.updated.isoformat()  # type: ignore[union-attr]
+    assert names.DEFERRED_KEY not in dest.head("results/after.jpg").metadata, "only uploads are processed"
+
+
+def test_an_untagged_copy_of_a_deferred_upload_is_tagged_by_its_replication() -> None:
+    bucket, source, dest, records = ends("retag")
+    freeze(bucket)
+    time.sleep(0.002)
+    obj = source.add("uploads/late.jpg", b"late")
+    from migrate.copy import Options, copy_object
+
+    copy_object(source, dest, obj, None, Options())  # the bulk copy got there first, with no tag
+    assert live.replicate(live.Change(obj.key), bucket, source, dest, records, RUN) == "copied"
+    assert names.DEFERRED_KEY in dest.head(obj.key).metadata
+
+
+class Failing(InMemorySource):
+    def read_range(self, *args: Any) -> bytes:
+        raise TransientError("GCS answered 503")
+
+
+def test_a_failed_replication_stays_pending_until_a_retry_or_the_dead_letter() -> None:
+    bucket, _, dest, records = ends("fail")
+    source = Failing("fail-src")
+    source.add("data/x.bin", b"x")
+    change = live.Change("data/x.bin", message_id="m1")
+    with pytest.raises(TransientError, match="GCS answered 503"):
+        live.replicate(change, bucket, source, dest, records, RUN)
+    assert live.status(records, RUN.run_id)["pending"] == 1
+    live.fail(change, records, RUN, "gave up after 5 attempts")
+    assert (live.status(records, RUN.run_id)["pending"], live.status(records, RUN.run_id)["failed"]) == (0, 1)
+
+
+def test_deletes_are_reported_or_replicated_as_the_run_says() -> None:
+    bucket, source, dest, records = ends("del")
+    obj = source.add("data/gone.txt", b"x")
+    live.replicate(live.Change(obj.key), bucket, source, dest, records, RUN)
+    source.delete(obj.key)
+    change = live.Change(obj.key, "OBJECT_DELETE", obj.generation)
+    assert live.replicate(change, bucket, source, dest, records, RUN) == "delete-reported"
+    assert dest.head(obj.key) and list(records.list(run_key(RUN.run_id, "replication/deletes/")))
+    deleting = live.Live(RUN.run_id, "c", deletes="replicate")
+    assert live.replicate(change, bucket, source, dest, records, deleting) == "deleted"
+    assert list(dest.list()) == []
+
+
+def test_the_drain_waits_for_the_barrier_and_for_what_started_before_it() -> None:
+    bucket, source, dest, records = ends("drain")
+    records.put(run_key(RUN.run_id, "replication/inflight/old"), b"data/slow.bin")  # started before the barrier
+
+    def replicator() -> None:  # what the replicate function does with the barrier's notification, and the slow one
+        while not (barriers := list(bucket.list(live.BARRIER_PREFIX))):
+            time.sleep(0.01)
+        live.replicate(live.Change(barriers[0].key), bucket, source, dest, records, RUN)
+        time.sleep(0.3)
+        records.delete(run_key(RUN.run_id, "replication/inflight/old"))
+
+    worker = threading.Thread(target=replicator)
+    worker.start()
+    took = live.drain(bucket, records, RUN.run_id, timeout=10)
+    worker.join()
+    assert took >= 0.3, "drained before the replication that started before the barrier ended"
+    assert list(bucket.list(live.BARRIER_PREFIX)) == []
+    with pytest.raises(TransientError, match="did not drain"):
+        live.drain(bucket, records, RUN.run_id, timeout=0.2)  # no replicate function: no barrier arrives
+
+
+def test_the_switch_names_its_freeze_lifts_the_marker_and_accepts_the_journal() -> None:
+    from tests.helper import encode, hopper
+
+    bucket = InMemoryObjectStore()
+    marker = freeze(bucket)
+    azure = Services.over(InMemoryObjectStore(), InMemoryTaskQueue())
+    azure.hold_key = REPLICA_KEY
+    azure.store.put(REPLICA_KEY, b"{}")
+    tag = marker.updated.isoformat()  # type: ignore[union-attr]
+    azure.store.put("uploads/x.jpg", encode(hopper(), "JPEG"), content_type="image/jpeg",
+                    metadata={names.MIGRATED_KEY: "1", names.DEFERRED_KEY: tag})  # fmt: skip
+    from core.pipeline import accept_upload
+
+    assert accept_upload(azure, "uploads/x.jpg") is None and list(azure.store.list(DEFERRED_PREFIX))
+    assert live.switch(azure, bucket, azure.store) == 1
+    assert live.switch(azure, bucket, azure.store) == 0, "idempotent"
+    assert b'"freeze": "' + tag.encode() in azure.store.get(SWITCHED_KEY).data
+    assert len(azure.queue.drain()) == 1  # type: ignore[attr-defined]
