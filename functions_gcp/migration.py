@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from functions_gcp import framework
@@ -76,8 +77,18 @@ def _live_ends(bucket: str) -> tuple[Any, ...] | None:
     from core.clouds.gcs_source import GcsSource
     from migrate import live
 
+    cached = _LIVE.get(bucket)
+    if cached is not None and time.monotonic() - cached[0] < LIVE_CACHE_SECONDS:
+        return cached[1]
     store = GcsObjectStore(bucket)
     run = live.live_run(store)
     if run is None:
-        return None
-    return store, GcsSource(bucket), AzureBlobDestination(run.container), AzureBlobObjectStore(run.container), run
+        return None  # absence is never cached: replication starts with the first notification after plan --live
+    ends = store, GcsSource(bucket), AzureBlobDestination(run.container), AzureBlobObjectStore(run.container), run
+    _LIVE[bucket] = (time.monotonic(), ends)
+    return ends
+
+
+LIVE_CACHE_SECONDS = 30.0
+"""A live run, once read, is kept this long per instance: one read of _cutover/live.json less per notification."""
+_LIVE: dict[str, tuple[float, tuple[Any, ...]]] = {}

@@ -160,7 +160,7 @@ def plan(
             elif not waits:
                 sent += 1
                 queue.send(message)  # at once: memory stays constant, whatever the bucket size
-            elif _exists(records, run_key(run_id, f"batches/{number - (max_batches or 0)}.json")):
+            elif exists(records, run_key(run_id, f"batches/{number - (max_batches or 0)}.json")):
                 _release(records, queue, run, number)  # its lane's batch finished while this one was listed
     run = replace(run, batches=number, objects=objects, bytes=total, held_batches=held, planned=True)
     _save(records, run)
@@ -327,7 +327,7 @@ def _release(records: ObjectStore, queue: TaskQueue, run: Run, number: int) -> N
     queue.send({"run_id": run.run_id, "container": container, "batch": number, "manifest": manifest})
 
 
-def _exists(records: ObjectStore, key: str) -> bool:
+def exists(records: ObjectStore, key: str) -> bool:
     try:
         records.head(key)
     except NotFound:

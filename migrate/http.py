@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Callable
 
-from core.errors import BadRequest, NotFound
+from core.errors import BadRequest, Conflict, NotFound
 from core.http_api import Request, Response, Route, json_response, read_capped
 from core.ports import TaskQueue
 from migrate import fanout
@@ -37,13 +37,27 @@ def routes(queue_factory: Callable[[], TaskQueue]) -> list[Route]:
             max_rate = float(body["max_rate"]) if body.get("max_rate") is not None else None
             bwlimit = parse_size(str(body["bwlimit"])) if body.get("bwlimit") is not None else None
             max_batches = int(body["max_batches"]) if body.get("max_batches") is not None else None
+            is_live, deletes = bool(body.get("live")), str(body.get("live_deletes") or "report")
             source, _ = open_ends(source_at, dest_at)
         except (ValueError, AttributeError, UsageError) as exc:
             raise BadRequest(f'{exc}; send {{"source": "gs://BUCKET", "dest": "az://CONTAINER"}}') from exc
+        records, run_id = AzureBlobObjectStore(dest_at.container), fanout.new_run_id()
+        if is_live:
+            from core.clouds.gcs import GcsObjectStore
+            from migrate import live
+
+            bucket = GcsObjectStore(source_at.container)
+            running = live.live_run(bucket)
+            if running is not None:
+                raise Conflict(f"{source_at} already replicates for run {running.run_id}: cut over or abort it first")
+            settings = live.Live(run_id, dest_at.container, source_at.prefix, dest_at.prefix, deletes)
+            live.start(bucket, records, settings, str(source_at))
         run = fanout.plan(
             source,
-            AzureBlobObjectStore(dest_at.container),
+            records,
             queue_factory(),
+            run_id=run_id,
+            live=is_live,
             source_uri=str(source_at),
             dest_uri=str(dest_at),
             source_prefix=source_at.prefix,
@@ -53,7 +67,8 @@ def routes(queue_factory: Callable[[], TaskQueue]) -> list[Route]:
             bwlimit=bwlimit,
             max_batches=max_batches,
         )
-        body = {"run_id": run.run_id, "batches": run.batches, "objects": run.objects, "bytes": run.bytes}
+        body = {"run_id": run.run_id, "batches": run.batches, "objects": run.objects, "bytes": run.bytes,
+                "live": run.live}  # fmt: skip
         location = f"{request.base_url}/migrations/{run.run_id}?container={dest_at.container}"
         return json_response(202, body, Location=location)
 

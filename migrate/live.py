@@ -36,7 +36,7 @@ from core.pipeline import FREEZE_KEY, REPLICA_KEY, SWITCHED_KEY, Services, accep
 from core.ports import Destination, ObjectDetails, ObjectStore, Source
 from migrate import rules
 from migrate.copy import Options, copy_entry, dest_key_for
-from migrate.fanout import RUNS_PREFIX, run_key
+from migrate.fanout import RUNS_PREFIX, exists, run_key
 from migrate.verify import compare_bytes, compare_properties
 
 log = logging.getLogger(__name__)
@@ -114,21 +114,34 @@ def replicate(
         return "barrier"
     if key.startswith(("_cutover/", RUNS_PREFIX)) or not key.startswith(live.source_prefix):
         return "ignored"
+    obj = next((o for o in source.list(key) if o.key == key), None)
+    if obj is not None and change.change == "OBJECT_FINALIZE" and _older(change.generation, obj.generation):
+        return "superseded"  # a newer generation is there: its own notification copies it (job records: 3 writes)
     message_id = change.message_id or uuid.uuid4().hex
     inflight = run_key(live.run_id, f"replication/inflight/{_safe(message_id)}")
     records.put(inflight, key.encode(), content_type="text/plain")
-    obj = next((o for o in source.list(key) if o.key == key), None)
     if obj is None:
         action = _deleted(change, dest, records, live)
     else:
-        frozen_at = _freeze_time(bucket)
+        frozen_at = _freeze_time(bucket) if is_upload(key) else None
         tags = {}
         if frozen_at is not None and is_upload(key) and obj.created is not None and obj.created >= frozen_at:
             tags[names.DEFERRED_KEY] = frozen_at.isoformat()  # written after the freeze: Azure processes it
-        outcome = copy_entry(source, dest, obj, _head(dest), Options(tags=tags),
-                             source_prefix=live.source_prefix, dest_prefix=live.dest_prefix)  # fmt: skip
+        options = Options(tags=tags)
+        target, _ = dest_key_for(live.dest_prefix + key[len(live.source_prefix) :], options)
+        current = _head(dest)(target) if target else None
+        if current is not None and not current.metadata.get(rules.GENERATION_KEY):
+            # The target wrote it itself (it has switched): a late write on the source never overwrites it.
+            log.warning("kept %s: the target wrote it itself; the source's later write is not copied over it", key)
+            records.delete(inflight)
+            return "kept"
+        outcome = copy_entry(source, dest, obj, lambda name: current if name == target else _head(dest)(name),
+                             options, source_prefix=live.source_prefix, dest_prefix=live.dest_prefix)  # fmt: skip
         if outcome.action == "failed":
-            raise TransientError(f"replicating {key} failed: {outcome.error}")  # the inflight marker stays
+            now_obj = next((o for o in source.list(key) if o.key == key), None)
+            if now_obj is not None and now_obj.generation == obj.generation:
+                raise TransientError(f"replicating {key} failed: {outcome.error}")  # the inflight marker stays
+            outcome.action = "superseded"  # rewritten or deleted meanwhile: that change's own notification copies it
         action = outcome.action
         lag_ms = max(0, int((now() - obj.created).total_seconds() * 1000)) if obj.created else 0
         minute = now().strftime("%Y%m%dT%H%M")
@@ -174,15 +187,20 @@ def drain(bucket: ObjectStore, records: ObjectStore, run_id: str, *, timeout: fl
     barrier = uuid.uuid4().hex
     written = bucket.put(BARRIER_PREFIX + barrier, b"", content_type="text/plain").updated or datetime.now(UTC)
     reached = run_key(run_id, f"replication/barriers/{barrier}")
+    older: list[str] = []
     while time.monotonic() - began < timeout:
-        if _exists(records, reached) and not any(
-            (info.updated or written) < written for info in records.list(run_key(run_id, "replication/inflight/"))
-        ):
+        arrived = exists(records, reached)
+        older = [
+            i.key for i in records.list(run_key(run_id, "replication/inflight/")) if (i.updated or written) < written
+        ]
+        if arrived and not older:
             with contextlib.suppress(NotFound):
                 bucket.delete(BARRIER_PREFIX + barrier)
             return time.monotonic() - began
         time.sleep(0.05)
-    raise TransientError(f"replication did not drain in {timeout:.0f} s: is the replicate function running?")
+    why = (f"{len(older)} replication(s) that started before it are still pending (failing and retried?)"
+           if arrived else "its barrier was never replicated: is the replicate function running?")  # fmt: skip
+    raise TransientError(f"replication did not drain in {timeout:.0f} s: {why}")
 
 
 def changed_keys(records: ObjectStore, run_id: str, since: datetime) -> set[str]:
@@ -266,6 +284,11 @@ def _deleted(change: Change, dest: Destination, records: ObjectStore, live: Live
     return "delete-reported"
 
 
+def _older(event: str | None, current: str | None) -> bool:
+    """True when the notification's generation is older than the object's current one."""
+    return bool(event and current and event.isdigit() and current.isdigit() and int(event) < int(current))
+
+
 def _freeze_time(bucket: ObjectStore) -> datetime | None:
     try:
         return bucket.head(FREEZE_KEY).updated
@@ -281,14 +304,6 @@ def _head(dest: Destination) -> Callable[[str], ObjectDetails | None]:
             return None
 
     return head
-
-
-def _exists(store: ObjectStore, key: str) -> bool:
-    try:
-        store.head(key)
-    except NotFound:
-        return False
-    return True
 
 
 def _safe(name: str) -> str:

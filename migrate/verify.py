@@ -13,7 +13,8 @@ from core.ports import Destination, ObjectDetails, Source
 from migrate import rules
 from migrate.copy import NEVER_COPIED
 
-IGNORED_DEST_PREFIXES = ("_migrations/",)
+IGNORED_DEST_PREFIXES = ("_migrations/", "_cutover/")
+"""The run record and the cutover's markers (``replica.json``, the switch, journals) are the destination's own."""
 
 
 @dataclass

@@ -182,32 +182,35 @@ def test_migrated_uploads_are_not_processed_again_on_azure(
     assert hashlib.md5(azure.store.get("uploads/cat.jpg").data).hexdigest() == hashlib.md5(data).hexdigest()
 
 
-def test_cutover_freezes_syncs_only_the_change_and_verifies(
+def test_cutover_and_abort_need_a_live_run_and_say_so(
     bucket: str, container: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from core.errors import Frozen
-    from core.pipeline import submit_upload
-
-    gcp = Services.over(GcsObjectStore(bucket), InMemoryTaskQueue())
-    for index in range(3):
-        gcp.store.put(f"data/{index}.txt", b"before")
+    GcsObjectStore(bucket).put("data/a.txt", b"a")
     assert main(["copy", f"gs://{bucket}", f"az://{container}"]) == 0
-    gcp.store.put("uploads/late.jpg", encode(hopper(), "JPEG"))  # arrives after the bulk copy
     capsys.readouterr()
-    assert main(["cutover", f"gs://{bucket}", f"az://{container}", "--json"]) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert (result["copied"], result["skipped"], result["different"], result["missing"]) == (1, 3, 0, 0)
-    assert result["switch"] is True
-    # GCP is frozen: the API refuses uploads (503) and the trigger leaves new uploads for Azure.
-    with pytest.raises(Frozen):
-        submit_upload(gcp, encode(hopper(), "PNG"))
-    gcp.store.put("uploads/during-freeze.jpg", encode(hopper().rotate(5), "JPEG"))
-    assert accept_upload(gcp, "uploads/during-freeze.jpg") is None
-    # The freeze marker itself never reaches Azure, so Azure keeps taking uploads.
-    azure = Services.over(AzureBlobObjectStore(container), InMemoryTaskQueue())
-    assert main(["copy", f"gs://{bucket}", f"az://{container}"]) == 0
-    assert accept_upload(azure, "uploads/during-freeze.jpg") is not None
-    assert "_cutover/frozen.json" not in {i.key for i in azure.store.list("_cutover/")}
+    assert main(["cutover", f"gs://{bucket}", f"az://{container}"]) == 2
+    assert "no live run replicates" in capsys.readouterr().err
+    assert main(["abort", f"gs://{bucket}", f"az://{container}"]) == 2
+    assert "is not a replica" in capsys.readouterr().err
+    assert "_cutover/frozen.json" not in {i.key for i in GcsObjectStore(bucket).list("_cutover/")}, "nothing frozen"
+
+
+def test_plan_live_makes_a_replica_refuses_a_second_live_run_and_cutover_checks_the_run(
+    bucket: str, container: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from core.pipeline import REPLICA_KEY
+    from migrate import live
+
+    GcsObjectStore(bucket).put("data/a.txt", b"a")
+    run_id = plan(bucket, container, capsys, "--live")
+    assert AzureBlobObjectStore(container).head(REPLICA_KEY)
+    found = live.live_run(GcsObjectStore(bucket))
+    assert found is not None and (found.run_id, found.container, found.deletes) == (run_id, container, "report")
+    assert main(["plan", f"gs://{bucket}", f"az://{container}", "--live"]) == 2
+    assert f"already replicates for run {run_id}" in capsys.readouterr().err
+    assert main(["cutover", f"gs://{bucket}", f"az://{container}", "--run", "20990101T000000Z-000000"]) == 2
+    assert f"is not the live run of gs://{bucket}" in capsys.readouterr().err
+    assert status(AzureBlobObjectStore(container), run_id)["replication"]["pending"] == 0
 
 
 @pytest.mark.parametrize("body", [b"null", b"[1, 2]", b'"text"', b"{}", b"not json"])

@@ -143,3 +143,39 @@ def test_the_switch_names_its_freeze_lifts_the_marker_and_accepts_the_journal() 
     assert live.switch(azure, bucket, azure.store) == 0, "idempotent"
     assert b'"freeze": "' + tag.encode() in azure.store.get(SWITCHED_KEY).data
     assert len(azure.queue.drain()) == 1  # type: ignore[attr-defined]
+
+
+def test_a_blob_the_target_wrote_itself_is_never_overwritten_by_replication() -> None:
+    bucket, source, dest, records = ends("native")
+    source.add("jobs/j.json", b'{"status": "DONE", "from": "gcp"}')
+    from core.ports import ObjectDetails
+
+    dest.put(ObjectDetails("jobs/j.json", 2), b"{}")  # Azure's own record, after the switch
+    assert live.replicate(live.Change("jobs/j.json"), bucket, source, dest, records, RUN) == "kept"
+    assert b"".join(dest.read_chunks("jobs/j.json")) == b"{}" and live.status(records, RUN.run_id)["pending"] == 0
+
+
+class RewrittenWhileRead(InMemorySource):
+    """A source whose object gets a new generation just as the replication reads it (a job record updated)."""
+
+    def read_range(self, key: str, generation: str | None, start: int, end: int) -> bytes:
+        self.add(key, b"newer")
+        return super().read_range(key, generation, start, end)
+
+
+def test_an_object_rewritten_while_it_is_replicated_is_left_to_its_newer_notification() -> None:
+    bucket, _, dest, records = ends("rewritten")
+    source = RewrittenWhileRead("rewritten-src")
+    source.add("jobs/j.json", b"PENDING")
+    assert live.replicate(live.Change("jobs/j.json"), bucket, source, dest, records, RUN) == "superseded"
+    assert live.status(records, RUN.run_id)["pending"] == 0 and list(dest.list()) == []
+
+
+def test_a_notification_of_an_older_generation_copies_nothing_and_leaves_nothing_pending() -> None:
+    bucket, source, dest, records = ends("older")
+    first = source.add("jobs/j.json", b"PENDING")
+    source.add("jobs/j.json", b"DONE")
+    assert live.replicate(live.Change(first.key, generation=first.generation), bucket, source, dest, records, RUN) == (
+        "superseded"
+    )
+    assert list(dest.list()) == [] and live.status(records, RUN.run_id)["pending"] == 0
