@@ -115,10 +115,17 @@ def handle(services: Services | Callable[[], Services], request: Request, routes
     """
     try:
         path = request.path or "/"
+        allowed: list[str] = []
         for method, pattern, handler in routes:
             match = pattern.fullmatch(path)
+            if match and method == request.method.upper():
+                return handler(request, match)
             if match:
-                return _only(request.method.upper(), (method,)) or handler(request, match)
+                allowed.append(method)
+        if allowed:  # the path is a route's, for other methods (GET and POST /migrations are two routes)
+            denied = _only(request.method.upper(), tuple(allowed))
+            assert denied is not None
+            return denied
         return _route(services if callable(services) else lambda: services, request)
     except CoreError as exc:
         return _error_for(exc)

@@ -86,7 +86,7 @@ class FunctionsFramework(_Process):
     @property
     def concurrency(self) -> int:
         """Requests served at once, as deployed (deploy/gcp.py --concurrency): gunicorn's THREADS."""
-        return {"api": 16, "migrate_batch": 2}.get(self.target, 8)
+        return {"api": 16, "migrate_batch": 2, "migrate_replicate": 16}.get(self.target, 8)
 
     def launch(self, env: dict[str, str]) -> None:
         argv = [

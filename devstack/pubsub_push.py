@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -92,16 +93,35 @@ class PubSubPush:
 
     targets: list[PushTarget]
     _stream: Stream | None = field(default=None, repr=False)
+    last_post: dict[str, float] = field(default_factory=dict)
+    """Subscription -> when its last post ended (``time.monotonic()``): how tests see a backlog drained."""
 
     def start(self) -> None:
         self._stream = Stream()
         for target in self.targets:
             self._stream.subscribe(
                 target.subscription,
-                lambda message, target=target: post(target, message),  # type: ignore[misc]
+                lambda message, target=target: self._post(target, message),  # type: ignore[misc]
                 concurrency=target.concurrency,
                 max_lease_seconds=max(10, int(target.ack_deadline)),
             )
+
+    def _post(self, target: PushTarget, message: Delivery) -> bool:
+        try:
+            return post(target, message)
+        finally:
+            self.last_post[target.subscription] = time.monotonic()
+
+    def wait_idle(self, subscription_suffix: str, quiet: float = 2.0, timeout: float = 300.0) -> float:
+        """Wait until the subscription ending with ``subscription_suffix`` has posted nothing for ``quiet``
+        seconds; the seconds waited. ``TimeoutError`` after ``timeout``."""
+        began = time.monotonic()
+        while time.monotonic() - began < timeout:
+            last = max((t for s, t in self.last_post.items() if s.endswith(subscription_suffix)), default=0.0)
+            if time.monotonic() - last >= quiet:
+                return time.monotonic() - began
+            time.sleep(0.2)
+        raise TimeoutError(f"{subscription_suffix} still busy after {timeout:.0f} s")
 
     def stop(self) -> None:
         if self._stream is not None:

@@ -80,6 +80,13 @@ def api_migration_check(req: func.HttpRequest) -> func.HttpResponse:
     return _http(req)
 
 
+@bp.function_name("api_migration_list")
+@bp.route(route="migrations", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def api_migration_list(req: func.HttpRequest) -> func.HttpResponse:
+    """GET {base}/migrations: the runs, as JSON or the page (a function key is required on Azure)."""
+    return _http(req)
+
+
 @bp.function_name("api_migration_status")
 @bp.route(route="migrations/{run_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def api_migration_status(req: func.HttpRequest) -> func.HttpResponse:

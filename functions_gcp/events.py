@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +44,8 @@ class StorageObject:
     generation: str | None = None
     change: str = "OBJECT_FINALIZE"
     """OBJECT_FINALIZE or OBJECT_DELETE (``storage_change`` only)."""
+    resource: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The object's JSON API resource as the notification carried it (empty when it carried none)."""
 
 
 def as_dict(data: Any) -> dict[str, Any]:
@@ -85,7 +87,7 @@ def storage_change(event_type: str, data: Any) -> StorageObject | None:
     generation = str(resource.get("generation") or "") or None
     created = _time(resource.get("timeCreated"))
     return StorageObject(bucket, key, _md5_hex(resource.get("md5Hash")), resource.get("contentType"), created,
-                         generation, change)  # fmt: skip
+                         generation, change, resource)  # fmt: skip
 
 
 def _time(value: Any) -> datetime | None:

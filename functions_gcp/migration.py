@@ -47,9 +47,11 @@ def migrate_replicate(event: Any) -> None:
     ends = _live_ends(change.bucket)
     if ends is None:
         return
+    from core.clouds.gcs_source import details_from_resource
     from migrate import live
 
-    action = live.replicate(live.Change(change.key, change.change, change.generation, event["id"]), *ends)
+    known = details_from_resource(change.resource) if change.resource else None
+    action = live.replicate(live.Change(change.key, change.change, change.generation, event["id"], known), *ends)
     if action not in ("ignored",):
         log.info("replicated %s: %s", change.key, action)
 

@@ -23,7 +23,7 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from core.errors import ConfigError, CoreError, NotFound, TransientError
@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--part-bytes", type=int, default=512 * 1024 * 1024, help=argparse.SUPPRESS)
     plan.add_argument("--block-size", type=int, default=8 * 1024 * 1024, help=argparse.SUPPRESS)
     status.add_argument("run_id")
+    status.add_argument(
+        "--watch", action="store_true", help="redraw every 2 s until the run ends (a live run: until its cutover)"
+    )
     status.add_argument(
         "--container",
         default=os.environ.get("MIGRATE_CONTAINER") or os.environ.get("AZURE_STORAGE_CONTAINER"),
@@ -401,23 +404,54 @@ def plan_dry_run(args: argparse.Namespace, source: Any, source_at: Location, des
 
 
 def status_command(args: argparse.Namespace) -> int:
+    import time
+
     from core.clouds.azure_blob import AzureBlobObjectStore
     from migrate.fanout import status
 
     if not args.container:
         raise UsageError("say which container holds the run: --container NAME (or set MIGRATE_CONTAINER)")
-    try:
-        found = status(AzureBlobObjectStore(args.container), args.run_id)
-    except NotFound as exc:
-        raise UsageError(str(exc)) from exc
-    except CoreError as exc:
-        raise UsageError(f"cannot read the run record in az://{args.container}: {exc}") from exc
-    print(f"{found['run_id']}: {found['state']}; batches {found['batches_done']} done, "
-          f"{found['batches_failed']} failed, {found['batches_pending']} pending of {found['batches']}; "
-          f"objects {found['copied']} copied, {found['skipped']} skipped, {found['failed']} failed")  # fmt: skip
+    records = AzureBlobObjectStore(args.container)
+    began, first = time.monotonic(), None
+    while True:
+        try:
+            found = status(records, args.run_id)
+        except NotFound as exc:
+            raise UsageError(str(exc)) from exc
+        except CoreError as exc:
+            raise UsageError(f"cannot read the run record in az://{args.container}: {exc}") from exc
+        first = first or found
+        print(status_line(found, first, time.monotonic() - began), flush=True)
+        ended = found["state"] != "running" and (not found.get("replication") or found.get("cutover"))
+        if not args.watch or ended:
+            break
+        time.sleep(2)
     if args.json:
         print(json.dumps(found))
     return 1 if found["state"] == "failed" else 0
+
+
+def status_line(found: dict[str, Any], first: dict[str, Any], seconds: float) -> str:
+    """One line: objects and bytes with a bar, the rate and ETA since watching began, failures, lag, cutover."""
+    done = found["copied"] + found["skipped"] + found["failed"]
+    share = done / found["objects"] if found["objects"] else 1.0
+    bar = "#" * int(share * 20) + "." * (20 - int(share * 20))
+    line = (f"{found['run_id']}: {found['state']} [{bar}] {done}/{found['objects']} objects, "
+            f"{found['bytes']:,}/{found['planned_bytes']:,} bytes; batches {found['batches_done']} done, "
+            f"{found['batches_failed']} failed, {found['batches_pending']} pending; "
+            f"{found['failed']} failed")  # fmt: skip
+    moved = done - (first["copied"] + first["skipped"] + first["failed"])
+    if seconds > 0 and moved > 0 and found["state"] == "running":
+        rate = moved / seconds
+        line += f"; {rate:.0f} objects/s, ETA {max(0, found['objects'] - done) / rate:.0f} s"
+    replication = found.get("replication")
+    if replication:
+        p50, p95 = replication["lag_p50_s"], replication["lag_p95_s"]
+        lag = f"lag p50 {p50:.2f} s p95 {p95:.2f} s" if p50 is not None and p95 is not None else "no recent change"
+        line += f"; replication {lag}, {replication['pending']} pending, {replication['failed']} failed"
+        cut = found.get("cutover")
+        line += f"; cut over, frozen {cut['frozen_seconds']:.2f} s" if cut else "; Azure is a replica"
+    return line
 
 
 def cutover_command(args: argparse.Namespace, source: Any, dest: Any, source_at: Location, dest_at: Location) -> int:
@@ -442,6 +476,25 @@ def cutover_command(args: argparse.Namespace, source: Any, dest: Any, source_at:
         raise UsageError(f"run {args.run} is not the live run of {source_at} (that is {running.run_id})")
     try:
         run = load_run(records, running.run_id)
+        # What replication copied so far is verified before the freeze; while frozen, only what came after.
+        since = datetime.fromisoformat(run.created.replace("Z", "+00:00"))
+        before = {"same": 0, "different": 0, "problems": []}
+        for _ in range(2):  # the second pass takes what was replicated during the first: the frozen verify is small
+            checkpoint = datetime.now(UTC) - timedelta(seconds=1)
+            found = live.verify_keys(source, dest, live.changed_keys(records, running.run_id, since), running)
+            before = {"same": before["same"] + found["same"], "different": found["different"],
+                      "problems": found["problems"]}  # fmt: skip
+            if found["different"]:
+                break
+            since = checkpoint
+        print(f"0. before the freeze: {before['same']} replicated objects verified, {before['different']} different")
+        if before["different"]:
+            for item in before["problems"]:
+                print(f"different: {item['key']}: {'; '.join(item['problems'])}")
+            print("not frozen: fix the differences (or wait for replication) and run cutover again")
+            if args.json:
+                print(json.dumps({"run_id": running.run_id, "switch": False, "verify": before}))
+            return 1
         began = time.monotonic()
         marker = freeze(bucket)
         print(
@@ -449,9 +502,8 @@ def cutover_command(args: argparse.Namespace, source: Any, dest: Any, source_at:
         )
         drained = live.drain(bucket, records, running.run_id, timeout=args.timeout)
         print(f"2. drained in {drained:.2f} s: the barrier was replicated and nothing before it is pending")
-        since = datetime.fromisoformat(run.created.replace("Z", "+00:00"))
-        checked = live.verify_keys(source, dest, live.changed_keys(records, running.run_id, since), running)
-        print(f"3. verify of what replication copied since the bulk copy: {checked['same']} same, "
+        checked = live.verify_keys(source, dest, live.changed_keys(records, running.run_id, checkpoint), running)
+        print(f"3. verify of what replication copied since: {checked['same']} same, "
               f"{checked['different']} different")  # fmt: skip
         for item in checked["problems"]:
             print(f"different: {item['key']}: {'; '.join(item['problems'])}")
@@ -468,8 +520,9 @@ def cutover_command(args: argparse.Namespace, source: Any, dest: Any, source_at:
         raise UsageError(f"the cutover stopped (GCP may be frozen: `abort` unfreezes it): {exc}") from exc
     print(f"4. switched: Azure processes uploads now ({accepted} left for it during the freeze); "
           f"frozen {frozen_seconds:.2f} s. Replication goes on until GCP has nothing left to give.")  # fmt: skip
+    verified = {"same": before["same"] + checked["same"], "different": 0, "while_frozen": checked["same"]}
     result: dict[str, Any] = {"run_id": running.run_id, "switch": True, "frozen_seconds": frozen_seconds,
-                              "drain_seconds": round(drained, 3), "verify": checked, "accepted": accepted}  # fmt: skip
+                              "drain_seconds": round(drained, 3), "verify": verified, "accepted": accepted}  # fmt: skip
     if not args.no_final_verify:
         found = run_verify(source, dest, source_prefix=source_at.prefix, dest_prefix=dest_at.prefix)
         result["final_verify"] = found.to_dict()

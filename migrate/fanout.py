@@ -140,6 +140,8 @@ def plan(
               max_rate=max_rate, bwlimit=bwlimit, max_batches=max_batches, block_size=block_size,
               part_bytes=part_bytes, live=live)  # fmt: skip
     _save(records, run)  # workers may start before the listing ends: they find the run already
+    entry = {"run_id": run_id, "source": source_uri, "dest": dest_uri, "created": created, "live": live}
+    records.put(f"{RUNS_PREFIX}index/{run_id}", json.dumps(entry).encode(), content_type="application/json")
     number = objects = total = sent = 0
     held: list[int] = []
     for is_held, listing in phases(source, source_prefix):
@@ -209,6 +211,10 @@ def process_batch(payload: Mapping[str, Any], source: Source, dest: Destination,
         blocks = (part["first"], part["last"]) if part else None
         outcome = copy_entry(source, dest, obj, head, options, source_prefix=run.source_prefix,
                              dest_prefix=run.dest_prefix, blocks=blocks)  # fmt: skip
+        if outcome.action == "failed" and run.live and not part:
+            now = _fresh_details(source, entry)
+            if now is None or now.generation != obj.generation:
+                outcome.action, outcome.error = "skipped", None  # rewritten meanwhile: replication copies it
         counts[outcome.action if outcome.action in counts else "failed"] += 1
         if outcome.action in ("copied", "staged"):
             counts["bytes"] += outcome.bytes
@@ -274,8 +280,10 @@ def status(records: ObjectStore, run_id: str) -> dict[str, Any]:
     totals = {"copied": 0, "skipped": 0, "failed": 0, "bytes": 0}
     done = failed = 0
     committed: set[str] = set()
+    errors: list[dict[str, str]] = []
     for info in records.list(run_key(run_id, "batches/")):
         state = json.loads(records.get(info.key).data)
+        errors += state.get("errors", [])[: max(0, 20 - len(errors))]
         done += state["state"] == "done"
         failed += state["state"] == "failed"
         for name in totals:
@@ -287,7 +295,7 @@ def status(records: ObjectStore, run_id: str) -> dict[str, Any]:
     overall = "running" if pending or not run.planned else ("failed" if failed else "done")
     found = {"run_id": run.run_id, "state": overall, "source": run.source, "dest": run.dest, "created": run.created,
              "batches": run.batches, "batches_done": done, "batches_failed": failed, "batches_pending": pending,
-             "objects": run.objects, "planned_bytes": run.bytes, **totals}  # fmt: skip
+             "objects": run.objects, "planned_bytes": run.bytes, **totals, "errors": errors}  # fmt: skip
     if run.live:
         from migrate import live
 
@@ -295,6 +303,12 @@ def status(records: ObjectStore, run_id: str) -> dict[str, Any]:
         with contextlib.suppress(NotFound):
             found["cutover"] = json.loads(records.get(run_key(run_id, "cutover.json")).data)
     return found
+
+
+def runs(records: ObjectStore) -> list[dict[str, Any]]:
+    """The runs recorded in this container, newest first."""
+    found = [json.loads(records.get(info.key).data) for info in records.list(f"{RUNS_PREFIX}index/")]
+    return sorted(found, key=lambda run: str(run.get("run_id")), reverse=True)
 
 
 def _release_when_ready(records: ObjectStore, queue: TaskQueue, run: Run) -> None:

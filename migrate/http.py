@@ -14,6 +14,7 @@ import json
 import os
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 from core.errors import BadRequest, Conflict, NotFound
 from core.http_api import Request, Response, Route, json_response, read_capped
@@ -89,20 +90,48 @@ def routes(queue_factory: Callable[[], TaskQueue]) -> list[Route]:
     def show(request: Request, match: re.Match[str]) -> Response:
         from core.clouds.azure_blob import AzureBlobObjectStore
 
-        container = (
-            request.query.get("container")
-            or os.environ.get("MIGRATE_CONTAINER")
-            or os.environ.get("AZURE_STORAGE_CONTAINER")
-        )
-        if not container:
-            raise BadRequest("say which container holds the run: ?container=NAME")
+        if wants_html(request):
+            return page()
+        container = _container(request)
         try:
             return json_response(200, fanout.status(AzureBlobObjectStore(container), match["run_id"]))
         except NotFound:
             raise NotFound(f"no migration run {match['run_id']!r} in container {container!r}") from None
 
+    def listing(request: Request, match: re.Match[str]) -> Response:
+        from core.clouds.azure_blob import AzureBlobObjectStore
+
+        if wants_html(request):
+            return page()
+        container = _container(request)
+        return json_response(200, {"container": container, "runs": fanout.runs(AzureBlobObjectStore(container))})
+
     return [
         ("POST", re.compile(r"/migrations/check/?"), check),
         ("POST", re.compile(r"/migrations/?"), start),
+        ("GET", re.compile(r"/migrations/?"), listing),
         ("GET", re.compile(r"/migrations/(?P<run_id>[^/]+)/?"), show),
     ]
+
+
+def _container(request: Request) -> str:
+    container = (
+        request.query.get("container")
+        or os.environ.get("MIGRATE_CONTAINER")
+        or os.environ.get("AZURE_STORAGE_CONTAINER")
+    )
+    if not container:
+        raise BadRequest("say which container holds the runs: ?container=NAME")
+    return container
+
+
+def wants_html(request: Request) -> bool:
+    """A browser's navigation (``Accept: text/html`` first), not a client asking for JSON."""
+    accept = request.header("Accept").lower()
+    return "text/html" in accept.split(",")[0]
+
+
+def page() -> Response:
+    """The migration page: a shell that reads the same URL as JSON, so it holds no data and no key."""
+    html = (Path(__file__).parent / "page.html").read_bytes()
+    return Response(200, html, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache"})

@@ -69,6 +69,8 @@ class Change:
     """OBJECT_FINALIZE or OBJECT_DELETE."""
     generation: str | None = None
     message_id: str = ""
+    details: ObjectDetails | None = None
+    """The object as the notification described it (GCS sends its whole resource): no listing is needed."""
 
 
 def start(bucket: ObjectStore, records: ObjectStore, live: Live, source_uri: str) -> None:
@@ -114,7 +116,10 @@ def replicate(
         return "barrier"
     if key.startswith(("_cutover/", RUNS_PREFIX)) or not key.startswith(live.source_prefix):
         return "ignored"
-    obj = next((o for o in source.list(key) if o.key == key), None)
+    if change.change == "OBJECT_FINALIZE" and change.details is not None and change.details.key == key:
+        obj: ObjectDetails | None = change.details  # a stale one is harmless: its read or its write finds it so
+    else:
+        obj = next((o for o in source.list(key) if o.key == key), None)
     if obj is not None and change.change == "OBJECT_FINALIZE" and _older(change.generation, obj.generation):
         return "superseded"  # a newer generation is there: its own notification copies it (job records: 3 writes)
     message_id = change.message_id or uuid.uuid4().hex
@@ -207,7 +212,8 @@ def changed_keys(records: ObjectStore, run_id: str, since: datetime) -> set[str]
     """The keys replicated since ``since``: what the cutover verifies (read from the run record, not the bucket)."""
     keys: set[str] = set()
     with ThreadPoolExecutor(max_workers=16) as pool:
-        infos = [i for i in records.list(run_key(run_id, "replication/done/")) if _minute(i.key) >= _floor(since)]
+        infos = [i for i in records.list(run_key(run_id, "replication/done/"))
+                 if _minute(i.key) >= _floor(since) and (i.updated is None or i.updated >= since)]  # fmt: skip
         for body in pool.map(lambda i: records.get(i.key).data, infos):
             if body:
                 keys.add(body.decode())

@@ -164,6 +164,21 @@ class GcsSource:
             return {"Authorization": f"Bearer {credentials.token}"}
 
 
+def details_from_resource(resource: dict[str, Any]) -> ObjectDetails | None:
+    """The migration view of an object from its JSON API resource (a notification's payload); None if incomplete."""
+    name, bucket = resource.get("name"), resource.get("bucket")
+    if (
+        not isinstance(name, str)
+        or not isinstance(bucket, str)
+        or "generation" not in resource
+        or "size" not in resource
+    ):
+        return None
+    blob = storage.Blob(name, storage.Bucket(None, bucket))
+    blob._set_properties(resource)
+    return details(blob)
+
+
 def details(blob: storage.Blob) -> ObjectDetails:
     """The migration view of a GCS object."""
     return ObjectDetails(

@@ -22,10 +22,14 @@ def test_demo_tells_the_whole_story_and_exits_zero() -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     lines = [line.strip() for line in run.stdout.splitlines()]
     steps = [line for line in lines[lines.index("summary") + 2 :] if line.endswith((" yes", " NO"))]
-    assert len(steps) == 8 and all(line.endswith(" yes") for line in steps), "\n".join(steps)
+    assert len(steps) == 9 and all(line.endswith(" yes") for line in steps), "\n".join(steps)
     samples = sample_files(ROOT / "samples")
     assert any(f"{len(samples)} jobs, {len(samples) - 1} DONE" in line for line in steps)
     assert any("503 frozen" in line for line in steps)
+    (cutover,) = [line for line in steps if line.startswith("cutover:")]
+    frozen = float(re.search(r"frozen (\d+\.\d+) s", cutover).group(1))  # type: ignore[union-attr]
+    assert 0 < frozen <= 5, cutover
+    assert any("live sync: an upload during the migration" in line for line in steps)
     assert "truncated.jpg" in run.stdout
     assert "everything stopped; all as expected" in run.stdout
     # Nothing it started still listens.

@@ -116,3 +116,66 @@ def test_the_page_sends_the_key_from_its_fragment_and_explains_a_401(
         assert "#code=KEY" in page.inner_text("#status")
     finally:
         page.close()
+
+
+def test_the_migration_page_shows_a_running_live_migration_and_its_cutover(azure_stack: Any, browser: object) -> None:
+    """A live run recorded in the stack's container, moved on batch by batch while the page is open."""
+    import json as jsonlib
+
+    from core.clouds.azure_blob import AzureBlobObjectStore
+    from core.memory import InMemoryDestination, InMemorySource, InMemoryTaskQueue
+    from migrate import fanout
+    from migrate.fanout import run_key
+
+    records = AzureBlobObjectStore(azure_stack.container)
+    source, dest, queue = InMemorySource("page-src"), InMemoryDestination(), InMemoryTaskQueue()
+    for index in range(12):
+        source.add(f"data/{index:02d}.bin", bytes(100 * (index + 1)))
+    run = fanout.plan(source, records, queue, source_uri="gs://page-src", dest_uri=f"az://{azure_stack.container}",
+                      max_objects=2, live=True)  # fmt: skip
+    messages = queue.drain()
+
+    def head(key: str) -> Any:
+        return next((b for b in dest.list(key) if b.key == key), None)
+
+    for message in messages[:2]:
+        fanout.process_batch(message, source, dest, records, queue, head)
+    fanout.mark_failed(records, messages[2], "gave up after 5 attempts: GCS answered 403")
+    for lag_ms in (400, 900, 1600):
+        records.put(run_key(run.run_id, f"replication/done/{_minute()}/m{lag_ms}~{lag_ms}"), b"data/x")
+    page = browser.new_page()  # type: ignore[attr-defined]
+    try:
+        page.goto(f"{azure_stack.api_url}/migrations/{run.run_id}?container={azure_stack.container}")
+        page.wait_for_selector('#state[data-state="running"]', timeout=15_000)
+        page.wait_for_function("() => document.querySelector('#lag polyline') !== null", timeout=10_000)
+        assert "4 of 12" in page.inner_text("#objects-text")
+        assert "GCS answered 403" in page.inner_text("#errors")
+        assert "lag p50 0.90 s" in page.inner_text("#replication")
+        assert "Azure is a replica" in page.inner_text("#cutover")
+        width = page.eval_on_selector("#objects-bar", "e => parseFloat(e.style.width)")
+        assert 30 < width < 40, width
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "migration-running.png"), full_page=True)
+        for message in messages[3:]:
+            fanout.process_batch(message, source, dest, records, queue, head)
+        cut = {"run_id": run.run_id, "switch": True, "frozen_seconds": 1.25}
+        records.put(run_key(run.run_id, "cutover.json"), jsonlib.dumps(cut).encode())
+        page.wait_for_function("() => document.querySelector('#cutover').textContent.includes('frozen 1.25 s')",
+                               timeout=15_000)  # fmt: skip
+        assert "10 of 12" in page.inner_text("#objects-text")  # the failed batch's 2 objects never moved
+        page.screenshot(path=str(ARTIFACTS / "migration-cut-over.png"), full_page=True)
+        page.goto(f"{azure_stack.api_url}/migrations?container={azure_stack.container}")
+        page.wait_for_function("() => document.querySelector('#state').dataset.state !== undefined", timeout=10_000)
+        assert "run(s)" in page.inner_text("#state"), page.inner_text("#state")
+        page.wait_for_selector(f"text={run.run_id}", timeout=10_000)
+        page.click(f"text={run.run_id}")
+        page.wait_for_selector("#objects-text", timeout=10_000)
+        assert run.run_id in page.inner_text("#title")
+    finally:
+        page.close()
+
+
+def _minute() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M")

@@ -268,3 +268,19 @@ def test_two_concurrent_retries_send_one_message(services: Services) -> None:
         thread.join()
     assert sorted(outcomes) == [False] * 7 + [True]
     assert len(services.queue.messages) == sent + 1  # type: ignore[attr-defined]
+
+
+def test_two_routes_on_one_path_answer_by_method_and_405_names_both() -> None:
+    import re
+
+    from core.http_api import Request, Response, handle
+
+    routes = [
+        ("POST", re.compile(r"/things/?"), lambda request, match: Response(202, b"made")),
+        ("GET", re.compile(r"/things/?"), lambda request, match: Response(200, b"listed")),
+    ]
+    services = Services.over(InMemoryObjectStore(), InMemoryTaskQueue())
+    assert handle(services, Request("GET", "/things"), routes).body == b"listed"
+    assert handle(services, Request("POST", "/things"), routes).status == 202
+    denied = handle(services, Request("DELETE", "/things"), routes)
+    assert denied.status == 405 and denied.headers["Allow"] == "POST, GET"

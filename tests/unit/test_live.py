@@ -179,3 +179,18 @@ def test_a_notification_of_an_older_generation_copies_nothing_and_leaves_nothing
         "superseded"
     )
     assert list(dest.list()) == [] and live.status(records, RUN.run_id)["pending"] == 0
+
+
+def test_the_status_line_shows_progress_rate_lag_and_the_cutover() -> None:
+    from migrate.cli import status_line
+
+    first = {"run_id": "r", "state": "running", "copied": 10, "skipped": 0, "failed": 0, "objects": 110, "bytes": 10,
+             "planned_bytes": 110, "batches_done": 1, "batches_failed": 0, "batches_pending": 10}  # fmt: skip
+    now = {**first, "copied": 60, "failed": 1, "bytes": 61,
+           "replication": {"lag_p50_s": 0.4, "lag_p95_s": 1.25, "pending": 2, "failed": 0}}  # fmt: skip
+    line = status_line(now, first, 10.0)
+    assert "[###########.........] 61/110 objects" in line and "61/110 bytes" in line
+    assert "5 objects/s, ETA 10 s" in line and "lag p50 0.40 s p95 1.25 s, 2 pending" in line
+    assert line.endswith("Azure is a replica")
+    switched = {**now, "state": "done", "cutover": {"frozen_seconds": 1.5}}
+    assert status_line(switched, first, 20.0).endswith("cut over, frozen 1.50 s")

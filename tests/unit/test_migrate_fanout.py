@@ -288,3 +288,18 @@ def test_a_lane_batch_listed_after_its_predecessor_finished_is_released_by_the_p
             processed.append(message["batch"])
     assert processed == list(range(1, run.batches + 1)), "each batch once, in its lane's order"
     assert fanout.status(records, run.run_id)["state"] == "done"
+
+
+def test_in_a_live_run_an_object_rewritten_during_its_batch_is_left_to_replication() -> None:
+    class Rewriting(InMemorySource):
+        def read_range(self, key: str, generation: str | None, start: int, end: int) -> bytes:
+            if key == "jobs/1.json" and generation == first.generation:
+                self.add(key, b"DONE")  # the job record moves on while its batch copies it
+            return super().read_range(key, generation, start, end)
+
+    for live in (False, True):
+        source, (dest, records, queue) = Rewriting(f"rewriting-{live}"), sides()
+        first = source.add("jobs/1.json", b"PENDING")
+        fanout.plan(source, records, queue, source_uri="gs://r", dest_uri="az://c", live=live)
+        (state,) = [fanout.process_batch(m, source, dest, records, queue, _head(dest)) for m in queue.drain()]
+        assert (state["failed"], state["skipped"]) == ((0, 1) if live else (1, 0)), live
