@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -143,17 +144,7 @@ def test_uploads_through_the_cutover_are_each_processed_once(
     assert frozen_at is not None
 
     def outcome(key: str) -> tuple[bool, bool, str | None]:
-        job_id = job_id_for(key, uploads.keys[key])
-        on_gcp = on_azure = False
-        state = None
-        with contextlib.suppress(Exception):
-            state = json.loads(bucket.get(f"jobs/{job_id}.json").data)["status"]
-            on_gcp = True
-        with contextlib.suppress(Exception):
-            blob = records.get(f"jobs/{job_id}.json")
-            if not blob.info.metadata.get(MIGRATED_KEY):
-                on_azure, state = True, json.loads(blob.data)["status"]
-        return on_gcp, on_azure, state
+        return processed_where(bucket, records, key, uploads.keys[key])
 
     def settled() -> bool:
         return all(o[2] == "DONE" for o in map(outcome, uploads.keys))
@@ -168,3 +159,55 @@ def test_uploads_through_the_cutover_are_each_processed_once(
     for key in uploads.keys:  # each has its one result, on Azure (replicated, or made there)
         assert records.head(key.replace("uploads/", "results/", 1))
     print(f"live cutover: {on_gcp} processed on GCP, {on_azure} on Azure, none on both")
+
+
+def processed_where(
+    bucket: GcsObjectStore, records: AzureBlobObjectStore, key: str, md5: str
+) -> tuple[bool, bool, Any]:
+    """(GCP made its job, Azure made its own job, the status of whichever did)."""
+    job_id = job_id_for(key, md5)
+    on_gcp = on_azure = False
+    state = None
+    with contextlib.suppress(Exception):
+        state = json.loads(bucket.get(f"jobs/{job_id}.json").data)["status"]
+        on_gcp = True
+    with contextlib.suppress(Exception):
+        blob = records.get(f"jobs/{job_id}.json")
+        if not blob.info.metadata.get(MIGRATED_KEY):
+            on_azure, state = True, json.loads(blob.data)["status"]
+    return on_gcp, on_azure, state
+
+
+def test_an_abort_under_uploads_gives_every_upload_to_gcp_once_and_keeps_azure_a_replica(
+    clouds: tuple[GcpStack, AzureStack], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from migrate.cutover import freeze
+
+    gcp, azure = clouds
+    bucket, records = GcsObjectStore(gcp.bucket), AzureBlobObjectStore(azure.container)
+    source, dest = f"gs://{gcp.bucket}", f"az://{azure.container}"
+    bucket.put("archive/0.txt", b"already there")
+    with Uploads(bucket, RATE) as uploads:
+        time.sleep(1)
+        assert main(["plan", source, dest, "--live", "--json"]) == 0
+        time.sleep(2)
+        freeze(bucket)  # the cutover's first step; then the operator thinks better of it
+        time.sleep(3)  # uploads land in the frozen bucket: GCP's trigger leaves them, journalled
+        capsys.readouterr()
+        assert main(["abort", source, dest, "--json"]) == 0
+        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert main(["abort", source, dest, "--json"]) == 0, "idempotent"
+        time.sleep(2)
+    assert result["aborted"] is True and result["accepted"] >= 1, result
+    assert records.head(REPLICA_KEY), "Azure stays a replica"
+
+    def settled() -> bool:
+        return all(processed_where(bucket, records, k, m)[2] == "DONE" for k, m in uploads.keys.items())
+
+    wait_for(settled, 120, "every upload DONE")
+    owners = [processed_where(bucket, records, k, m) for k, m in uploads.keys.items()]
+    assert all(on_gcp and not on_azure for on_gcp, on_azure, _ in owners), "all on GCP, none on Azure"
+    print(
+        f"\nabort: {len(owners)} uploads at {RATE:.0f}/s, {result['accepted']} left during the freeze, "
+        "all processed on GCP once"
+    )
