@@ -107,6 +107,18 @@ class Outcome:
         return record
 
 
+def existing_blob(dest: Destination) -> Callable[[str], ObjectDetails | None]:
+    """``head`` that answers None for a missing blob: what ``copy_entry`` takes as ``existing``."""
+
+    def head(key: str) -> ObjectDetails | None:
+        try:
+            return dest.head(key)
+        except NotFound:
+            return None
+
+    return head
+
+
 def dest_key_for(key: str, options: Options) -> tuple[str | None, str | None]:
     """(the blob name, None) or (None, why the name cannot be used)."""
     problem = rules.azure_name_problem(key)

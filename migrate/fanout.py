@@ -198,7 +198,7 @@ def process_batch(payload: Mapping[str, Any], source: Source, dest: Destination,
     state: dict[str, Any] = {"batch": number}
     gone = 0
     for entry in [part] if part else body.get("objects", []):
-        obj = _fresh_details(source, entry)
+        obj = fresh_details(source, entry["key"])
         if obj is None:
             counts["skipped"] += 1  # deleted since the plan: nothing to copy
             gone += 1
@@ -212,7 +212,7 @@ def process_batch(payload: Mapping[str, Any], source: Source, dest: Destination,
         outcome = copy_entry(source, dest, obj, head, options, source_prefix=run.source_prefix,
                              dest_prefix=run.dest_prefix, blocks=blocks)  # fmt: skip
         if outcome.action == "failed" and run.live and not part:
-            now = _fresh_details(source, entry)
+            now = fresh_details(source, entry["key"])
             if now is None or now.generation != obj.generation:
                 outcome.action, outcome.error = "skipped", None  # rewritten meanwhile: replication copies it
         counts[outcome.action if outcome.action in counts else "failed"] += 1
@@ -349,9 +349,6 @@ def exists(records: ObjectStore, key: str) -> bool:
     return True
 
 
-def _fresh_details(source: Source, entry: Mapping[str, Any]) -> ObjectDetails | None:
-    """The object's current details (the listing is the only per-object metadata read)."""
-    for obj in source.list(entry["key"]):
-        if obj.key == entry["key"]:
-            return obj
-    return None
+def fresh_details(source: Source, key: str) -> ObjectDetails | None:
+    """The object's current details, or None when it is gone (the listing is the only per-object metadata read)."""
+    return next((obj for obj in source.list(key) if obj.key == key), None)

@@ -35,8 +35,8 @@ from core.errors import BadRequest, NotFound, TransientError
 from core.pipeline import FREEZE_KEY, REPLICA_KEY, SWITCHED_KEY, Services, accept_deferred, is_upload
 from core.ports import Destination, ObjectDetails, ObjectStore, Source
 from migrate import rules
-from migrate.copy import Options, copy_entry, dest_key_for
-from migrate.fanout import RUNS_PREFIX, exists, run_key
+from migrate.copy import Options, copy_entry, dest_key_for, existing_blob
+from migrate.fanout import RUNS_PREFIX, exists, fresh_details, run_key
 from migrate.verify import compare_bytes, compare_properties
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,11 @@ class Live:
     dest_prefix: str = ""
     deletes: str = "report"
     since: str = ""
+
+    def blob_name(self, key: str, options: Options) -> str | None:
+        """The blob a source key is copied to (None for a name Azure would reject, without ``encode_names``)."""
+        target, _ = dest_key_for(self.dest_prefix + key[len(self.source_prefix) :], options)
+        return target
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,7 @@ def replicate(
     if change.change == "OBJECT_FINALIZE" and change.details is not None and change.details.key == key:
         obj: ObjectDetails | None = change.details  # a stale one is harmless: its read or its write finds it so
     else:
-        obj = next((o for o in source.list(key) if o.key == key), None)
+        obj = fresh_details(source, key)
     if obj is not None and change.change == "OBJECT_FINALIZE" and _older(change.generation, obj.generation):
         return "superseded"  # a newer generation is there: its own notification copies it (job records: 3 writes)
     message_id = change.message_id or uuid.uuid4().hex
@@ -133,17 +138,17 @@ def replicate(
         if frozen_at is not None and is_upload(key) and obj.created is not None and obj.created >= frozen_at:
             tags[names.DEFERRED_KEY] = frozen_at.isoformat()  # written after the freeze: Azure processes it
         options = Options(tags=tags)
-        target, _ = dest_key_for(live.dest_prefix + key[len(live.source_prefix) :], options)
-        current = _head(dest)(target) if target else None
+        target = live.blob_name(key, options)
+        current = existing_blob(dest)(target) if target else None
         if current is not None and not current.metadata.get(rules.GENERATION_KEY):
             # The target wrote it itself (it has switched): a late write on the source never overwrites it.
             log.warning("kept %s: the target wrote it itself; the source's later write is not copied over it", key)
             records.delete(inflight)
             return "kept"
-        outcome = copy_entry(source, dest, obj, lambda name: current if name == target else _head(dest)(name),
+        outcome = copy_entry(source, dest, obj, lambda name: current if name == target else existing_blob(dest)(name),
                              options, source_prefix=live.source_prefix, dest_prefix=live.dest_prefix)  # fmt: skip
         if outcome.action == "failed":
-            now_obj = next((o for o in source.list(key) if o.key == key), None)
+            now_obj = fresh_details(source, key)
             if now_obj is not None and now_obj.generation == obj.generation:
                 raise TransientError(f"replicating {key} failed: {outcome.error}")  # the inflight marker stays
             outcome.action = "superseded"  # rewritten or deleted meanwhile: that change's own notification copies it
@@ -226,10 +231,10 @@ def verify_keys(source: Source, dest: Destination, keys: Iterable[str], live: Li
     same = 0
 
     def check(key: str) -> dict[str, Any] | None:
-        obj = next((o for o in source.list(key) if o.key == key), None)
+        obj = fresh_details(source, key)
         if obj is None:
             return None  # deleted since: a reported delete, not a difference
-        target, _ = dest_key_for(live.dest_prefix + key[len(live.source_prefix) :], Options(encode_names=True))
+        target = live.blob_name(key, Options(encode_names=True))
         try:
             blob = dest.head(target or key)
         except NotFound:
@@ -268,8 +273,7 @@ def abort(gcp: Services) -> int:
 
 
 def _deleted(change: Change, dest: Destination, records: ObjectStore, live: Live) -> str:
-    target, _ = dest_key_for(live.dest_prefix + change.key[len(live.source_prefix) :], Options(encode_names=True))
-    target = target or change.key
+    target = live.blob_name(change.key, Options(encode_names=True)) or change.key
     if live.deletes == "replicate":
         try:
             blob = dest.head(target)
@@ -300,16 +304,6 @@ def _freeze_time(bucket: ObjectStore) -> datetime | None:
         return bucket.head(FREEZE_KEY).updated
     except NotFound:
         return None
-
-
-def _head(dest: Destination) -> Callable[[str], ObjectDetails | None]:
-    def head(key: str) -> ObjectDetails | None:
-        try:
-            return dest.head(key)
-        except NotFound:
-            return None
-
-    return head
 
 
 def _safe(name: str) -> str:

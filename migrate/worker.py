@@ -16,8 +16,9 @@ from core.clouds.azure_blob import AzureBlobObjectStore
 from core.clouds.azure_destination import AzureBlobDestination
 from core.clouds.gcs_source import GcsSource
 from core.errors import BadRequest, NotFound
-from core.ports import ObjectDetails, TaskQueue
+from core.ports import TaskQueue
 from migrate import fanout
+from migrate.copy import existing_blob
 
 log = logging.getLogger("migrate.worker")
 
@@ -37,14 +38,7 @@ def handle(payload: object, queue: TaskQueue) -> dict[str, Any]:
     run = fanout.load_run(records, str(message.get("run_id")))
     bucket = run.source.split("://", 1)[1].split("/", 1)[0]
     dest = AzureBlobDestination(container)
-
-    def head(key: str) -> ObjectDetails | None:
-        try:
-            return dest.head(key)
-        except NotFound:
-            return None
-
-    return fanout.process_batch(message, GcsSource(bucket), dest, records, queue, head)
+    return fanout.process_batch(message, GcsSource(bucket), dest, records, queue, existing_blob(dest))
 
 
 def handle_poison(payload: object, reason: str, queue: TaskQueue | None = None) -> None:
