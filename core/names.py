@@ -27,3 +27,6 @@ MIGRATED_KEY = "gcs_generation"
 """Blob metadata of a copy from GCS: the source generation (a copied upload is the source cloud's to process)."""
 DEFERRED_KEY = "gcs_deferred"
 """Blob metadata of a copied upload written to GCS after the freeze (the freeze time): the target processes it."""
+RESTORED_KEY = "azure_etag"
+"""GCS metadata of an object a rollback copied back from Azure: the ETag of the blob it came from. Replication
+may write over that blob (it holds the same bytes), so that the object's later writes on GCS reach Azure."""

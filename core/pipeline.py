@@ -40,7 +40,8 @@ FREEZE_KEY = "_cutover/frozen.json"
 Uploads written to the store before it are still processed here; later ones are left for the other cloud."""
 REPLICA_KEY = "_cutover/replica.json"
 """While this object exists, the store is a replica of another cloud's (live sync): it takes no uploads and
-starts no job. The switch removes it."""
+starts no job for a copied upload. The switch removes it; a rollback writes it again, and an upload written
+here before that is still processed here."""
 SWITCHED_KEY = "_cutover/switched.json"
 """Written by the switch: which freeze it ended (``{"freeze": ...}``), so a tag left by an aborted cutover is known."""
 DEFERRED_PREFIX = "_cutover/deferred/"
@@ -98,7 +99,7 @@ def submit_upload(
     cap = config.max_upload_bytes() if max_bytes is None else max_bytes
     reason = frozen(services)
     if reason is not None and services.hold_key == REPLICA_KEY:
-        raise Frozen(f"this cloud is a replica while the data moves here ({reason}); upload to the current one")
+        raise Frozen(f"this cloud is a replica of the current one ({reason}); upload to the current one")
     if reason is not None:
         raise Frozen(f"uploads are frozen for a move to another cloud ({reason}); try the new endpoint shortly")
     if not data:
@@ -152,8 +153,9 @@ def accept_upload(
             return None
     if hold is not None:
         when = created or (info.updated if info else None)
-        if not replica and when is not None and hold.updated is not None and when < hold.updated:
-            pass  # written before the freeze: this cloud's to process, frozen or not
+        before = when is not None and hold.updated is not None and when < hold.updated
+        if before and not (replica and info and info.metadata.get(MIGRATED_KEY)):
+            pass  # written here before the hold (a freeze, or a rollback's replica marker): ours, held or not
         elif replica and not (info and info.metadata.get(DEFERRED_KEY)):
             log.info("this store is a replica; %r is the source cloud's upload", key)
             return None

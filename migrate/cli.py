@@ -8,6 +8,7 @@
     python -m migrate status RUN_ID [--container NAME] [--json]
     python -m migrate cutover gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--run RUN_ID] [--json]   # seconds frozen
     python -m migrate abort  gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--json]   # before the switch
+    python -m migrate rollback gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--timeout S] [--json]   # after it
     python -m migrate check  gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--json]   # preflight: access on both sides
 
 Exit codes: 0 success, 1 any object failed or differs (``check``: a permission is refused),
@@ -52,16 +53,22 @@ def build_parser() -> argparse.ArgumentParser:
         "cutover", help="freeze GCP, wait for live replication to drain, verify what changed, switch to Azure"
     )
     abort = commands.add_parser("abort", help="before the switch: unfreeze GCP; Azure stays a replica")
+    rollback = commands.add_parser(
+        "rollback", help="after the switch: hold Azure, copy back what it made, make GCP the primary again"
+    )
     check = commands.add_parser("check", help="preflight: prove access on both sides, name each missing role")
-    for sub in (copy, verify, plan, cutover, check, abort):
+    for sub in (copy, verify, plan, cutover, check, abort, rollback):
         sub.add_argument("source", help="gs://BUCKET[/PREFIX]")
         sub.add_argument("dest", help="az://CONTAINER[/PREFIX]")
-    for sub in (copy, verify, plan, status, cutover, check, abort):
+    for sub in (copy, verify, plan, status, cutover, check, abort, rollback):
         sub.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     cutover.add_argument("--run", metavar="RUN_ID", help="the live run (default: the bucket's only live run)")
     cutover.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the drain (default 60)")
     cutover.add_argument(
         "--no-final-verify", action="store_true", help="skip the full verify that runs after the switch"
+    )
+    rollback.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds to wait for Azure's running jobs to end (default 120)"
     )
     verify.add_argument(
         "--download",
@@ -132,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             return cutover_command(args, source, dest, source_at, dest_at)
         if args.command == "abort":
             return abort_command(args, source_at, dest_at)
+        if args.command == "rollback":
+            return rollback_command(args, source_at, dest_at)
         return verify_command(args, source, dest, source_at, dest_at)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -540,12 +549,15 @@ def abort_command(args: argparse.Namespace, source_at: Location, dest_at: Locati
     from core.clouds.gcs import GcsObjectStore
     from core.clouds.pubsub import PubSubTaskQueue
     from core.names import JOBS
-    from core.pipeline import REPLICA_KEY, Services
+    from core.pipeline import REPLICA_KEY, SWITCHED_KEY, Services
     from migrate import live
+    from migrate.fanout import exists
 
     records = AzureBlobObjectStore(dest_at.container)
     try:
         records.head(REPLICA_KEY)
+        if exists(records, SWITCHED_KEY):
+            raise UsageError(f"{dest_at} switched and a rollback is under way: run `rollback` again to finish it")
     except NotFound:
         raise UsageError(f"{dest_at} is not a replica: it has switched already (roll back instead)") from None
     except CoreError as exc:
@@ -559,3 +571,48 @@ def abort_command(args: argparse.Namespace, source_at: Location, dest_at: Locati
     if args.json:
         print(json.dumps({"aborted": True, "accepted": accepted}))
     return 0
+
+
+def rollback_command(args: argparse.Namespace, source_at: Location, dest_at: Location) -> int:
+    """After the switch: hold Azure, let its jobs end, copy back what it made, make GCP the primary. Idempotent."""
+    from core.clouds.azure_blob import AzureBlobObjectStore
+    from core.clouds.azure_queue import AzureQueueTaskQueue
+    from core.clouds.gcs import GcsObjectStore
+    from core.clouds.pubsub import PubSubTaskQueue
+    from core.names import JOBS
+    from core.pipeline import REPLICA_KEY, Services
+    from migrate import live, rollback
+
+    bucket, records = GcsObjectStore(source_at.container), AzureBlobObjectStore(dest_at.container)
+    try:
+        running = live.live_run(bucket)
+        if running is None or running.container != dest_at.container:
+            raise UsageError(f"no live run replicates {source_at} to {dest_at}: there was no cutover to roll back")
+        if rollback.switched(records) is None:
+            done = rollback.last(records, running.run_id)
+            if done is None:
+                raise UsageError(f"{dest_at} has not switched: nothing to roll back (`abort` ends a cutover before it)")
+            print(f"rolled back already: {source_at} is the primary and {dest_at} a replica")
+            if args.json:
+                print(json.dumps(done))
+            return 0
+        gcp = Services.over(bucket, PubSubTaskQueue(JOBS))
+        azure = Services.over(records, AzureQueueTaskQueue(JOBS))
+        azure.hold_key = REPLICA_KEY
+        print(f"1. {dest_at} is held: its API answers uploads 503; uploads written to it from now on are GCP's")
+        result = rollback.rollback(gcp, azure, running, timeout=args.timeout)
+    except CoreError as exc:
+        raise UsageError(f"the rollback stopped (run it again to go on): {exc}") from exc
+    print(f"2. {result['azure_jobs_waited']} job(s) Azure was running have ended")
+    print(f"3. copied back to {source_at}: {result['copied_back']} copied ({result['bytes']:,} bytes), "
+          f"{result['skipped']} there already, {len(result['failed'])} failed")  # fmt: skip
+    for item in result["failed"]:
+        print(f"failed: {item['key']}: {item['reason']}")
+    if not result["rolled_back"]:
+        print("4. not switched back: GCP stays frozen and Azure held; run rollback again")
+    else:
+        print(f"4. switched back: {source_at} takes uploads again ({result['accepted']} left during the hold "
+              f"are processed on GCP); {dest_at} is a replica, replication goes on")  # fmt: skip
+    if args.json:
+        print(json.dumps(result))
+    return 0 if result["rolled_back"] else 1

@@ -26,7 +26,7 @@ import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -141,10 +141,14 @@ def replicate(
         target = live.blob_name(key, options)
         current = existing_blob(dest)(target) if target else None
         if current is not None and not current.metadata.get(rules.GENERATION_KEY):
-            # The target wrote it itself (it has switched): a late write on the source never overwrites it.
-            log.warning("kept %s: the target wrote it itself; the source's later write is not copied over it", key)
-            records.delete(inflight)
-            return "kept"
+            if obj.metadata.get(names.RESTORED_KEY) != current.version:
+                # The target wrote it itself (it has switched): a late write on the source never overwrites it.
+                log.warning("kept %s: the target wrote it itself; the source's later write is not copied over it", key)
+                records.delete(inflight)
+                return "kept"
+            # A rollback copied this blob back: write its copy over it (the same bytes, now with the generation),
+            # so that the object's later writes reach it. The write is still conditional on the blob's ETag.
+            current = replace(current, md5=None)
         outcome = copy_entry(source, dest, obj, lambda name: current if name == target else existing_blob(dest)(name),
                              options, source_prefix=live.source_prefix, dest_prefix=live.dest_prefix)  # fmt: skip
         if outcome.action == "failed":
