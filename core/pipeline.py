@@ -21,6 +21,7 @@ import threading
 import unicodedata
 import urllib.parse
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -210,16 +211,19 @@ def _ours_after_a_move(services: Services, key: str, info: ObjectInfo) -> bool:
     return True
 
 
-def accept_deferred(services: Services) -> list[Job]:
-    """Accept every upload in this store's journal, then clear it: the switch (target) or the abort (source)."""
-    accepted = []
-    for entry in list(services.store.list(DEFERRED_PREFIX)):
-        key = urllib.parse.unquote(entry.key[len(DEFERRED_PREFIX) :])
-        job = accept_upload(services, key)
-        if job is not None:
-            accepted.append(job)
+def accept_deferred(services: Services, *, workers: int = 16) -> list[Job]:
+    """Accept every upload in this store's journal, then clear it: the switch (target) or the abort (source).
+
+    ``workers`` entries at once: the switch runs while uploads are refused, and each entry is a few requests.
+    """
+
+    def accept(entry: ObjectInfo) -> Job | None:
+        job = accept_upload(services, urllib.parse.unquote(entry.key[len(DEFERRED_PREFIX) :]))
         services.store.delete(entry.key)
-    return accepted
+        return job
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return [job for job in pool.map(accept, list(services.store.list(DEFERRED_PREFIX))) if job is not None]
 
 
 def _content_digest(services: Services, key: str, head: ObjectInfo) -> str:
@@ -272,6 +276,7 @@ def process_job(services: Services, job_id: str) -> Job:
         content_type=rendered.content_type,
         metadata={"job_id": job.id, "source": job.source},
     )
+    log.info("rendered %s into %s", job.source, result_key)  # once per job, barring a crash before the record
     sniffed = rendered.source_type or None
     return services.jobs.update(job.id, lambda j: j.complete(result_key, content_type=sniffed, now=services.clock()))
 

@@ -2,7 +2,7 @@
 
     python deploy/gcp.py --project P --bucket B [--region europe-west1] [--trigger notification|eventarc]
                          [--azure-tenant-id T --azure-client-id C --azure-storage-account SA --azure-container CT
-                          --azure-principal-id ID] [--public-api] [--dry-run] [--teardown]
+                          --azure-principal-id ID] [--public-api] [--rollback-writer MEMBER] [--dry-run] [--teardown]
     python deploy/gcp.py --check --api URL          # smoke-test a deployment (deploy/smoke.py)
 
 Every step is safe to run twice (a create runs only where the resource is
@@ -18,6 +18,8 @@ What it creates, in order:
     ``gray-reader`` (what Azure impersonates to read the bucket, nothing else);
  3. the bucket (uniform access): ``gray-runtime`` object user on it only, ``gray-reader``
     object viewer on it only, and allowed to sign URLs for itself (server-side copies);
+    with ``--rollback-writer MEMBER`` (an opt-in, e.g. ``user:ops@example.com``), that one
+    identity is object user on the bucket too: ``python -m migrate rollback`` writes there;
  4. the GCS service agent, made to exist (``gcloud storage service-agent``) before it is bound;
  5. the topics ``gcs-notifications``, ``grayscale-jobs``, ``grayscale-jobs-dead``,
     ``migrate-batches`` and ``migrate-batches-dead``, ``gray-runtime`` allowed to publish to
@@ -92,6 +94,9 @@ APIS = [
 ]
 
 
+MEMBER_KINDS = ("user:", "group:", "serviceAccount:", "principal://", "principalSet://")
+
+
 @dataclass(frozen=True)
 class Function:
     name: str
@@ -122,6 +127,8 @@ class Plan:
     trigger: str
     azure: AzureIds | None = None
     public_api: bool = False
+    rollback_writer: str | None = None
+    """The one IAM member that may write the bucket from outside GCP: whoever runs a rollback (opt-in)."""
 
     def sa(self, name: str) -> str:
         return f"{name}@{self.project}.iam.gserviceaccount.com"
@@ -218,6 +225,9 @@ class Plan:
              "--role=roles/storage.objectViewer", *p],
             ["gcloud", "iam", "service-accounts", "add-iam-policy-binding", self.reader_sa, f"--member={reader}",
              "--role=roles/iam.serviceAccountTokenCreator", *p],
+            *([["gcloud", "storage", "buckets", "add-iam-policy-binding", f"gs://{self.bucket}",
+                f"--member={self.rollback_writer}", "--role=roles/storage.objectUser", *p]]
+              if self.rollback_writer else []),
             ["gcloud", "storage", "service-agent", *p],  # makes the GCS service agent exist before it is bound
         ]  # fmt: skip
         for topic in TOPICS:
@@ -373,6 +383,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--public-api", action="store_true", help="anyone may call the API (uploads capped: GRAYSCALE_MAX_UPLOAD_BYTES)"
     )
+    parser.add_argument(
+        "--rollback-writer",
+        metavar="MEMBER",
+        help="let this one IAM member (user:..., group:..., serviceAccount:..., principal://...) write the bucket, "
+        "for `python -m migrate rollback`; nobody else outside GCP may",
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
     parser.add_argument("--teardown", action="store_true", help="remove everything the deploy created")
     parser.add_argument("--check", action="store_true", help="smoke-test the deployment at --api")
@@ -391,7 +407,10 @@ def main(argv: list[str] | None = None) -> int:
                        args.azure_container or "", args.azure_principal_id or "")  # fmt: skip
     elif any((args.azure_client_id, args.azure_storage_account, args.azure_principal_id)):
         parser.error("the Azure ids need --azure-tenant-id too")
-    plan = Plan(args.project, args.region, args.bucket, args.trigger, ids, args.public_api)
+    writer = args.rollback_writer
+    if writer and not writer.startswith(MEMBER_KINDS):
+        parser.error(f"--rollback-writer must be an IAM member ({', '.join(MEMBER_KINDS)}...), not {writer!r}")
+    plan = Plan(args.project, args.region, args.bucket, args.trigger, ids, args.public_api, writer)
     commands = teardown_commands(plan) if args.teardown else plan.commands()
     return shell.run(commands, dry_run=args.dry_run)
 

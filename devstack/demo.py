@@ -15,7 +15,9 @@
 6. Azure serves every job made on GCP, with its result, without processing
    any migrated upload again; it processes an upload written to the frozen
    bucket after the freeze (replicated to it) and a new one through its API.
-7. Decommission: both deploy scripts' ``--teardown --dry-run``.
+7. ``python -m migrate rollback``: Azure is held, what it made is copied back,
+   GCP serves those jobs and takes uploads again; Azure is a replica again.
+8. Decommission: both deploy scripts' ``--teardown --dry-run``.
 
 It prints the jobs, a summary table, stops everything it started, and exits 0
 only when every step worked. ``truncated.jpg`` must end FAILED with a reason.
@@ -259,6 +261,18 @@ def story(files: list[Path]) -> tuple[list[Step], dict[str, int]]:
                           _since(began), ok))  # fmt: skip
         jobs = {"gcp": len(gcp_jobs), "azure": len(gcp_jobs) + len(azure_rows)}
 
+        if live:
+            began = time.perf_counter()
+            code, back = cli("rollback", f"gs://{bucket}", f"az://{container}")
+            served = [r for r in azure_rows if _wait_served(gcp.api_url, r.job_id or "", r.status) is not None]
+            status, _ = http("POST", f"{gcp.api_url}/jobs", files[0].read_bytes())
+            ok = code == 0 and bool(back.get("rolled_back")) and len(served) == len(azure_rows) and status == 202
+            result = (f"{back.get('copied_back')} copied back, held {back.get('frozen_seconds', 0):.2f} s; "
+                      f"GCP serves Azure's {len(served)} jobs, POST {status}"
+                      if back.get("rolled_back") else str(back.get("error") or back))  # fmt: skip
+            steps.append(Step("rollback: hold Azure, copy back, GCP again", result, _since(began), ok))
+            jobs["gcp"] += len(served) + (status == 202)
+
         began = time.perf_counter()
         gcp_teardown = _script("deploy/gcp.py", "--project", "demo-project", "--bucket", bucket)
         azure_teardown = _script("deploy/azure.py", "--resource-group", "demo-rg", "--storage-account", "demostore",
@@ -329,7 +343,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'step':<43} {'result':<68} {'s':>6}  ok")
     for step in steps:
         print(f"  {step.name:<43} {step.result:<68} {step.seconds:6.1f}  {'yes' if step.ok else 'NO'}")
-    print(f"  jobs per cloud: gcp {jobs['gcp']}, azure {jobs['azure']} (the GCP ones migrated, then 2 new)")
+    print(
+        f"  jobs per cloud: gcp {jobs['gcp']}, azure {jobs['azure']} (GCP's migrated, 2 made on Azure, "
+        "copied back by the rollback with 1 new on GCP)"
+    )
     ok = all(step.ok for step in steps)
     verdict = "all as expected" if ok else "NOT as expected"
     print(f"  total {time.perf_counter() - started:.1f} s; everything stopped; {verdict}")

@@ -1,15 +1,9 @@
-"""The cutover drill: freeze GCP, final incremental sync, verify, then switch.
+"""The freeze marker on the source cloud: ``_cutover/frozen.json`` in the GCS bucket.
 
-1. Freeze: ``_cutover/frozen.json`` is written into the GCS bucket. From then the
-   GCP API answers uploads with 503 (``frozen``) and GCP's upload trigger leaves
-   new uploads alone: they are deferred, not lost, since the final sync copies
-   them and Azure processes them.
-2. Final sync: ``migrate copy`` copies only what changed since the bulk copy.
-3. Verify: names, sizes, checksums, Content-Type and metadata.
-4. Switch: point clients at the Azure API (printed; DNS or clients are yours).
-5. Decommission the GCP side once Azure has served for a while.
-
-``_cutover/`` itself is never copied.
+While it exists the GCP API answers uploads 503, and an upload written to the bucket after it is
+left for Azure (``core.pipeline.accept_upload``). ``migrate.live`` drives the cutover around it
+(drain, verify, switch, abort) and ``migrate.rollback`` the way back; docs/cutover.md has the whole
+story. ``_cutover/`` itself is never copied.
 """
 
 from __future__ import annotations

@@ -215,7 +215,9 @@ def rollback(
     held = hold(records, run.run_id)
     assert held.updated is not None
     waited = settle(azure, marker.updated, held.updated, timeout=timeout, grace=grace)
+    settled = time.monotonic()
     copied = copy_back(records, gcp.store, run, marker.updated)
+    copied_at = time.monotonic()
     result: dict[str, Any] = {
         "run_id": run.run_id,
         "rolled_back": not copied.failed,
@@ -230,6 +232,8 @@ def rollback(
         return result
     result["accepted"] = switch_back(gcp, records, run)
     result["frozen_seconds"] = round(time.monotonic() - began, 3)
+    result["seconds"] = {"settle": round(settled - began, 3), "copy_back": round(copied_at - settled, 3),
+                         "switch_back": round(time.monotonic() - copied_at, 3)}  # fmt: skip
     records.put(run_key(run.run_id, RECORD), json.dumps(result).encode(), content_type="application/json")
     return result
 

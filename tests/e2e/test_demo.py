@@ -22,7 +22,7 @@ def test_demo_tells_the_whole_story_and_exits_zero() -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     lines = [line.strip() for line in run.stdout.splitlines()]
     steps = [line for line in lines[lines.index("summary") + 2 :] if line.endswith((" yes", " NO"))]
-    assert len(steps) == 9 and all(line.endswith(" yes") for line in steps), "\n".join(steps)
+    assert len(steps) == 10 and all(line.endswith(" yes") for line in steps), "\n".join(steps)
     samples = sample_files(ROOT / "samples")
     assert any(f"{len(samples)} jobs, {len(samples) - 1} DONE" in line for line in steps)
     assert any("503 frozen" in line for line in steps)
@@ -30,6 +30,8 @@ def test_demo_tells_the_whole_story_and_exits_zero() -> None:
     frozen = float(re.search(r"frozen (\d+\.\d+) s", cutover).group(1))  # type: ignore[union-attr]
     assert 0 < frozen <= 5, cutover
     assert any("live sync: an upload during the migration" in line for line in steps)
+    (rollback,) = [line for line in steps if line.startswith("rollback:")]
+    assert re.search(r"[1-9]\d* copied back, held \d+\.\d+ s; GCP serves Azure's 2 jobs, POST 202", rollback), rollback
     assert "truncated.jpg" in run.stdout
     assert "everything stopped; all as expected" in run.stdout
     # Nothing it started still listens.

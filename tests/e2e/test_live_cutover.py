@@ -13,6 +13,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -32,7 +33,7 @@ from devstack.stacks import both_clouds
 from migrate import live
 from migrate.cli import main
 from migrate.fanout import status
-from tests.helper import encode, hopper, require_pubsub_emulator, unique_name
+from tests.helper import encode, hopper, http_json, require_pubsub_emulator, unique_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator, pytest.mark.pubsub]
 
@@ -211,3 +212,110 @@ def test_an_abort_under_uploads_gives_every_upload_to_gcp_once_and_keeps_azure_a
         f"\nabort: {len(owners)} uploads at {RATE:.0f}/s, {result['accepted']} left during the freeze, "
         "all processed on GCP once"
     )
+
+
+class ApiUploads:
+    """A client that posts a distinct JPEG once a second to whichever API takes it: GCP's, else Azure's.
+
+    Each 202 is a job the client was promised; a 503 (frozen, or a replica) sends it to the other cloud.
+    """
+
+    def __init__(self, apis: dict[str, str]) -> None:
+        self.apis, self.jobs, self.refused, self.stop = apis, {}, Counter[str](), threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.base = hopper().resize((40, 40))
+
+    def _run(self) -> None:
+        n = 0
+        while not self.stop.wait(1.0):
+            body = encode(self.base.rotate(n * 7 % 360 + 0.5), "JPEG")
+            n += 1
+            for cloud, api in self.apis.items():
+                code, answer = http_json("POST", f"{api}/jobs", body, {"Content-Type": "image/jpeg"})
+                if code == 202:
+                    self.jobs[answer["id"]] = cloud
+                    break
+                self.refused[f"{cloud} {code}"] += 1
+
+    def __enter__(self) -> ApiUploads:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def renders(gcp: GcpStack, azure: AzureStack) -> Counter[tuple[str, str]]:
+    """How many times each cloud rendered each job, from the hosts' own log lines (``rendered ... into ...``)."""
+    logs = [("gcp", host.log) for host in gcp.functions.values()]
+    assert azure.devhost is not None
+    logs.append(("azure", azure.devhost.log))
+    found: Counter[tuple[str, str]] = Counter()
+    for cloud, path in logs:
+        for line in path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict) and str(entry.get("message", "")).startswith("rendered "):
+                    found[(cloud, entry["job_id"])] += 1
+    return found
+
+
+def test_a_rollback_under_uploads_processes_every_upload_once_and_gcp_serves_them_all(
+    clouds: tuple[GcpStack, AzureStack], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Plan --live, cutover, uploads on Azure, rollback: uploads arrive all along, into the bucket and by API.
+
+    Afterwards GCP has every job DONE with its result (those Azure made are copied back), each upload was
+    rendered exactly once across both clouds (counted from the hosts' logs), and Azure is a replica again.
+    """
+    gcp, azure = clouds
+    bucket, records = GcsObjectStore(gcp.bucket), AzureBlobObjectStore(azure.container)
+    source, dest = f"gs://{gcp.bucket}", f"az://{azure.container}"
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: bucket.put(f"archive/{i:03d}.txt", f"object {i}".encode()), range(100)))
+    apis = {"gcp": gcp.api_url, "azure": azure.api_url}
+    with Uploads(bucket, RATE) as uploads, ApiUploads(apis) as clients:
+        time.sleep(1.5)
+        assert main(["plan", source, dest, "--live", "--json"]) == 0
+        run_id = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_id"]
+        wait_for(lambda: status(records, run_id)["state"] != "running", 120, "the bulk copy")
+        time.sleep(2)
+        assert main(["cutover", source, dest, "--json", "--no-final-verify", "--timeout", "120"]) == 0
+        capsys.readouterr()
+        wait_for(lambda: "azure" in clients.jobs.values(), 30, "an API upload taken by Azure")
+        time.sleep(4)  # Azure is the primary: API uploads go to it, bucket writes reach it by replication
+        code = main(["rollback", source, dest, "--json"])
+        out = capsys.readouterr().out
+        assert code == 0, out
+        result = json.loads(out.strip().splitlines()[-1])
+        assert main(["rollback", source, dest, "--json"]) == 0, "idempotent"
+        again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        time.sleep(4)  # GCP takes uploads again
+    assert result["rolled_back"] and not result["failed"] and result["copied_back"] > 0, result
+    assert again == result, "a second rollback reports the first and does nothing"
+    assert records.head(REPLICA_KEY) and not list(bucket.list(FREEZE_KEY)), "GCP primary, Azure a replica"
+    wanted = {job_id_for(key, md5) for key, md5 in uploads.keys.items()} | set(clients.jobs)
+    on_azure = [j for j, cloud in clients.jobs.items() if cloud == "azure"]
+    assert on_azure and any(c == "gcp" for c in clients.jobs.values()), clients.jobs
+
+    def done_on_gcp(job_id: str) -> bool:
+        with contextlib.suppress(Exception):
+            job = json.loads(bucket.get(f"jobs/{job_id}.json").data)
+            return job["status"] == "DONE" and bucket.head(job["result"]) is not None
+        return False
+
+    wait_for(lambda: all(map(done_on_gcp, wanted)), 180, "every job DONE with its result on GCP")
+    for job_id in on_azure:  # GCP's API serves what Azure made while it was the primary
+        code, job = http_json("GET", f"{gcp.api_url}/jobs/{job_id}")
+        assert code == 200 and job["status"] == "DONE", job
+    rendered = renders(gcp, azure)
+    counts = {job_id: sum(n for (_, j), n in rendered.items() if j == job_id) for job_id in wanted}
+    assert all(n == 1 for n in counts.values()), {j: n for j, n in counts.items() if n != 1}
+    by_cloud = Counter(cloud for (cloud, job_id) in rendered if job_id in wanted)
+    assert by_cloud["gcp"] > 0 and by_cloud["azure"] > 0, by_cloud
+    print(f"\nrollback: {len(uploads.keys)} bucket uploads at {RATE:.0f}/s and {len(clients.jobs)} API uploads "
+          f"({len(on_azure)} taken by Azure; refused {dict(clients.refused)}); rendered {by_cloud['gcp']} on GCP, "
+          f"{by_cloud['azure']} on Azure, each once; {result['copied_back']} objects copied back, "
+          f"{result['azure_jobs_waited']} Azure jobs waited for, "
+          f"held {result['frozen_seconds']:.2f} s {result['seconds']}")  # fmt: skip

@@ -49,7 +49,10 @@ AZURE_ARGS = ["--resource-group", "rg", "--storage-account", "sa1", "--app", "ap
 SCRIPTS = {
     "gcp notification": ("gcp.py", GCP_ARGS),
     "gcp eventarc": ("gcp.py", [*GCP_ARGS, "--trigger", "eventarc"]),
-    "gcp notification, cross-cloud, public": ("gcp.py", [*GCP_ARGS, *AZURE_IDS, "--public-api"]),
+    "gcp notification, cross-cloud, public": (
+        "gcp.py",
+        [*GCP_ARGS, *AZURE_IDS, "--public-api", "--rollback-writer", "group:migration-operators@example.com"],
+    ),
     "gcp eventarc, cross-cloud": ("gcp.py", [*GCP_ARGS, *AZURE_IDS, "--trigger", "eventarc"]),
     "azure": ("azure.py", AZURE_ARGS),
     "azure, cross-cloud": ("azure.py", [*AZURE_ARGS, *GCP_IDS]),

@@ -192,6 +192,8 @@ def test_cutover_and_abort_need_a_live_run_and_say_so(
     assert "no live run replicates" in capsys.readouterr().err
     assert main(["abort", f"gs://{bucket}", f"az://{container}"]) == 2
     assert "is not a replica" in capsys.readouterr().err
+    assert main(["rollback", f"gs://{bucket}", f"az://{container}"]) == 2
+    assert "there was no cutover to roll back" in capsys.readouterr().err
     assert "_cutover/frozen.json" not in {i.key for i in GcsObjectStore(bucket).list("_cutover/")}, "nothing frozen"
 
 
@@ -210,6 +212,9 @@ def test_plan_live_makes_a_replica_refuses_a_second_live_run_and_cutover_checks_
     assert f"already replicates for run {run_id}" in capsys.readouterr().err
     assert main(["cutover", f"gs://{bucket}", f"az://{container}", "--run", "20990101T000000Z-000000"]) == 2
     assert f"is not the live run of gs://{bucket}" in capsys.readouterr().err
+    assert main(["rollback", f"gs://{bucket}", f"az://{container}"]) == 2
+    assert "has not switched: nothing to roll back" in capsys.readouterr().err
+    assert AzureBlobObjectStore(container).head(REPLICA_KEY), "still a replica"
     assert status(AzureBlobObjectStore(container), run_id)["replication"]["pending"] == 0
 
 

@@ -133,3 +133,23 @@ def test_public_api_is_an_explicit_opt_in() -> None:
     assert "--allow-unauthenticated" in api.split()
     api = next(x for x in dry_run() if "functions deploy api " in x)
     assert "--no-allow-unauthenticated" in api.split()
+
+
+def test_the_rollback_write_grant_is_an_opt_in_for_one_member() -> None:
+    grants = [x for x in dry_run() if "buckets add-iam-policy-binding" in x]
+    assert [g for g in grants if "objectUser" in g] == [
+        "gcloud storage buckets add-iam-policy-binding gs://bkt "
+        "--member=serviceAccount:gray-runtime@proj-1.iam.gserviceaccount.com --role=roles/storage.objectUser "
+        "--project=proj-1"
+    ], "without the flag only the functions' own account writes the bucket"
+    member = "principal://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/gray-azure/subject/ops"
+    opted = [x for x in dry_run("--rollback-writer", member) if "buckets add-iam-policy-binding" in x]
+    assert [g for g in opted if g not in grants] == [
+        f"gcloud storage buckets add-iam-policy-binding gs://bkt --member={member} --role=roles/storage.objectUser "
+        "--project=proj-1"
+    ]
+    refused = subprocess.run(
+        ["python", str(ROOT / "deploy" / "gcp.py"), "--project", "p", "--bucket", "b", "--rollback-writer", "ops@x.io",
+         "--dry-run"], capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "must be an IAM member" in refused.stderr
