@@ -93,6 +93,8 @@ class _Process:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"{self.name}-"))
         self.log = self.workdir / f"{self.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.killed = 0
+        """How many stops took SIGKILL because SIGTERM was not heeded within 5 s."""
 
     def _spawn(
         self, argv: list[str], port: int, timeout: float = 60.0, *, env: dict[str, str] | None = None, wait: bool = True
@@ -141,6 +143,7 @@ class _Process:
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
+                self.killed += 1  # a crash, not a stop: an emulator may lose what it had not saved yet
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
@@ -247,6 +250,9 @@ class Azurite(_Process):
             str(azurite_binary()),
             "--silent",
             "--skipApiVersionCheck",
+            # Its telemetry holds a SIGTERM back about 13 s (no network here): the stop would come to SIGKILL,
+            # and a persistent Azurite loses what it wrote since its last save (every 5 s), acknowledged or not.
+            "--disableTelemetry",
             *(["--location", str(self.workdir / "data")] if self.persistent else ["--inMemoryPersistence"]),
             "--blobHost", HOST, "--blobPort", str(self.blob_port),
             "--queueHost", HOST, "--queuePort", str(self.queue_port),

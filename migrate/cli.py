@@ -19,6 +19,7 @@ an unreachable endpoint).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -34,6 +35,8 @@ from migrate.locations import Location, UsageError, open_ends, parse_location
 from migrate.throttle import Throttle, parse_size
 
 USAGE_ERROR = 2
+FROZEN_PATIENCE_S = 10.0
+"""While frozen, how long the cutover compares again an object that differs (a change the drain did not cover)."""
 # GCS prices in USD for the dry-run estimate (internet egress to Azure, first TiB; operations per 10,000).
 PRICE_VARS = {
     "MIGRATE_PRICE_EGRESS_PER_GIB": 0.12,
@@ -459,7 +462,10 @@ def status_line(found: dict[str, Any], first: dict[str, Any], seconds: float) ->
         lag = f"lag p50 {p50:.2f} s p95 {p95:.2f} s" if p50 is not None and p95 is not None else "no recent change"
         line += f"; replication {lag}, {replication['pending']} pending, {replication['failed']} failed"
         cut = found.get("cutover")
-        line += f"; cut over, frozen {cut['frozen_seconds']:.2f} s" if cut else "; Azure is a replica"
+        if found.get("rollback"):
+            line += f"; rolled back, {found['rollback']['copied_back']} copied back: GCP is the primary"
+        else:
+            line += f"; cut over, frozen {cut['frozen_seconds']:.2f} s" if cut else "; Azure is a replica"
     return line
 
 
@@ -472,7 +478,7 @@ def cutover_command(args: argparse.Namespace, source: Any, dest: Any, source_at:
     from core.clouds.gcs import GcsObjectStore
     from core.names import JOBS
     from core.pipeline import REPLICA_KEY, Services
-    from migrate import live
+    from migrate import live, rollback
     from migrate.cutover import freeze
     from migrate.fanout import load_run, run_key
     from migrate.verify import run_verify
@@ -490,7 +496,8 @@ def cutover_command(args: argparse.Namespace, source: Any, dest: Any, source_at:
         before = {"same": 0, "different": 0, "problems": []}
         for _ in range(2):  # the second pass takes what was replicated during the first: the frozen verify is small
             checkpoint = datetime.now(UTC) - timedelta(seconds=1)
-            found = live.verify_keys(source, dest, live.changed_keys(records, running.run_id, since), running)
+            changed = live.changed_keys(records, running.run_id, since)
+            found = live.verify_keys(source, dest, changed, running, patience=args.timeout)  # replication catches up
             before = {"same": before["same"] + found["same"], "different": found["different"],
                       "problems": found["problems"]}  # fmt: skip
             if found["different"]:
@@ -511,7 +518,8 @@ def cutover_command(args: argparse.Namespace, source: Any, dest: Any, source_at:
         )
         drained = live.drain(bucket, records, running.run_id, timeout=args.timeout)
         print(f"2. drained in {drained:.2f} s: the barrier was replicated and nothing before it is pending")
-        checked = live.verify_keys(source, dest, live.changed_keys(records, running.run_id, checkpoint), running)
+        changed = live.changed_keys(records, running.run_id, checkpoint)
+        checked = live.verify_keys(source, dest, changed, running, patience=min(args.timeout, FROZEN_PATIENCE_S))
         print(f"3. verify of what replication copied since: {checked['same']} same, "
               f"{checked['different']} different")  # fmt: skip
         for item in checked["problems"]:
@@ -538,6 +546,8 @@ def cutover_command(args: argparse.Namespace, source: Any, dest: Any, source_at:
         print(f"5. full verify after the switch: {found.same} same, {len(found.missing)} missing, "
               f"{len(found.different)} different")  # fmt: skip
     records.put(run_key(running.run_id, "cutover.json"), json.dumps(result).encode(), content_type="application/json")
+    with contextlib.suppress(NotFound):  # switched again after a rollback: that one is history
+        records.delete(run_key(running.run_id, rollback.RECORD))
     if args.json:
         print(json.dumps(result))
     return 0

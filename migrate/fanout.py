@@ -300,8 +300,9 @@ def status(records: ObjectStore, run_id: str) -> dict[str, Any]:
         from migrate import live
 
         found["replication"] = live.status(records, run_id)
-        with contextlib.suppress(NotFound):
-            found["cutover"] = json.loads(records.get(run_key(run_id, "cutover.json")).data)
+        for step in ("cutover", "rollback"):  # a cutover after a rollback removes rollback.json
+            with contextlib.suppress(NotFound):
+                found[step] = json.loads(records.get(run_key(run_id, f"{step}.json")).data)
     return found
 
 

@@ -231,8 +231,25 @@ def changed_keys(records: ObjectStore, run_id: str, since: datetime) -> set[str]
     return keys
 
 
-def verify_keys(source: Source, dest: Destination, keys: Iterable[str], live: Live) -> dict[str, Any]:
-    """Compare each named object with its blob: bytes (size and checksums) and every property the copy keeps."""
+def verify_keys(
+    source: Source, dest: Destination, keys: Iterable[str], live: Live, *, patience: float = 0.0
+) -> dict[str, Any]:
+    """Compare each named object with its blob: bytes (size and checksums) and every property the copy keeps.
+
+    With ``patience``, a key that differs is compared again every second for up to that many seconds:
+    while uploads go on, an object changed a moment ago differs until its replication lands, and only a
+    difference that outlasts the patience is one. ``problems`` names at most 20 of them.
+    """
+    found = _verify_once(source, dest, keys, live)
+    deadline = time.monotonic() + patience
+    while found["problems"] and time.monotonic() < deadline:
+        time.sleep(1.0)
+        again = _verify_once(source, dest, [p["key"] for p in found["problems"]], live)
+        found = {"same": found["same"] + again["same"], "different": again["different"], "problems": again["problems"]}
+    return {**found, "problems": found["problems"][:20]}
+
+
+def _verify_once(source: Source, dest: Destination, keys: Iterable[str], live: Live) -> dict[str, Any]:
     problems: list[dict[str, Any]] = []
     same = 0
 
@@ -254,7 +271,7 @@ def verify_keys(source: Source, dest: Destination, keys: Iterable[str], live: Li
                 problems.append(result)
             elif result is not None:
                 same += 1
-    return {"same": same, "different": len(problems), "problems": problems[:20]}
+    return {"same": same, "different": len(problems), "problems": problems}
 
 
 def switch(azure: Services, freeze: ObjectStore, records: ObjectStore) -> int:

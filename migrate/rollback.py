@@ -98,13 +98,13 @@ def settle(azure: Services, since: datetime, held: datetime, *, timeout: float =
     waited: set[str] = set()
     while True:
         running = _running(azure, since, ended)
-        for info in azure.store.list(UPLOADS):
-            if info.key in accepted or not azure_own(info, since) or (info.updated and info.updated >= held):
-                continue
-            job = accept_upload(azure, info.key)  # idempotent: the job its event makes, or made
-            accepted.add(info.key)
-            if job is not None and not job.terminal:
-                running.append(job.id)
+        uploads = [i for i in azure.store.list(UPLOADS) if i.key not in accepted and azure_own(i, since)]
+        fresh = [i.key for i in uploads if i.updated is None or i.updated < held]  # Azure's: before the hold
+        with ThreadPoolExecutor(max_workers=16) as pool:  # idempotent: the job its event makes, or made
+            for job in pool.map(lambda key: accept_upload(azure, key), fresh):
+                if job is not None and not job.terminal:
+                    running.append(job.id)
+        accepted.update(fresh)
         waited.update(running)
         if not running and (datetime.now(UTC) - held).total_seconds() >= grace:
             return len(waited)

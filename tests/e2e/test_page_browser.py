@@ -164,6 +164,12 @@ def test_the_migration_page_shows_a_running_live_migration_and_its_cutover(azure
                                timeout=15_000)  # fmt: skip
         assert "10 of 12" in page.inner_text("#objects-text")  # the failed batch's 2 objects never moved
         page.screenshot(path=str(ARTIFACTS / "migration-cut-over.png"), full_page=True)
+        back = {**cut, "rolled_back": True, "copied_back": 3, "frozen_seconds": 4.5}
+        records.put(run_key(run.run_id, "rollback.json"), jsonlib.dumps(back).encode())
+        page.wait_for_function("() => document.querySelector('#cutover').textContent.includes('Rolled back')",
+                               timeout=15_000)  # fmt: skip
+        assert "3 objects copied back, Azure held 4.50 s" in page.inner_text("#cutover")
+        page.screenshot(path=str(ARTIFACTS / "migration-rolled-back.png"), full_page=True)
         page.goto(f"{azure_stack.api_url}/migrations?container={azure_stack.container}")
         page.wait_for_function("() => document.querySelector('#state').dataset.state !== undefined", timeout=10_000)
         assert "run(s)" in page.inner_text("#state"), page.inner_text("#state")

@@ -73,6 +73,7 @@ def upload_through_a_restart(store: ObjectStore, emulator: _Process, tag: str) -
         longest = max(longest, time.monotonic() - began)
         time.sleep(PACE)
     assert restarted.wait(60), "the emulator did not come back"
+    assert emulator.killed == 0, "stopped by SIGKILL: a crash, which may lose acknowledged writes, not a restart"
     ids = [job_id_for(k, hashlib.md5(b).hexdigest()) for k, b in zip(keys, data, strict=True)]
     return ids, f"longest upload {longest:.1f} s, {retried} client retries"
 

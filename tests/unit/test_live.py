@@ -195,3 +195,24 @@ def test_the_status_line_shows_progress_rate_lag_and_the_cutover() -> None:
     assert line.endswith("Azure is a replica")
     switched = {**now, "state": "done", "cutover": {"frozen_seconds": 1.5}}
     assert status_line(switched, first, 20.0).endswith("cut over, frozen 1.50 s")
+    back = {**switched, "rollback": {"copied_back": 12, "frozen_seconds": 5.5}}
+    assert status_line(back, first, 30.0).endswith("rolled back, 12 copied back: GCP is the primary")
+
+
+def test_the_verify_waits_for_a_replication_in_flight_and_not_for_a_real_difference() -> None:
+    bucket, source, dest, records = ends("patience")
+    for key in ("jobs/a.json", "jobs/b.json"):
+        source.add(key, b"PENDING")
+        live.replicate(live.Change(key), bucket, source, dest, records, RUN)
+    source.add("jobs/a.json", b"DONE")  # changed a moment ago: its replication is on its way
+    from core.ports import ObjectDetails
+
+    dest.put(ObjectDetails("jobs/b.json", 5), b"WRONG")  # a real difference: nothing will mend it
+    keys = ["jobs/a.json", "jobs/b.json"]
+    assert live.verify_keys(source, dest, keys, RUN)["different"] == 2
+    late = threading.Timer(1.2, lambda: live.replicate(live.Change("jobs/a.json"), bucket, source, dest, records, RUN))
+    late.start()
+    found = live.verify_keys(source, dest, keys, RUN, patience=3)
+    late.join()
+    assert (found["same"], found["different"]) == (1, 1), found
+    assert [p["key"] for p in found["problems"]] == ["jobs/b.json"]
