@@ -85,11 +85,12 @@ def azure_own(info: ObjectInfo, since: datetime) -> bool:
 
 
 def settle(azure: Services, since: datetime, held: datetime, *, timeout: float = 120.0, grace: float = 2.0) -> int:
-    """Wait until every job Azure started since ``since`` has ended; how many were still running at first.
+    """Wait until every job Azure started since ``since`` has ended; how many it waited for.
 
-    An upload written to Azure between ``since`` and ``held`` is Azure's: one with no job record yet is
-    accepted here (its event may come later; the job id is the same). A job record that may still be
-    written by an event that saw no hold is waited for: the wait lasts at least ``grace`` seconds after it.
+    Called right after the hold is written (``held`` is its time, on Azure's clock). An upload written
+    to Azure between ``since`` and ``held`` is Azure's: one with no job record yet is accepted here (its
+    event may come later; the job id is the same). A job record that an event which saw no hold may still
+    write is waited for: the wait lasts at least ``grace`` seconds (measured here, not on Azure's clock).
     ``TransientError`` after ``timeout`` seconds, naming the jobs.
     """
     began = time.monotonic()
@@ -106,7 +107,7 @@ def settle(azure: Services, since: datetime, held: datetime, *, timeout: float =
                     running.append(job.id)
         accepted.update(fresh)
         waited.update(running)
-        if not running and (datetime.now(UTC) - held).total_seconds() >= grace:
+        if not running and time.monotonic() - began >= grace:
             return len(waited)
         if time.monotonic() - began > timeout:
             raise TransientError(
