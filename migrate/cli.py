@@ -533,6 +533,11 @@ def cutover_command(args: argparse.Namespace, source: Any, dest: Any, source_at:
         azure.hold_key = REPLICA_KEY
         accepted = live.switch(azure, bucket, records)
         frozen_seconds = round(time.monotonic() - began, 3)
+    except live.NotSettled as exc:  # the drain timed out: GCP stays frozen, Azure a replica
+        print(f"not switched: {exc}. GCP stays frozen: run cutover again, or `abort`", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"run_id": running.run_id, "switch": False, "error": str(exc)}))
+        return 1
     except CoreError as exc:
         raise UsageError(f"the cutover stopped (GCP may be frozen: `abort` unfreezes it): {exc}") from exc
     print(f"4. switched: Azure processes uploads now ({accepted} left for it during the freeze); "
@@ -611,6 +616,11 @@ def rollback_command(args: argparse.Namespace, source_at: Location, dest_at: Loc
         azure.hold_key = REPLICA_KEY
         print(f"1. {dest_at} is held: its API answers uploads 503; uploads written to it from now on are GCP's")
         result = rollback.rollback(gcp, azure, running, timeout=args.timeout)
+    except live.NotSettled as exc:  # Azure's jobs did not end in time: both clouds stay held
+        print(f"not switched back: {exc}. Run rollback again to go on", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"rolled_back": False, "error": str(exc)}))
+        return 1
     except CoreError as exc:
         raise UsageError(f"the rollback stopped (run it again to go on): {exc}") from exc
     print(f"2. {result['azure_jobs_waited']} job(s) Azure was running have ended")

@@ -48,6 +48,10 @@ LAG_WINDOW = timedelta(minutes=2)
 """``replication`` in the run record reports the lags of the objects replicated in the last two minutes."""
 
 
+class NotSettled(TransientError):
+    """Replication did not drain, or the jobs a rollback waits for did not end, in the time given."""
+
+
 @dataclass(frozen=True)
 class Live:
     """What ``_cutover/live.json`` says: replication is on for this run."""
@@ -216,7 +220,7 @@ def drain(bucket: ObjectStore, records: ObjectStore, run_id: str, *, timeout: fl
         time.sleep(0.05)
     why = (f"{len(older)} replication(s) that started before it are still pending (failing and retried?)"
            if arrived else "its barrier was never replicated: is the replicate function running?")  # fmt: skip
-    raise TransientError(f"replication did not drain in {timeout:.0f} s: {why}")
+    raise NotSettled(f"replication did not drain in {timeout:.0f} s: {why}")
 
 
 def changed_keys(records: ObjectStore, run_id: str, since: datetime) -> set[str]:

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core import names
-from core.errors import Conflict, CoreError, NotFound, TransientError
+from core.errors import Conflict, CoreError, NotFound
 from core.jobs import JOBS_PREFIX, Job
 from core.pipeline import (
     DEFERRED_PREFIX,
@@ -110,7 +110,7 @@ def settle(azure: Services, since: datetime, held: datetime, *, timeout: float =
         if not running and time.monotonic() - began >= grace:
             return len(waited)
         if time.monotonic() - began > timeout:
-            raise TransientError(
+            raise live.NotSettled(
                 f"{len(running)} job(s) Azure started are still running after {timeout:.0f} s "
                 f"(is the Azure worker up?): {', '.join(sorted(running)[:5])}"
             )

@@ -122,7 +122,7 @@ def test_the_drain_waits_for_the_barrier_and_for_what_started_before_it() -> Non
     worker.join()
     assert took >= 0.3, "drained before the replication that started before the barrier ended"
     assert list(bucket.list(live.BARRIER_PREFIX)) == []
-    with pytest.raises(TransientError, match="did not drain"):
+    with pytest.raises(live.NotSettled, match="did not drain"):
         live.drain(bucket, records, RUN.run_id, timeout=0.2)  # no replicate function: no barrier arrives
 
 

@@ -223,3 +223,14 @@ def test_replication_writes_over_a_blob_the_rollback_copied_back_and_keeps_any_o
     source.add("jobs/k.json", b"OLD", metadata={names.RESTORED_KEY: "another-etag"})
     assert live.replicate(live.Change("jobs/k.json"), bucket, source, dest, records, RUN) == "kept"
     assert b"".join(dest.read_chunks("jobs/k.json")) == b"NEW"
+
+
+def test_a_job_azure_never_ends_stops_the_rollback_before_anything_is_copied_back() -> None:
+    clouds = switched_clouds()
+    job = submit_upload(clouds.azure, clouds.image("stuck", 1), filename="stuck.jpg")  # queued; no worker runs
+    with pytest.raises(live.NotSettled, match=f"still running after 1 s.*{job.id}"):
+        rollback.rollback(clouds.gcp, clouds.azure, RUN, timeout=1, grace=0)
+    assert not list(clouds.gcp.store.list("jobs/")) and list(clouds.gcp.store.list(FREEZE_KEY))
+    clouds.work(clouds.azure)  # the worker comes back: a second run finishes
+    assert rollback.rollback(clouds.gcp, clouds.azure, RUN, timeout=5, grace=0)["rolled_back"]
+    assert clouds.gcp.jobs.get(job.id).status.value == "DONE" and clouds.work(clouds.gcp) == 0
