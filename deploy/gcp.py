@@ -255,7 +255,7 @@ class Plan:
             create = ["gcloud", "storage", "buckets", "notifications", "create", f"gs://{self.bucket}",
                       f"--topic={NOTIFICATIONS_TOPIC}", "--event-types=OBJECT_FINALIZE", "--object-prefix=uploads/",
                       "--payload-format=json", *p]  # fmt: skip
-            run.append([f"{shell.render(listed)} | grep -q '/{NOTIFICATIONS_TOPIC}$' || {shell.render(create)}"])
+            run.append(_unless_listed(listed, NOTIFICATIONS_TOPIC, create))
         # Live sync's own notification: every prefix, finalize and delete (replication ignores _cutover/ itself).
         run.append(["gcloud", "pubsub", "topics", "add-iam-policy-binding", REPLICATION_TOPIC,
                     f"--member={gcs_agent}", "--role=roles/pubsub.publisher", *p])  # fmt: skip
@@ -264,7 +264,7 @@ class Plan:
         create = ["gcloud", "storage", "buckets", "notifications", "create", f"gs://{self.bucket}",
                   f"--topic={REPLICATION_TOPIC}", "--event-types=OBJECT_FINALIZE,OBJECT_DELETE",
                   "--payload-format=json", *p]  # fmt: skip
-        run.append([f"{shell.render(listed)} | grep -q '/{REPLICATION_TOPIC}$' || {shell.render(create)}"])
+        run.append(_unless_listed(listed, REPLICATION_TOPIC, create))
         for fn in self.functions():
             deploy = ["gcloud", "functions", "deploy", fn.name, "--gen2", "--runtime=python312",
                       f"--region={self.region}", "--source=.", f"--entry-point={fn.entry_point}", *fn.trigger,
@@ -361,6 +361,15 @@ def teardown_commands(plan: Plan) -> list[list[str]]:
     for name in reversed(ACCOUNTS):
         run.append(_gone(["gcloud", "iam", "service-accounts", "delete", plan.sa(name), "--quiet", *p]))
     return run
+
+
+def _unless_listed(listed: list[str], topic: str, create: list[str]) -> list[str]:
+    """``create`` unless ``listed`` prints a line ending in ``/topic``.
+
+    grep reads the whole list (not ``-q``, which stops at the first match): under ``pipefail`` a lister
+    cut off by SIGPIPE would fail the pipeline, and the notification would be made a second time.
+    """
+    return [f"{shell.render(listed)} | grep '/{topic}$' >/dev/null || {shell.render(create)}"]
 
 
 def _gone(command: list[str]) -> list[str]:

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FAKE_CLI = textwrap.dedent(
     """\
     #!PYTHON
-    import os, sys
+    import os, sys, time
     args = sys.argv[1:]
     line = " ".join(args)
     log = os.environ["FAKE_LOG"]
@@ -53,7 +53,9 @@ FAKE_CLI = textwrap.dedent(
         if f"--format={key}" in args or (args.count("--query") and args[args.index("--query") + 1] == key):
             if "principalId" == key and "identity show" in line and "functionapp" not in line:
                 value = "writer-principal-id"
-            print(value)
+            for row in value.splitlines() or [""]:  # a line at a time, as a real lister pages: a reader may go early
+                print(row, flush=True)
+                time.sleep(0.05)
             sys.exit(0)
     if fresh and (args[-1:] != ["--quiet"]) and any(w in args for w in ("describe", "show")):
         sys.exit(1)  # nothing exists yet
