@@ -35,6 +35,11 @@ from migrate.locations import Location, UsageError, open_ends, parse_location
 from migrate.throttle import Throttle, parse_size
 
 USAGE_ERROR = 2
+PRE_FREEZE_PASSES = 5
+FEW_CHANGES = 50
+"""Before the freeze the cutover verifies what replication copied, pass after pass (at most ``PRE_FREEZE_PASSES``,
+at least 2) until a pass finds at most ``FEW_CHANGES`` objects replicated since the one before: the verify
+while frozen then has about as few left."""
 FROZEN_PATIENCE_S = 10.0
 """While frozen, how long the cutover compares again an object that differs (a change the drain did not cover)."""
 # GCS prices in USD for the dry-run estimate (internet egress to Azure, first TiB; operations per 10,000).
@@ -494,7 +499,7 @@ def cutover_command(args: argparse.Namespace, source: Any, dest: Any, source_at:
         # What replication copied so far is verified before the freeze; while frozen, only what came after.
         since = datetime.fromisoformat(run.created.replace("Z", "+00:00"))
         before = {"same": 0, "different": 0, "problems": []}
-        for _ in range(2):  # the second pass takes what was replicated during the first: the frozen verify is small
+        for attempt in range(PRE_FREEZE_PASSES):  # each takes what was replicated during the one before it
             checkpoint = datetime.now(UTC) - timedelta(seconds=1)
             changed = live.changed_keys(records, running.run_id, since)
             found = live.verify_keys(source, dest, changed, running, patience=args.timeout)  # replication catches up
@@ -503,6 +508,8 @@ def cutover_command(args: argparse.Namespace, source: Any, dest: Any, source_at:
             if found["different"]:
                 break
             since = checkpoint
+            if attempt and len(changed) <= FEW_CHANGES:
+                break  # what replication copies during one such pass is all the frozen verify has left
         print(f"0. before the freeze: {before['same']} replicated objects verified, {before['different']} different")
         if before["different"]:
             for item in before["problems"]:
@@ -616,7 +623,7 @@ def rollback_command(args: argparse.Namespace, source_at: Location, dest_at: Loc
         azure.hold_key = REPLICA_KEY
         print(f"1. {dest_at} is held: its API answers uploads 503; uploads written to it from now on are GCP's")
         result = rollback.rollback(gcp, azure, running, timeout=args.timeout)
-    except live.NotSettled as exc:  # Azure's jobs did not end in time: both clouds stay held
+    except TransientError as exc:  # Azure's jobs did not end in time, or a cloud failed a request: both stay held
         print(f"not switched back: {exc}. Run rollback again to go on", file=sys.stderr)
         if args.json:
             print(json.dumps({"rolled_back": False, "error": str(exc)}))
