@@ -94,18 +94,15 @@ def settle(azure: Services, since: datetime, held: datetime, *, timeout: float =
     ``TransientError`` after ``timeout`` seconds, naming the jobs.
     """
     began = time.monotonic()
+    # Every upload written before the hold is in one listing made after it: accept them once.
+    uploads = [i for i in azure.store.list(UPLOADS) if azure_own(i, since)]
+    before = [i.key for i in uploads if i.updated is None or i.updated < held]  # Azure's: before the hold
+    with ThreadPoolExecutor(max_workers=16) as pool:  # idempotent: the job its event makes, or made
+        jobs = [job for job in pool.map(lambda key: accept_upload(azure, key), before) if job is not None]
     ended: dict[str, str] = {}  # job record key -> the version read DONE or FAILED
-    accepted: set[str] = set()
-    waited: set[str] = set()
+    waited: set[str] = {job.id for job in jobs if not job.terminal}
     while True:
         running = _running(azure, since, ended)
-        uploads = [i for i in azure.store.list(UPLOADS) if i.key not in accepted and azure_own(i, since)]
-        fresh = [i.key for i in uploads if i.updated is None or i.updated < held]  # Azure's: before the hold
-        with ThreadPoolExecutor(max_workers=16) as pool:  # idempotent: the job its event makes, or made
-            for job in pool.map(lambda key: accept_upload(azure, key), fresh):
-                if job is not None and not job.terminal:
-                    running.append(job.id)
-        accepted.update(fresh)
         waited.update(running)
         if not running and time.monotonic() - began >= grace:
             return len(waited)
