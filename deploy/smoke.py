@@ -23,9 +23,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -148,18 +150,37 @@ def run(cloud: str, api: str, where: str, headers: dict[str, str], say: Callable
             f"result {size:,} B in {t3 - t2:4.2f} s")  # fmt: skip
 
 
-def load_stack(path: Path) -> dict[str, Any]:
+def load_stack(path: Path, *needed: str) -> dict[str, Any]:
+    """The stack file of ``make dev``; ``SmokeFailed`` when it is missing, or when nothing listens at one of the
+    ``needed`` URLs in it (its processes are gone)."""
     try:
-        return dict(json.loads(path.read_text()))
+        found = dict(json.loads(path.read_text()))
     except FileNotFoundError:
         raise SmokeFailed(f"no stack file at {path}: run `make dev`, or give --api") from None
+    for key in needed:
+        url = urllib.parse.urlsplit(str(found.get(key) or ""))
+        if url.hostname and not _listens(url.hostname, url.port or 80):
+            raise SmokeFailed(
+                f"the stack of {path} is gone: nothing listens at {found[key]} ({key}); "
+                "its `make dev` ended without removing the file. Start `make dev` again"
+            )
+    return found
+
+
+def _listens(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def main_for(cloud: str, *, api: str | None, stack: str | None, function_key: str | None = None) -> int:
     """The ``--check`` of ``deploy/gcp.py`` and ``deploy/azure.py``."""
     try:
         if api is None or stack:
-            found = load_stack(Path(stack) if stack else DEFAULT_STACK)
+            needed = ([] if api else [f"{cloud}_api"]) + (["gcs_endpoint"] if cloud == "gcp" else [])
+            found = load_stack(Path(stack) if stack else DEFAULT_STACK, *needed)
             api = api or found[f"{cloud}_api"]
             if cloud == "gcp":
                 os.environ["STORAGE_EMULATOR_HOST"] = found["gcs_endpoint"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.clouds.azure_blob import AzureBlobObjectStore
-from devstack.emulators import HOST, ROOT, Azurite, _Process, free_port, port_is_free
+from devstack.emulators import HOST, ROOT, Azurite, _Process, free_port, preferred_port
 from devstack.environment import Stack, environment
 from devstack.eventgrid import EventGridProxy
 
@@ -31,6 +31,7 @@ class DevHostProcess(_Process):
     """``python -m functions_azure.devhost`` for this project's ``function_app.py``."""
 
     name = "devhost"
+    grace = 2.0
 
     def __init__(self, port: int | None = None, *, workdir: Path | None = None) -> None:
         super().__init__(workdir)
@@ -69,6 +70,8 @@ class AzureStack(Stack):
     eventgrid: EventGridProxy | None = None
     """Event Grid in front of Azurite's blobs; made here unless the caller shares one (``devstack.stacks``)."""
     devhost: DevHostProcess | None = None
+    note: str = ""
+    """What the user should know: a default port that was taken, and by what."""
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     @property
@@ -103,7 +106,9 @@ class AzureStack(Stack):
             self.eventgrid = self._stack.enter_context(EventGridProxy(self.azurite.blob_port))
         with environment(self.env()):
             self.store().create_container()
-        port = self.api_port or (DEVHOST_PORT if port_is_free(DEVHOST_PORT) else free_port())
+        port = self.api_port
+        if port is None:
+            port, self.note = preferred_port(DEVHOST_PORT, "the Azure API")
         self.devhost = DevHostProcess(port)
         self._stack.callback(self.devhost.stop)
         self.devhost.launch(self.env(), self.retry_delay, self.lease)

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from devstack import lifetime
 from devstack.emulators import ROOT
 from devstack.stacks import both_clouds
 
@@ -36,22 +37,28 @@ def write_stack_file(description: dict[str, Any], path: Path = STACK_FILE) -> No
 
 
 def main() -> int:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Until the stack is up, SIGTERM and SIGHUP stop it as Ctrl-C does: the ExitStack unwinds.
+    for stop in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, signal.default_int_handler)
     stack_file = Path(os.environ.get(STACK_FILE_VAR) or STACK_FILE)
-    with contextlib.ExitStack() as stack:
-        stack.callback(lambda: stack_file.unlink(missing_ok=True))
-        gcp, azure = both_clouds(stack, bucket=BUCKET, container=CONTAINER)
-        description = {**gcp.describe(), **azure.describe()}
-        write_stack_file(description, stack_file)
-        if gcp.note:
-            print(f"note: {gcp.note}")
-        print(json.dumps(description, indent=2))
-        print(
-            f"wrote {stack_file}; upload pages: {gcp.api_url}/ and {azure.api_url}/; Ctrl-C stops everything",
-            flush=True,
-        )
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.pause()
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.callback(lambda: stack_file.unlink(missing_ok=True))
+            gcp, azure = both_clouds(stack, bucket=BUCKET, container=CONTAINER)
+            description = {**gcp.describe(), **azure.describe()}
+            write_stack_file(description, stack_file)
+            for note in (gcp.note, azure.note):
+                if note:
+                    print(f"note: {note}")
+            print(json.dumps(description, indent=2))
+            print(
+                f"wrote {stack_file}; upload pages: {gcp.api_url}/ and {azure.api_url}/; Ctrl-C stops everything",
+                flush=True,
+            )
+            lifetime.wait_for_stop()
+            print("stopping", flush=True)
+    except KeyboardInterrupt:  # a stop while starting
+        pass
     print("stopped")
     return 0
 

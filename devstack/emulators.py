@@ -24,6 +24,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from devstack import lifetime
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 # Azurite's well-known development account: public, documented, not a secret.
@@ -66,6 +68,36 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+def port_holder(port: int) -> str | None:
+    """Who listens on TCP ``port`` of this machine: "pid N (command line)", or None if no process of ours does."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                return f"pid {proc.name} ({command[:200]})"
+    return None
+
+
+def preferred_port(port: int, what: str) -> tuple[int, str]:
+    """``port`` if it is free, else a free one and a sentence naming what holds ``port``."""
+    if port_is_free(port):
+        return port, ""
+    chosen = free_port()
+    holder = port_holder(port) or "a process this user cannot see"
+    return chosen, f"{what}: port {port} is held by {holder}, perhaps an old stack; using port {chosen}"
+
+
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], name: str, log: Path, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -84,9 +116,14 @@ def _tail(log: Path, lines: int = 20) -> str:
 
 
 class _Process:
-    """A child process in its own process group, logged to a file, stopped with its children."""
+    """A child process in its own process group, logged to a file, stopped with its children.
+
+    It carries this process's mark (``devstack.lifetime``), so it dies with this process, even a killed one.
+    """
 
     name = "process"
+    grace = 5.0
+    """Seconds from SIGTERM to SIGKILL."""
 
     def __init__(self, workdir: Path | None = None) -> None:
         self._own_dir = workdir is None
@@ -94,7 +131,7 @@ class _Process:
         self.log = self.workdir / f"{self.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.killed = 0
-        """How many stops took SIGKILL because SIGTERM was not heeded within 5 s."""
+        """How many stops took SIGKILL because SIGTERM was not heeded within ``grace`` seconds."""
 
     def _spawn(
         self, argv: list[str], port: int, timeout: float = 60.0, *, env: dict[str, str] | None = None, wait: bool = True
@@ -106,8 +143,8 @@ class _Process:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                env={**os.environ, **env} if env else None,
+                start_new_session=True,  # killpg reaches its children; a terminal's Ctrl-C reaches only the stack
+                env=lifetime.child_env(env),
             )
         if wait:
             self.wait_ready(port, timeout)
@@ -141,7 +178,7 @@ class _Process:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(timeout=5)
+                proc.wait(timeout=self.grace)
             except subprocess.TimeoutExpired:
                 self.killed += 1  # a crash, not a stop: an emulator may lose what it had not saved yet
                 with contextlib.suppress(ProcessLookupError):
@@ -351,9 +388,7 @@ def main() -> int:
         for name, value in env.items():
             print(f"export {name}='{value}'")
         print("# emulators running; Ctrl-C stops them", file=sys.stderr, flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.pause()
+        lifetime.wait_for_stop()
     return 0
 
 

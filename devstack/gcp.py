@@ -42,7 +42,7 @@ from devstack.emulators import (
     PubSubEmulator,
     _Process,
     free_port,
-    port_is_free,
+    preferred_port,
 )
 from devstack.environment import Stack, environment
 from devstack.pubsub_push import PubSubPush, PushTarget
@@ -71,6 +71,8 @@ API_PORT = 8080
 
 class FunctionsFramework(_Process):
     """``functions-framework --target T`` serving one entry point of ``main.py``."""
+
+    grace = 2.0  # gunicorn waits 30 s for a request in flight; an unfinished render is abandoned (its lease)
 
     def __init__(self, target: str, signature: str, port: int | None = None, *, workdir: Path | None = None) -> None:
         self.name = f"ff-{target}"
@@ -162,7 +164,10 @@ class GcpStack(Stack):
                 self._subscribe()
 
     def _start_functions(self) -> None:
-        api_port = self.api_port or (API_PORT if port_is_free(API_PORT) else free_port())
+        api_port = self.api_port
+        if api_port is None:
+            api_port, busy = preferred_port(API_PORT, "the GCP API")
+            self.note = "; ".join(filter(None, [self.note, busy]))
         wanted = [("api", "http", api_port)]
         if self.pubsub:
             wanted += [(target, "cloudevent", None) for _, _, target, _ in SUBSCRIPTIONS]

@@ -90,13 +90,16 @@ class DevHost:
         self.http.origin = f"http://{self.host}:{self.port}"
         self._thread(self.server.serve_forever, "http")
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 1.5) -> None:
+        """Stop taking work; wait at most ``timeout`` seconds in all for handlers running (daemon threads: an
+        unfinished one is abandoned, and its message's lease lets it run again)."""
         self.stopping.set()
+        deadline = time.monotonic() + timeout
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
         for thread in self.threads:
-            thread.join(timeout=10)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _thread(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -144,12 +147,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{'/'.join(sorted(r.methods))} /{settings.route_prefix}/{r.template}" for r in host.bindings.routes
     )
     print(f"devhost on {host.base_url}: {routes}; queues {', '.join(host.bindings.queues)}", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, lambda *_: stop.set())
     try:
-        while True:
-            time.sleep(3600)
-    except (KeyboardInterrupt, SystemExit):
-        pass
+        # Short sleeps, not pause(): a signal the kernel hands to another thread wakes nothing, and Python runs
+        # its handler in the main thread only when that thread runs again.
+        while not stop.is_set():
+            time.sleep(0.2)
     finally:
         host.stop()
     return 0

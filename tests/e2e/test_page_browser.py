@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.helper import encode, hopper
+from tests.helper import absent, encode, hopper
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator]
 
@@ -31,8 +31,11 @@ CHROMIUM_ARGS = [
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     if not Path(CHROMIUM).exists():
-        pytest.skip("no Chromium at /usr/bin/chromium (apt: chromium); .ci/run installs it")
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (requirements-dev.txt)")
+        absent("Chromium", f"nothing at {CHROMIUM} (apt: chromium; .ci/run installs it)")
+    try:
+        import playwright.sync_api as playwright_api
+    except ImportError:
+        absent("playwright", "pip install playwright (requirements-dev.txt)")
     with playwright_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield launched

@@ -53,6 +53,15 @@ def test_an_unreachable_api_fails_with_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("script", ["gcp.py", "azure.py"])
+def test_a_stack_file_whose_processes_are_gone_is_refused(script: str, tmp_path: Path) -> None:
+    """A `make dev` that was killed leaves its file behind; the check names it rather than time out on it."""
+    done = check(script, "--stack", str(stack_file(tmp_path)))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"the stack of {tmp_path / 'stack.json'} is gone: nothing listens at http://127.0.0.1:9" in done.stderr
+    assert "Start `make dev` again" in done.stderr
+
+
 def test_no_stack_and_no_api_cannot_start(tmp_path: Path) -> None:
     done = check("gcp.py", "--stack", str(tmp_path / "missing.json"))
     assert done.returncode == 2

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helper import GCP_IDS, deploy_dry_run
+from tests.helper import GCP_IDS, absent, deploy_dry_run
 
 ROOT = Path(__file__).resolve().parents[2]
 AZ = ROOT / ".venv-az" / "bin" / "az"
@@ -129,7 +129,7 @@ def every_command(cli: str, script: str) -> list[list[str]]:
 def test_every_gcloud_command_parses(tmp_path: Path) -> None:
     gcloud = shutil.which("gcloud")
     if not gcloud:
-        pytest.skip("gcloud is not installed (it comes with the google-cloud-cli of the machine image)")
+        absent("gcloud", "not on PATH (it comes with the google-cloud-cli of the machine image)")
     env = {**os.environ, "CLOUDSDK_CONFIG": str(tmp_path), "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}
     commands = every_command("gcloud", "gcp.py")
     refused = refusals([gcloud], commands, env, "You do not currently have an active account selected")
@@ -139,7 +139,7 @@ def test_every_gcloud_command_parses(tmp_path: Path) -> None:
 
 def test_every_az_command_parses(tmp_path: Path) -> None:
     if not AZ.exists():
-        pytest.skip(f"azure-cli is not installed in {AZ.parent.parent} (.ci/run makes it; about 2 minutes)")
+        absent("azure-cli", f"not installed in {AZ.parent.parent} (`make az-cli`, about 2 minutes; .ci/run makes it)")
     env = {**os.environ, "AZURE_CONFIG_DIR": str(tmp_path), "AZURE_CORE_COLLECT_TELEMETRY": "no"}
     commands = every_command("az", "azure.py")
     refused = refusals([str(AZ)], commands, env, "Please run 'az login'")
@@ -160,7 +160,7 @@ def test_a_refused_flag_or_value_is_caught(cli: str, command: list[str], signed_
     """The check can fail: a wrong flag, a bad value and a missing required argument are each refused."""
     binary = shutil.which("gcloud") if cli == "gcloud" else (str(AZ) if AZ.exists() else None)
     if not binary:
-        pytest.skip(f"{cli} is not installed")
+        absent(cli, "not installed (see the two tests above)")
     env = {**os.environ, "CLOUDSDK_CONFIG": str(tmp_path), "AZURE_CONFIG_DIR": str(tmp_path),
            "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"}  # fmt: skip
     assert len(refusals([binary], [command], env, signed_out)) == 1
