@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import json
 import mimetypes
+import signal
 import subprocess
 import sys
 import time
@@ -337,8 +338,14 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print(f"no images in {args.samples}", file=sys.stderr)
         return 2
+    for stop in (signal.SIGTERM, signal.SIGHUP):  # as Ctrl-C: the stacks unwind and stop what they started
+        signal.signal(stop, signal.default_int_handler)
     started = time.perf_counter()
-    steps, jobs = story(files)
+    try:
+        steps, jobs = story(files)
+    except KeyboardInterrupt:
+        print("interrupted; everything stopped", file=sys.stderr)
+        return 130
     print("\nsummary")
     print(f"  {'step':<43} {'result':<68} {'s':>6}  ok")
     for step in steps:
