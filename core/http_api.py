@@ -25,7 +25,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
 from core import config
@@ -234,14 +234,39 @@ def result(services: Services, job: Job) -> Response:
     if job.status is not Status.DONE or not job.result:
         message = f"job {job.id} is {job.status.value}" + (f": {job.error}" if job.error else "; try again shortly")
         return error_response(409, "not_done", message, status=job.status.value)
+    # The type follows the extension this service gave the key, never the stored header: a blob planted or
+    # overwritten as text/html must not render on the API's origin.
+    content_type = RESULT_TYPES.get(PurePosixPath(job.result).suffix.lower())
+    if content_type is None:
+        return error_response(500, "bad_result", f"job {job.id}'s result is not an image this service writes")
     stored = services.store.get(job.result)
-    headers = {"Content-Type": stored.info.content_type or "application/octet-stream", "Cache-Control": "max-age=3600"}
+    headers = {
+        "Content-Type": content_type,
+        "Cache-Control": "private, max-age=3600",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox",
+    }
     return Response(200, stored.data, headers)
 
 
+RESULT_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".gif": "image/gif", ".webp": "image/webp"}
+"""The result types this service writes, by extension (``core.imaging.EXTENSIONS``, not imported: the page and
+the status answer without loading Pillow)."""
+
+
+def html_page(path: Path) -> Response:
+    """One of the pages: never cached stale, never framed by another site."""
+    headers = {
+        "Content-Type": "text/html; charset=utf-8",
+        "Cache-Control": "no-cache",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "frame-ancestors 'none'",
+    }
+    return Response(200, path.read_bytes(), headers)
+
+
 def page() -> Response:
-    html = (Path(__file__).parent / "page.html").read_bytes()
-    return Response(200, html, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache"})
+    return html_page(Path(__file__).parent / "page.html")
 
 
 _STATUS: list[tuple[type[CoreError], int]] = [

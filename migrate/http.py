@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.errors import BadRequest, Conflict, NotFound
-from core.http_api import Request, Response, Route, json_response, read_capped
+from core.http_api import Request, Response, Route, html_page, json_response, read_capped
 from core.ports import TaskQueue
 from migrate import fanout
 from migrate.throttle import parse_size
@@ -133,5 +133,4 @@ def wants_html(request: Request) -> bool:
 
 def page() -> Response:
     """The migration page: a shell that reads the same URL as JSON, so it holds no data and no key."""
-    html = (Path(__file__).parent / "page.html").read_bytes()
-    return Response(200, html, {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache"})
+    return html_page(Path(__file__).parent / "page.html")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -148,6 +149,42 @@ def test_result_is_409_with_the_status_until_done_then_the_image(services: Servi
     assert done.content_type == "image/jpeg"
     assert decode(done.body).mode == "L"
     assert call(services, "GET", f"/jobs/{job['id']}").json()["status"] == "DONE"
+
+
+def test_a_result_is_served_as_an_image_that_cannot_render_as_a_page(services: Services) -> None:
+    job = call(services, "POST", "/jobs", JPEG).json()
+    done = process_job(services, job["id"])
+    assert done.result
+    # A blob overwritten with a page, stored as text/html: still served as the image type of its key, and inert.
+    services.store.put(done.result, b"<script>alert(1)</script>", content_type="text/html")
+    response = call(services, "GET", f"/jobs/{job['id']}/result")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "image/jpeg"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Content-Security-Policy"] == "sandbox"
+    assert response.headers["Cache-Control"].startswith("private")
+
+
+def test_the_result_types_served_are_the_ones_the_renderer_writes() -> None:
+    from core.http_api import RESULT_TYPES
+    from core.imaging import EXTENSIONS
+
+    assert {extension: content_type for content_type, extension in EXTENSIONS.items()} == RESULT_TYPES
+
+
+def test_a_result_key_of_no_type_we_write_is_not_served(services: Services) -> None:
+    job = call(services, "POST", "/jobs", JPEG).json()
+    process_job(services, job["id"])
+    services.store.put("results/x.html", b"<p>planted</p>", content_type="text/html")
+    services.jobs.update(job["id"], lambda record: replace(record, result="results/x.html"))
+    assert_error(call(services, "GET", f"/jobs/{job['id']}/result"), 500, "bad_result")
+
+
+@pytest.mark.parametrize("path", ["/"])
+def test_the_page_may_not_be_framed(services: Services, path: str) -> None:
+    response = call(services, "GET", path)
+    assert response.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_result_of_a_failed_job_is_409_with_the_reason(services: Services) -> None:

@@ -69,7 +69,7 @@ def test_a_killed_parent_takes_its_children_and_theirs_with_it() -> None:
 
 @linux_only
 def test_a_parent_ended_by_a_signal_it_does_not_handle_takes_its_children_too() -> None:
-    parent, run, children = start_parent()
+    parent, _run, children = start_parent()
     parent.send_signal(signal.SIGTERM)  # Python's default: the process ends without unwinding
     parent.wait()
     deadline = time.monotonic() + 5
