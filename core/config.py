@@ -14,6 +14,7 @@ from core.errors import ConfigError
 
 MAX_PIXELS_VAR = "GRAYSCALE_MAX_PIXELS"
 MAX_UPLOAD_BYTES_VAR = "GRAYSCALE_MAX_UPLOAD_BYTES"
+MAX_FRAMES_VAR = "GRAYSCALE_MAX_FRAMES"
 JPEG_QUALITY_VAR = "GRAYSCALE_JPEG_QUALITY"
 PNG_COMPRESS_LEVEL_VAR = "GRAYSCALE_PNG_COMPRESS_LEVEL"
 LEASE_SECONDS_VAR = "GRAYSCALE_LEASE_SECONDS"
@@ -21,6 +22,11 @@ UPLOAD_EVENTS_VAR = "GRAYSCALE_UPLOAD_EVENTS"
 
 DEFAULT_MAX_PIXELS = 64_000_000  # a 64 MP raster: 64 MB as L, 256 MB as RGBA while decoding
 DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_FRAMES = 1_000
+FRAME_COST_PIXELS = 16_384
+"""What a frame costs in the pixel budget besides its pixels: each frame is decoded,
+converted and encoded on its own, so a million 1x1 frames are a million times the work of one.
+A 128x128 frame's worth: 1,000 small frames fit the default budget."""
 # zlib level 1 with PNG's adaptive filters: about 4x faster than Pillow's default
 # level 6 on photos, for files a few percent larger (bench/grayscale.py measures it).
 DEFAULT_PNG_COMPRESS_LEVEL = 1
@@ -55,6 +61,11 @@ def require(name: str, value: str | None = None) -> str:
 def max_pixels() -> int:
     """Largest raster, in pixels over all frames, that ``grayscale`` will decode."""
     return env_int(MAX_PIXELS_VAR, DEFAULT_MAX_PIXELS, minimum=1)
+
+
+def max_frames() -> int:
+    """Most frames of an animation that ``grayscale`` will render."""
+    return env_int(MAX_FRAMES_VAR, DEFAULT_MAX_FRAMES, minimum=1)
 
 
 def max_upload_bytes() -> int:

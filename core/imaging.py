@@ -75,8 +75,10 @@ class ImageInfo:
 
     @property
     def pixels(self) -> int:
-        """Pixels decoded to render it: every frame of an animation, else one."""
-        return self.width * self.height * (self.frames if self.animated else 1)
+        """Its cost in the pixel budget: every frame of an animation, each with ``config.FRAME_COST_PIXELS`` more."""
+        if not self.animated:
+            return self.width * self.height
+        return (self.width * self.height + config.FRAME_COST_PIXELS) * self.frames
 
 
 @dataclass(frozen=True)
@@ -144,12 +146,32 @@ def _open(data: bytes) -> Image.Image:
         raise InvalidImage(f"damaged or truncated image (unreadable header): {exc}") from exc
 
 
-def _check_size(im: Image.Image, limit: int) -> ImageInfo:
-    fmt = im.format or "unknown"
+def _frames(im: Image.Image, fmt: str) -> int:
+    """How many frames ``im`` has; ``ImageTooLarge`` past the frame cap, found without reading every frame.
+
+    A GIF's ``n_frames`` reads every frame header: a million of them would take longer than the render.
+    """
+    cap = config.max_frames()
+    over = False
     try:
-        frames = int(getattr(im, "n_frames", 1))
+        if fmt in _ANIMATED_FORMATS and getattr(im, "is_animated", False):
+            try:
+                im.seek(cap)  # a frame past the cap exists
+                over = True
+            except EOFError:
+                pass
+            im.seek(0)
+        frames = 1 if over else int(getattr(im, "n_frames", 1))
     except _DECODE_ERRORS as exc:
         raise InvalidImage(f"damaged or truncated {fmt} image: {exc}") from exc
+    if over:
+        raise ImageTooLarge(f"{fmt} animation of more than {cap:,} frames is over the limit ({config.MAX_FRAMES_VAR})")
+    return frames
+
+
+def _check_size(im: Image.Image, limit: int) -> ImageInfo:
+    fmt = im.format or "unknown"
+    frames = _frames(im, fmt)
     width, height = im.size
     if width < 1 or height < 1:
         raise InvalidImage(f"{fmt} image declares an empty size {width}x{height}")
@@ -165,7 +187,9 @@ def _check_size(im: Image.Image, limit: int) -> ImageInfo:
         raise ImageTooLarge(
             f"{fmt} image of {width}x{height}"
             + (f" x {frames} frames" if info.animated else "")
-            + f" = {info.pixels:,} pixels is over the limit of {limit:,}"
+            + f" = {info.pixels:,} pixels"
+            + (f" (with {config.FRAME_COST_PIXELS:,} a frame)" if info.animated else "")
+            + f" is over the limit of {limit:,}"
             + f" ({config.MAX_PIXELS_VAR})"
         )
     return info

@@ -16,7 +16,7 @@ from PIL import Image
 from core.jobs import job_id_for
 from devstack.azure import AzureStack
 from devstack.gcp import GcpStack
-from tests.helper import encode, http_json, noise, png_bytes, wait_for_job
+from tests.helper import encode, http_json, noise, png_bytes, tiny_animation, wait_for_job
 from tests.unit.test_imaging import _samples
 
 pytestmark = [pytest.mark.reliability, pytest.mark.emulator]
@@ -38,6 +38,7 @@ def corpus() -> dict[str, bytes]:
     exif[0x010E] = "x" * 60_000  # ImageDescription: a huge EXIF block
     bad["huge-exif.jpg"] = encode(noise(), "JPEG", exif=exif.tobytes())
     cmyk = Image.new("CMYK", (64, 48), (10, 200, 30, 5))
+    bad["frames-3000.gif"] = tiny_animation(3_000)  # past the frame cap: bounded work, one attempt
     bad["cmyk-broken-icc.jpg"] = encode(cmyk, "JPEG", icc_profile=b"not an ICC profile at all" * 20)
     return bad
 

@@ -12,7 +12,17 @@ from PIL import Image, ImageCms, ImageOps
 
 from core.errors import ConfigError, ImageTooLarge, InvalidImage
 from core.imaging import grayscale, probe
-from tests.helper import absent, assert_image_similar, decode, encode, hopper, mean_abs_diff, noise, png_bytes
+from tests.helper import (
+    absent,
+    assert_image_similar,
+    decode,
+    encode,
+    hopper,
+    mean_abs_diff,
+    noise,
+    png_bytes,
+    tiny_animation,
+)
 
 CMYK_PROFILE = Path("/usr/share/color/icc/ghostscript/default_cmyk.icc")  # SWOP, Debian: libgs-common
 
@@ -280,9 +290,31 @@ def test_jpeg_header_over_the_limit_is_refused_before_decoding() -> None:
 def test_animation_counts_every_frame_against_the_limit() -> None:
     frames = [Image.new("L", (100, 100), v) for v in range(0, 250, 10)]  # 25 frames x 10,000 pixels
     data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
-    assert grayscale(data, max_pixels=250_000).frames == 25
+    budget = 25 * (10_000 + 16_384)  # every frame's pixels and its own cost
+    assert grayscale(data, max_pixels=budget).frames == 25
     with pytest.raises(ImageTooLarge, match="25 frames"):
-        grayscale(data, max_pixels=249_999)
+        grayscale(data, max_pixels=budget - 1)
+
+
+def test_an_animation_past_the_frame_cap_is_refused_without_reading_every_frame(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert grayscale(tiny_animation(1_000)).frames == 1_000  # the default cap, reached
+    many = tiny_animation(50_000)
+    with pytest.raises(ImageTooLarge, match=r"more than 1,000 frames is over the limit \(GRAYSCALE_MAX_FRAMES\)"):
+        grayscale(many)
+    monkeypatch.setenv("GRAYSCALE_MAX_FRAMES", "10")
+    with pytest.raises(ImageTooLarge, match="more than 10 frames"):
+        grayscale(tiny_animation(11))
+    assert grayscale(tiny_animation(10)).frames == 10
+
+
+def test_each_frame_costs_more_than_its_pixels() -> None:
+    """Ten 1x1 frames are ten renders: each counts 16,384 pixels more in the budget."""
+    data = tiny_animation(10)
+    assert grayscale(data, max_pixels=10 * 16_385).frames == 10
+    with pytest.raises(ImageTooLarge, match="10 frames"):
+        grayscale(data, max_pixels=10 * 16_385 - 1)
 
 
 def test_limit_comes_from_argument_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:

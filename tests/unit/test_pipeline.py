@@ -33,7 +33,7 @@ from core.pipeline import (
     submit_upload,
 )
 from core.ports import ObjectInfo, StoredObject
-from tests.helper import decode, encode, hopper, png_bytes
+from tests.helper import decode, encode, hopper, png_bytes, tiny_animation
 
 JPEG = encode(hopper(), "JPEG", quality=90)
 
@@ -223,8 +223,9 @@ def test_results_never_trigger_processing(services: Services) -> None:
         (JPEG[: len(JPEG) // 2], "truncated"),
         (JPEG[: len(JPEG) - 50], "damaged or truncated JPEG"),
         (b"", "empty"),
+        (tiny_animation(1_001), "more than 1,000 frames is over the limit (GRAYSCALE_MAX_FRAMES)"),
     ],
-    ids=["text", "truncated-header", "truncated-data", "empty"],
+    ids=["text", "truncated-header", "truncated-data", "empty", "too-many-frames"],
 )
 def test_a_bad_image_ends_failed_with_a_reason(services: Services, data: bytes, reason: str) -> None:
     services.store.put("uploads/bad.jpg", data)
@@ -233,6 +234,7 @@ def test_a_bad_image_ends_failed_with_a_reason(services: Services, data: bytes, 
     failed = process_job(services, job.id)
     assert failed.status is Status.FAILED
     assert reason in (failed.error or "")
+    assert failed.attempts == 1
     assert keys(services, "results/") == []
     assert process_job(services, job.id) == failed  # a redelivery changes nothing
 
