@@ -98,6 +98,20 @@ class Frozen(TransientError):
     code = "frozen"
 
 
+def transport_failure(exc: BaseException) -> str:
+    """Why a request got no answer, in words that name no URL.
+
+    urllib3's ``MaxRetryError`` quotes the request's URL with its query, which may be a SAS: name its cause
+    instead (``too many 503 error responses``, ``Connection aborted``), and redact even that.
+    """
+    from core.logs import redact
+
+    cause = getattr(exc, "reason", None)
+    if isinstance(cause, BaseException):
+        return redact(f"{type(cause).__name__}: {cause}")
+    return redact(type(exc).__name__ if "://" in str(exc) or "url:" in str(exc) else f"{type(exc).__name__}: {exc}")
+
+
 def raise_for_status(status: int, service: str, subject: str, detail: str = "") -> None:
     """Nothing for a 2xx answer; otherwise raise the error a storage service's HTTP status means.
 

@@ -30,11 +30,16 @@ _SECRETS = [
     (re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I), r"\1***"),
     (re.compile(r"(\"private_key\"\s*:\s*\")[^\"]+", re.I), r"\1***"),
     (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S), "***private key***"),
+    # The query of any URL or path (urllib3 quotes "url: /container/blob?sv=...&sig=..." in its errors): a SAS
+    # or a signed URL's signature lives there, and no error needs it.
+    (re.compile(r"((?:[a-z][a-z0-9+.-]*://|(?<![\w.])/)[^\s?\"'<>]*)\?[^\s\"'<>()]+", re.I), r"\1?***"),
 ]
 
 
 def redact(text: str) -> str:
-    """Mask credentials in ``text``."""
+    """Mask credentials in ``text``, and the query of every URL in it.
+
+    Whatever is stored (a job's error, a run's or a batch's errors) or served passes through here."""
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
     return text
@@ -82,6 +87,39 @@ def configure(level: int = logging.INFO) -> None:
     # The SDKs log every HTTP request at INFO; keep their warnings only.
     for noisy in ("azure", "google", "urllib3"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+class RedactingFormatter(logging.Formatter):
+    """A plain ``LEVEL logger: message`` line, redacted (a CLI's stderr)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record comes (a test swaps it)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def configure_cli(level: int = logging.WARNING) -> None:
+    """Send warnings (urllib3's retries, which quote a SAS URL) to stderr redacted, once per process.
+
+    Without a handler Python prints them as they are, through its last-resort handler.
+    """
+    root = logging.getLogger()
+    if any(isinstance(h.formatter, (CloudLoggingFormatter, RedactingFormatter)) for h in root.handlers):
+        return
+    handler = _CurrentStderr()
+    handler.setFormatter(RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(level)
+    root.addHandler(handler)
 
 
 def trace_from_header(header: str | None) -> str | None:

@@ -95,6 +95,9 @@ class ForwardingProxy:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
                 try:
                     status, answer, data = proxy.forward(self.command, self.path, headers, body)
+                except ConnectionAbortedError:  # a subclass's way to drop the connection unanswered
+                    self.close_connection = True
+                    return
                 except (OSError, http.client.HTTPException) as exc:
                     self.send_error(502, f"Azurite did not answer: {exc}")
                     return

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
+from core import logs
 from core.errors import ConfigError, CoreError, NotFound, TransientError
 from core.ports import CAVEATS, ObjectDetails
 from migrate import rules
@@ -129,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # argparse exits 2 on its own usage errors
+    logs.configure_cli()
     try:
         if args.command == "status":
             return status_command(args)

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from core import crc32c
 from core.errors import Conflict, CoreError, NotFound
+from core.logs import redact
 from core.ports import CAVEATS, Destination, ObjectDetails, Source
 from migrate import rules
 from migrate.throttle import Throttle
@@ -227,10 +228,10 @@ def copy_object(
         else:
             outcome.action, outcome.error = "failed", f"{target} changed while it was copied; copy it again"
     except CoreError as exc:
-        outcome.action, outcome.error = "failed", str(exc)
+        outcome.action, outcome.error = "failed", redact(str(exc))
     except Exception as exc:  # one object's surprise must not stop the run
         log.exception("copying %s failed", obj.key)
-        outcome.action, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
+        outcome.action, outcome.error = "failed", redact(f"{type(exc).__name__}: {exc}")
     return outcome
 
 

@@ -39,6 +39,7 @@ from typing import Any
 
 from core import names
 from core.errors import BadRequest, Conflict, NotFound
+from core.logs import redact
 from core.ports import Destination, ObjectDetails, ObjectStore, Source, TaskQueue
 from migrate.copy import DEFAULT_BLOCK_SIZE, Options, block_ranges, copy_entry, phases
 from migrate.throttle import Throttle
@@ -242,7 +243,7 @@ def mark_failed(records: ObjectStore, payload: Mapping[str, Any], reason: str, q
         if json.loads(records.get(run_key(run_id, f"batches/{number}.json")).data).get("state") == "done":
             return
     state = {"batch": number, "state": "failed", "copied": 0, "skipped": 0, "failed": 0, "bytes": 0,
-             "errors": [{"key": "*", "error": reason}]}  # fmt: skip
+             "errors": [{"key": "*", "error": redact(reason)}]}  # fmt: skip
     records.put(run_key(run_id, f"batches/{number}.json"), json.dumps(state).encode(), content_type="application/json")
     if queue is not None:
         with contextlib.suppress(NotFound, BadRequest):

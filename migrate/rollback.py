@@ -33,6 +33,7 @@ from typing import Any
 from core import names
 from core.errors import Conflict, CoreError, NotFound
 from core.jobs import JOBS_PREFIX, Job
+from core.logs import redact
 from core.pipeline import (
     DEFERRED_PREFIX,
     REPLICA_KEY,
@@ -177,7 +178,7 @@ def _copy_one(records: ObjectStore, bucket: ObjectStore, run: live.Live, info: O
             return key, f"GCS stored bytes that hash to {written.md5}, not {md5}", 0
         return key, "copied", len(found.data)
     except CoreError as exc:
-        return key, str(exc), 0
+        return key, redact(str(exc)), 0
 
 
 def switch_back(gcp: Services, records: ObjectStore, run: live.Live) -> int:

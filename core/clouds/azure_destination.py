@@ -31,7 +31,7 @@ from azure.storage.blob import (
 )
 
 from core.clouds.azure_blob import AzureBlobObjectStore, translate_errors
-from core.errors import NotFound, TransientError, raise_for_status
+from core.errors import NotFound, TransientError, raise_for_status, transport_failure
 from core.ports import DEFAULT_PAGE_SIZE, ObjectDetails, check_key
 
 
@@ -114,7 +114,7 @@ class AzureBlobDestination:
         try:
             response = self._http().request("PUT", url, body=body, headers=headers)
         except urllib3.exceptions.HTTPError as exc:
-            raise TransientError(f"cannot reach Azure Storage for {key!r}: {exc}") from exc
+            raise TransientError(f"cannot reach Azure Storage for {key!r}: {transport_failure(exc)}") from exc
         subject = f"{key!r} in container {self.container_name!r}"
         raise_for_status(response.status, "Azure Storage", subject, response.headers.get("x-ms-error-code", ""))
 

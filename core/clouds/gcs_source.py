@@ -21,7 +21,7 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 
 from core.clouds import identity
 from core.clouds.gcs import make_client, translate_errors
-from core.errors import Forbidden, NotFound, TransientError, raise_for_status
+from core.errors import Forbidden, NotFound, TransientError, raise_for_status, transport_failure
 from core.ports import DEFAULT_PAGE_SIZE, ObjectDetails
 
 SIGNED_URL_LIFETIME = timedelta(minutes=15)
@@ -110,7 +110,7 @@ class GcsSource:
         try:
             response = self._http().request("GET", url, headers=headers, decode_content=False, preload_content=True)
         except urllib3.exceptions.HTTPError as exc:
-            raise TransientError(f"cannot read {key!r} from GCS: {exc}") from exc
+            raise TransientError(f"cannot read {key!r} from GCS: {transport_failure(exc)}") from exc
         raise_for_status(response.status, "GCS", f"object {key!r} at generation {generation}")
         return bytes(response.data)
 

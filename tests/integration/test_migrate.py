@@ -18,6 +18,7 @@ from core.clouds.azure_blob import AzureBlobObjectStore
 from core.clouds.azure_destination import AzureBlobDestination
 from core.clouds.gcs_source import GcsSource
 from core.errors import BadRequest, NotFound, TransientError
+from core.logs import CloudLoggingFormatter
 from core.ports import ObjectDetails
 from devstack.emulators import Azurite, FakeGcs
 from devstack.proxy import ForwardingProxy
@@ -532,3 +533,54 @@ def test_a_corrupted_read_never_becomes_a_blob(container: str, size: int, sums: 
     outcome = copy_object(source, dest, source.details(), None, Options(block_size=BLOCK))
     assert outcome.action == "failed" and f"{caught_by} mismatch" in (outcome.error or "")
     assert [d.key for d in dest.list()] == []
+
+
+class RefusingPuts(ForwardingProxy):
+    """Azurite behind a proxy that answers every PUT 503, or drops its connection unanswered (``drop``)."""
+
+    def __init__(self, upstream_port: int, *, drop: bool) -> None:
+        super().__init__(upstream_port, record=True)
+        self.drop = drop
+
+    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any, bytes]:
+        if method != "PUT":
+            return super().forward(method, path, headers, body)
+        with self._log_lock:
+            self.requests.append((method, path))
+        if self.drop:
+            raise ConnectionAbortedError
+        return 503, [("Content-Type", "application/xml")], b"<Error><Code>ServerBusy</Code></Error>"
+
+
+@pytest.mark.parametrize("drop", [False, True], ids=["503", "dropped"])
+def test_a_destination_that_fails_leaves_no_sas_in_any_record_output_or_log(
+    bucket: str,
+    container: str,
+    azurite: Azurite,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    drop: bool,
+) -> None:
+    upload(bucket, "a.bin", b"x" * 1000)
+    upload(bucket, "b.bin", b"y" * 3 * BLOCK)  # staged blocks: the other PUT
+    report = tmp_path / "report.jsonl"
+    with RefusingPuts(azurite.blob_port, drop=drop) as proxy:
+        monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string_via(proxy.port))
+        argv = ["copy", f"gs://{bucket}", f"az://{container}", "--block-size", str(BLOCK), "--report", str(report)]
+        assert main([*argv, "--json"]) == 1
+    puts = [path for method, path in proxy.requests if method == "PUT"]
+    assert puts and all("sig=" in path for path in puts)  # the SAS was in use, in every write's URL
+    out = capsys.readouterr()
+    records = report.read_text()
+    errors = [json.loads(line).get("error") or "" for line in records.splitlines()]
+    assert len(errors) == 2 and all("cannot reach Azure Storage" in error for error in errors), errors
+    cause = "RemoteDisconnected" if drop else "too many 503 error responses"
+    assert all(cause in error for error in errors), errors
+    # Log lines as the functions write them (core.logs' formatter); the CLI's stderr has its own, redacted too.
+    lines = [CloudLoggingFormatter().format(record) for record in caplog.records]
+    assert any("Retrying" in line for line in lines) == drop  # urllib3 logs the URL of each retried request
+    everything = "\n".join([out.out, out.err, records, *lines])
+    for secret in ("sig=", "sv=", "se=", "Bearer "):
+        assert secret not in everything, f"{secret} leaked"
