@@ -44,6 +44,7 @@ What it creates, in order:
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,18 @@ ACCOUNTS = {
 }
 POOL, PROVIDER = "gray-azure", "azure"
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+TOKEN_EXCHANGE_APP_ID = "fb60f99c-7a34-4190-8149-302f77469936"
+"""The application id of Entra's token exchange resource: a managed identity's v2 token for
+``api://AzureADTokenExchange`` carries it as ``aud`` (the resource spelled as its id), and STS compares literally."""
+GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+ENTRA_TOKEN_AUDIENCES = (TOKEN_EXCHANGE_APP_ID, TOKEN_EXCHANGE_AUDIENCE)
+
+
+def entra_issuer(tenant_id: str) -> str:
+    """The ``iss`` of a v2 Entra token of this tenant."""
+    return f"https://login.microsoftonline.com/{tenant_id}/v2.0"
+
+
 MIGRATION_FUNCTIONS = {"api", "migrate-batch", "migrate-batch-dead", "migrate-replicate", "migrate-replicate-dead"}
 """The functions that write to Azure, and so get the Azure identity settings."""
 APIS = [
@@ -307,17 +320,26 @@ class Plan:
         if not self.azure:
             return []
         p, where = [f"--project={self.project}"], ["--location=global"]
+        pools = ["gcloud", "iam", "workload-identity-pools"]
+        provider = [PROVIDER, *where, f"--workload-identity-pool={POOL}"]
+        state = ["--format=value(state)", *p]
+        # Defence in depth: the impersonation binding names one subject; the provider admits only that tenant (and
+        # that managed identity, when its id is known) in the first place.
+        condition = f"assertion.tid=='{self.azure.tenant_id}'"
+        if self.azure.principal_id:
+            condition += f" && assertion.sub=='{self.azure.principal_id}'"
+        trust = [f"--issuer-uri={entra_issuer(self.azure.tenant_id)}",
+                 f"--allowed-audiences={','.join(ENTRA_TOKEN_AUDIENCES)}",
+                 "--attribute-mapping=google.subject=assertion.sub,attribute.tid=assertion.tid",
+                 f"--attribute-condition={condition}"]  # fmt: skip
         run = [
-            shell.ensure(["gcloud", "iam", "workload-identity-pools", "describe", POOL, *where, *p],
-                         ["gcloud", "iam", "workload-identity-pools", "create", POOL, *where,
-                          "--display-name=Azure (grayscale migration)", *p]),
-            shell.ensure(["gcloud", "iam", "workload-identity-pools", "providers", "describe", PROVIDER, *where,
-                          f"--workload-identity-pool={POOL}", *p],
-                         ["gcloud", "iam", "workload-identity-pools", "providers", "create-oidc", PROVIDER, *where,
-                          f"--workload-identity-pool={POOL}",
-                          f"--issuer-uri=https://login.microsoftonline.com/{self.azure.tenant_id}/v2.0",
-                          f"--allowed-audiences={TOKEN_EXCHANGE_AUDIENCE}",
-                          "--attribute-mapping=google.subject=assertion.sub", *p]),
+            shell.ensure_revived([*pools, "describe", POOL, *where, *state],
+                                 [*pools, "undelete", POOL, *where, *p],
+                                 [*pools, "create", POOL, *where, "--display-name=Azure (grayscale migration)", *p]),
+            shell.ensure_revived([*pools, "providers", "describe", *provider, *state],
+                                 [*pools, "providers", "undelete", *provider, *p],
+                                 [*pools, "providers", "create-oidc", *provider, *trust, *p],
+                                 [*pools, "providers", "update-oidc", *provider, *trust, *p]),
         ]  # fmt: skip
         if self.azure.principal_id:
             principal = (f"principal://iam.googleapis.com/projects/${{PROJECT_NUMBER}}/locations/global/"
@@ -411,6 +433,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.project or not args.bucket:
         parser.error("--project and --bucket are required (or --check --api URL)")
     ids = None
+    for name in ("azure_tenant_id", "azure_principal_id"):
+        value = getattr(args, name)
+        if value and not GUID.fullmatch(value):
+            flag = "--" + name.replace("_", "-")
+            parser.error(f"{flag} must be a GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx), not {value!r}")
     if args.azure_tenant_id:
         ids = AzureIds(args.azure_tenant_id, args.azure_client_id or "", args.azure_storage_account or "",
                        args.azure_container or "", args.azure_principal_id or "")  # fmt: skip

@@ -6,6 +6,7 @@ assignment from ``$(...)``, an ``||``), printed as it is. Three helpers make
 the scripts safe to run twice and on a fresh project:
 
 - ``ensure(check, make)``: run ``make`` only when ``check`` fails (the resource is not there yet);
+  ``ensure_revived`` also undeletes a soft-deleted one;
 - ``retry(what, command)``: bounded retries that say what they wait for (role propagation);
   the shell function ``nonempty`` makes a command that prints nothing (a key not made yet) fail;
 - ``emit_ids(...)``: the ids the script made, as one JSON object on the last line.
@@ -45,6 +46,17 @@ def render(command: list[str]) -> str:
 def ensure(check: list[str], make: list[str]) -> list[str]:
     """``make`` only if ``check`` fails: a create that is safe to run twice."""
     return [f"{render(check)} &>/dev/null || {render(make)}"]
+
+
+def ensure_revived(
+    state: list[str], undelete: list[str], make: list[str], update: list[str] | None = None
+) -> list[str]:
+    """``make`` when ``state`` prints nothing; ``undelete`` when it prints ``DELETED`` (then ``update``); else
+    ``update``, when given. A resource kept for 30 days after its deletion (a workload identity pool or provider)
+    blocks a create of its name, yet ``describe`` finds it, so a plain ``ensure`` would leave it deleted."""
+    revive = render(undelete) + (f" && {render(update)}" if update else "")
+    other = f" *) {render(update)} ;;" if update else ""
+    return [f'case "$({render(state)} 2>/dev/null)" in DELETED) {revive} ;; "") {render(make)} ;;{other} esac']
 
 
 def retry(what: str, command: list[str]) -> list[str]:

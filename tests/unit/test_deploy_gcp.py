@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ import pytest
 from tests.helper import assert_valid_bash_in_order, deploy_dry_run
 
 ROOT = Path(__file__).resolve().parents[2]
+TENANT = "44444444-4444-4444-4444-444444444444"
+PRINCIPAL = "55555555-5555-5555-5555-555555555555"
 
 
 def dry_run(*extra: str) -> list[str]:
@@ -101,7 +104,7 @@ def test_teardown_names_every_resource_the_deploy_creates(style: str) -> None:
 
 def test_fresh_project_steps_come_in_a_working_order() -> None:
     """The defects of a fresh project, each mended: build account, GCS agent made first, --project, Token Creator."""
-    lines = dry_run("--azure-tenant-id", "t")
+    lines = dry_run("--azure-tenant-id", TENANT)
     text = "\n".join(lines)
     for line in (x for x in lines if "functions deploy" in x):
         assert "--build-service-account=projects/proj-1/serviceAccounts/gray-build@" in line
@@ -115,17 +118,29 @@ def test_fresh_project_steps_come_in_a_working_order() -> None:
 
 
 def test_cross_cloud_identity_on_gcp() -> None:
-    text = "\n".join(dry_run("--azure-tenant-id", "tid", "--azure-client-id", "cid", "--azure-storage-account", "sa1",
-                             "--azure-container", "ct", "--azure-principal-id", "pid"))  # fmt: skip
-    assert "--issuer-uri=https://login.microsoftonline.com/tid/v2.0" in text
-    assert "--allowed-audiences=api://AzureADTokenExchange" in text
-    assert "workloadIdentityPools/gray-azure/subject/pid" in text
+    text = "\n".join(dry_run("--azure-tenant-id", TENANT, "--azure-client-id", "cid", "--azure-storage-account", "sa1",
+                             "--azure-container", "ct", "--azure-principal-id", PRINCIPAL))  # fmt: skip
+    assert f"--issuer-uri=https://login.microsoftonline.com/{TENANT}/v2.0" in text
+    # The audience a managed identity's v2 token really carries (the exchange app's id), and the documented one.
+    assert "--allowed-audiences=fb60f99c-7a34-4190-8149-302f77469936,api://AzureADTokenExchange" in text
+    condition = f"assertion.tid=='{TENANT}' && assertion.sub=='{PRINCIPAL}'"
+    assert shlex.quote(f"--attribute-condition={condition}") in text
+    assert f"workloadIdentityPools/gray-azure/subject/{PRINCIPAL}" in text
     for line in text.splitlines():
         if "functions deploy" in line:
             writers = ("api", "migrate-batch", "migrate-batch-dead", "migrate-replicate", "migrate-replicate-dead")
             writes_azure = any(f"functions deploy {n} " in line for n in writers)
             assert ("AZURE_CLIENT_ID=cid" in line) == writes_azure, line
     assert "keys create" not in text and "GOOGLE_APPLICATION_CREDENTIALS" not in text, "no key file anywhere"
+
+
+@pytest.mark.parametrize("bad", ["t", "x' || true || '", "4444-4444"])
+def test_a_tenant_or_principal_id_that_is_not_a_guid_is_refused(bad: str) -> None:
+    for flag in ("--azure-tenant-id", "--azure-principal-id"):
+        extra = [] if flag == "--azure-tenant-id" else ["--azure-tenant-id", TENANT]
+        done = subprocess.run([sys.executable, "deploy/gcp.py", "--project", "p", "--bucket", "b", *extra, flag, bad,
+                               "--dry-run"], cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+        assert done.returncode == 2 and f"{flag} must be a GUID" in done.stderr
 
 
 def test_public_api_is_an_explicit_opt_in() -> None:

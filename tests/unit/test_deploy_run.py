@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+TENANT = "44444444-4444-4444-4444-444444444444"
+APP_PRINCIPAL = "55555555-5555-5555-5555-555555555555"
 
 FAKE_CLI = textwrap.dedent(
     """\
@@ -40,10 +42,13 @@ FAKE_CLI = textwrap.dedent(
                 sys.stderr.write("403 AuthorizationPermissionMismatch\\n")
                 sys.exit(1)
     fresh = os.environ.get("FAKE_MODE") == "fresh"
+    deleted = os.environ.get("FAKE_MODE") == "deleted"  # torn down within 30 days: soft-deleted, still described
     values = {
+        "value(state)": "" if fresh else ("DELETED" if deleted else "ACTIVE"),
         "value(projectNumber)": "123456789012", "value(uniqueId)": "1098765432101234",
-        "user.type": "user", "id": "deployer-object-id", "principalId": "app-principal-id",
-        "clientId": "writer-client-id", "tenantId": "tenant-id", "defaultHostName": "app1.azurewebsites.net",
+        "user.type": "user", "id": "deployer-object-id", "principalId": "55555555-5555-5555-5555-555555555555",
+        "clientId": "writer-client-id", "tenantId": "44444444-4444-4444-4444-444444444444",
+        "defaultHostName": "app1.azurewebsites.net",
         "systemKeys.blobs_extension": "blobs-key", "name": "a-function",
         "value(topic)": "" if fresh else ("//pubsub.googleapis.com/projects/proj-1/topics/gcs-notifications\\n"
                                           "//pubsub.googleapis.com/projects/proj-1/topics/migrate-replication"),
@@ -98,7 +103,7 @@ def calls(env: dict[str, str]) -> list[str]:
 
 
 def test_the_cross_cloud_order_passes_each_scripts_ids_to_the_other(clis: dict[str, str]) -> None:
-    gcp_args = ["--project", "proj-1", "--bucket", "bkt", "--azure-tenant-id", "tenant-id"]
+    gcp_args = ["--project", "proj-1", "--bucket", "bkt", "--azure-tenant-id", TENANT]
     gcp_ids, _ = deploy("gcp.py", clis, *gcp_args)
     assert gcp_ids == {
         "gcp_project_number": "123456789012",
@@ -113,9 +118,9 @@ def test_the_cross_cloud_order_passes_each_scripts_ids_to_the_other(clis: dict[s
         "--gcp-reader-sa", gcp_ids["gcp_reader_sa"], "--gcp-runtime-sa-id", gcp_ids["gcp_runtime_sa_id"],
     )  # fmt: skip
     assert azure_ids == {
-        "azure_tenant_id": "tenant-id",
+        "azure_tenant_id": TENANT,
         "azure_client_id": "writer-client-id",
-        "azure_principal_id": "app-principal-id",
+        "azure_principal_id": APP_PRINCIPAL,
         "azure_storage_account": "sa1",
         "azure_container": "grayscale",
     }
@@ -125,7 +130,7 @@ def test_the_cross_cloud_order_passes_each_scripts_ids_to_the_other(clis: dict[s
     again = [f"--{k.replace('_', '-')}={v}" for k, v in azure_ids.items() if k != "azure_tenant_id"]
     deploy("gcp.py", clis, *gcp_args, *again, mode="existing")
     made = calls(clis)
-    member = "subject/app-principal-id --role=roles/iam.workloadIdentityUser"
+    member = f"subject/{APP_PRINCIPAL} --role=roles/iam.workloadIdentityUser"
     assert any("service-accounts add-iam-policy-binding gray-reader@" in c and member in c for c in made)
     migrate = next(c for c in made if "functions deploy migrate-batch " in c)
     assert "AZURE_CLIENT_ID=writer-client-id" in migrate and "AZURE_STORAGE_ACCOUNT_URL=https://sa1.blob." in migrate
@@ -134,7 +139,7 @@ def test_the_cross_cloud_order_passes_each_scripts_ids_to_the_other(clis: dict[s
 @pytest.mark.parametrize(
     ("script", "args"),
     [
-        ("gcp.py", ["--project", "proj-1", "--bucket", "bkt", "--azure-tenant-id", "t"]),
+        ("gcp.py", ["--project", "proj-1", "--bucket", "bkt", "--azure-tenant-id", TENANT]),
         ("azure.py", ["--resource-group", "rg", "--storage-account", "sa1", "--app", "app1"]),
     ],
 )
@@ -147,6 +152,16 @@ def test_a_second_run_creates_nothing_that_exists(script: str, args: list[str], 
                "create-oidc", "notifications create", "functionapp create")  # fmt: skip
     assert any(g in c for c in first for g in guarded), "a fresh project gets its resources"
     assert not [c for c in second if any(g in c for g in guarded)], "nothing that exists is made again"
+
+
+def test_a_redeploy_after_a_teardown_undeletes_the_soft_deleted_pool_and_provider(clis: dict[str, str]) -> None:
+    deploy("gcp.py", clis, "--project", "proj-1", "--bucket", "bkt", "--azure-tenant-id", TENANT, mode="deleted")
+    made = calls(clis)
+    assert any("workload-identity-pools undelete gray-azure" in c for c in made)
+    undone = [i for i, c in enumerate(made) if "providers undelete azure" in c]
+    updated = [i for i, c in enumerate(made) if "providers update-oidc azure" in c]
+    assert undone and updated and undone[0] < updated[0], "the provider comes back, then gets today's trust settings"
+    assert not any(" create gray-azure" in c or "create-oidc" in c for c in made)
 
 
 def test_a_role_still_propagating_is_waited_for_and_said(clis: dict[str, str]) -> None:
@@ -179,7 +194,7 @@ def test_a_service_principal_deployer_is_found_without_signed_in_user(clis: dict
 @pytest.mark.parametrize(
     ("script", "args"),
     [
-        ("gcp.py", ["--project", "proj-1", "--bucket", "bkt", "--azure-tenant-id", "t"]),
+        ("gcp.py", ["--project", "proj-1", "--bucket", "bkt", "--azure-tenant-id", TENANT]),
         ("azure.py", ["--resource-group", "rg", "--storage-account", "sa1", "--app", "app1"]),
     ],
 )
