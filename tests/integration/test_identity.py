@@ -9,10 +9,13 @@ audience and subject-token type of the exchange, and the client assertion.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import http.server
 import ipaddress
 import json
+import re
+import shlex
 import ssl
 import threading
 import urllib.parse
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import google.auth.exceptions
 import google.auth.transport.requests
 import pytest
 from azure.identity import ClientAssertionCredential, DefaultAzureCredential
@@ -32,13 +36,16 @@ from cryptography.x509.oid import NameOID
 from core.clouds import identity
 from core.clouds.azure_blob import make_service_client
 from core.errors import ConfigError
+from tests.helper import deploy_dry_run
 
 PROVIDER = "projects/123456/locations/global/workloadIdentityPools/azure-pool/providers/azure-tenant"
 READER = "gray-migrate-reader@proj-1.iam.gserviceaccount.com"
 TENANT = "11111111-2222-3333-4444-555555555555"
 CLIENT = "66666666-7777-8888-9999-000000000000"
 GOOGLE_ID_TOKEN = "google.id.token-of-the-runtime-service-account"
-AZURE_SUBJECT_TOKEN = "entra.token-of-the-managed-identity"
+PRINCIPAL = "55555555-5555-5555-5555-555555555555"
+TOKEN_EXCHANGE_APP_ID = "fb60f99c-7a34-4190-8149-302f77469936"
+GCP_DEPLOY = ["--project", "proj-1", "--bucket", "bkt"]
 
 IDENTITY_VARS = [
     "GCP_WORKLOAD_IDENTITY_PROVIDER", "GCP_SERVICE_ACCOUNT", "AZURE_TENANT_ID", "AZURE_CLIENT_ID",
@@ -64,11 +71,57 @@ class Seen:
     json: Any = None
 
 
+@dataclass(frozen=True)
+class ProviderTrust:
+    """What the workload identity provider that ``deploy/gcp.py`` prints accepts: read from its ``create-oidc``."""
+
+    issuer: str
+    audiences: tuple[str, ...]
+    condition: dict[str, str]
+    """The attribute condition's ``assertion.CLAIM == 'VALUE'`` terms (joined by ``&&``)."""
+
+    @classmethod
+    def printed(cls) -> ProviderTrust:
+        args = [*GCP_DEPLOY, "--azure-tenant-id", TENANT, "--azure-principal-id", PRINCIPAL]
+        line = next(x for x in deploy_dry_run("gcp.py", *args) if "create-oidc" in x)
+        flags = dict(t.split("=", 1) for t in shlex.split(line.split("create-oidc", 1)[1]) if t.startswith("--"))
+        terms = dict(re.findall(r"assertion\.(\w+)\s*==\s*'([^']*)'", flags.get("--attribute-condition", "")))
+        return cls(flags["--issuer-uri"], tuple(flags["--allowed-audiences"].split(",")), terms)
+
+    def refusal(self, subject_token: str) -> str | None:
+        """Why Google STS would refuse this Entra token (the checks it documents), or None."""
+        claims = json.loads(base64.urlsafe_b64decode(subject_token.split(".")[1] + "=="))
+        if claims.get("iss") != self.issuer:
+            return f"the issuer {claims.get('iss')!r} is not {self.issuer!r}"
+        if claims.get("aud") not in self.audiences:  # compared literally
+            return f"The audience in ID Token [{claims.get('aud')}] does not match the expected audience."
+        for claim, value in self.condition.items():
+            if claims.get(claim) != value:
+                return "The given credential is rejected by the attribute condition."
+        return None
+
+
+def entra_token(**claims: str) -> str:
+    """A managed identity's v2 token for api://AzureADTokenExchange as Entra shapes it (unsigned: the double reads
+    the claims only): the exchange app's id as ``aud``, the v2 issuer, the tenant and the identity's object id."""
+    body = {"aud": TOKEN_EXCHANGE_APP_ID, "iss": f"https://login.microsoftonline.com/{TENANT}/v2.0", "tid": TENANT,
+            "sub": PRINCIPAL, "oid": PRINCIPAL, "ver": "2.0", **claims}  # fmt: skip
+
+    def part(value: dict[str, str]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(body)}.c2lnbmF0dXJl"
+
+
 class TokenDouble:
-    """One HTTPS server that answers as STS, IAM Credentials, Entra and the metadata server, and records requests."""
+    """One HTTPS server that answers as STS, IAM Credentials, Entra and the metadata server, and records requests.
+
+    As STS it accepts only what the provider printed by ``deploy/gcp.py`` accepts (``ProviderTrust``).
+    """
 
     def __init__(self, cert: Path, key: Path) -> None:
         self.seen: list[Seen] = []
+        self.trust = ProviderTrust.printed()
         double = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -115,6 +168,9 @@ class TokenDouble:
             def do_POST(self) -> None:
                 seen = self._record()
                 if seen.path == "/v1/token":  # Google STS
+                    refused = double.trust.refusal(seen.form["subject_token"])
+                    if refused:
+                        return self._answer(400, {"error": "invalid_grant", "error_description": refused})
                     return self._answer(200, {
                         "access_token": "federated-access-token", "issued_token_type":
                         "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer", "expires_in": 3600,
@@ -227,12 +283,13 @@ def metadata(monkeypatch: pytest.MonkeyPatch) -> Iterator[MetadataDouble]:
 class FixedEntraToken:
     """An azure-identity credential that returns one token and records the scopes asked for."""
 
-    def __init__(self) -> None:
+    def __init__(self, token: str | None = None) -> None:
+        self.token = token or entra_token()
         self.scopes: list[tuple[str, ...]] = []
 
     def get_token(self, *scopes: str, **kwargs: Any) -> Any:
         self.scopes.append(scopes)
-        return type("AccessToken", (), {"token": AZURE_SUBJECT_TOKEN, "expires_on": 0})()
+        return type("AccessToken", (), {"token": self.token, "expires_on": 0})()
 
 
 # --- built from settings, no network ---
@@ -318,11 +375,42 @@ def test_gcp_federation_sends_the_managed_identity_token_to_sts_then_impersonate
     assert sts.form["grant_type"] == "urn:ietf:params:oauth:grant-type:token-exchange"
     assert sts.form["audience"] == f"//iam.googleapis.com/{PROVIDER}"
     assert sts.form["subject_token_type"] == "urn:ietf:params:oauth:token-type:jwt"
-    assert sts.form["subject_token"] == AZURE_SUBJECT_TOKEN
+    assert sts.form["subject_token"] == entra.token
     assert sts.form["requested_token_type"] == "urn:ietf:params:oauth:token-type:access_token"
     assert iam.path == f"/v1/projects/-/serviceAccounts/{READER}:generateAccessToken"
     assert iam.headers["authorization"] == "Bearer federated-access-token"
     assert iam.json["scope"] == ["https://www.googleapis.com/auth/cloud-platform"]
+
+
+@pytest.mark.parametrize(
+    ("claims", "refused"),
+    [
+        ({"aud": "api://another-app"}, "does not match the expected audience"),
+        ({"iss": "https://sts.windows.net/11111111-2222-3333-4444-555555555555/"}, "is not"),  # a v1 token
+        ({"tid": "99999999-2222-3333-4444-555555555555"}, "attribute condition"),
+        ({"sub": "99999999-5555-5555-5555-555555555555"}, "attribute condition"),
+    ],
+    ids=["audience", "v1-issuer", "other-tenant", "other-identity"],
+)
+def test_sts_refuses_what_the_printed_provider_does_not_trust(
+    tokens: TokenDouble, monkeypatch: pytest.MonkeyPatch, claims: dict[str, str], refused: str
+) -> None:
+    """The double's trust comes from deploy/gcp.py's create-oidc, so these fail if the deploy trusts too much."""
+    monkeypatch.setenv("GCP_WORKLOAD_IDENTITY_PROVIDER", PROVIDER)
+    monkeypatch.setenv("GCP_SERVICE_ACCOUNT", READER)
+    credentials = identity.gcp_credentials(
+        token_url=f"{tokens.url}/v1/token",
+        iam_url=f"{tokens.url}/v1",
+        azure_credential=FixedEntraToken(entra_token(**claims)),
+    )
+    with pytest.raises(google.auth.exceptions.OAuthError, match=refused):
+        credentials.refresh(google.auth.transport.requests.Request())
+
+
+def test_the_printed_provider_trusts_the_audience_entra_really_issues() -> None:
+    trust = ProviderTrust.printed()
+    assert trust.refusal(entra_token()) is None  # aud: the exchange app's id, as a v2 token carries it
+    assert trust.refusal(entra_token(aud="api://AzureADTokenExchange")) is None
 
 
 def test_azure_federation_sends_a_google_id_token_as_the_client_assertion(
