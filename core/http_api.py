@@ -31,6 +31,7 @@ from typing import IO, TYPE_CHECKING, Any
 from core import config
 from core.errors import (
     BadRequest,
+    Conflict,
     CoreError,
     ImageTooLarge,
     InvalidImage,
@@ -275,6 +276,7 @@ _STATUS: list[tuple[type[CoreError], int]] = [
     (PayloadTooLarge, 413),
     (InvalidImage, 415),
     (BadRequest, 400),
+    (Conflict, 409),
     (TransientError, 503),
 ]
 

@@ -116,7 +116,7 @@ def _http(req: func.HttpRequest) -> func.HttpResponse:
             base_url=f"{url.scheme}://{url.netloc}/api",
             query=dict(req.params),
         ),
-        migration_http.routes(_batch_queue),
+        migration_http.routes(_batch_queue, writes_source=False),
     )
     return func.HttpResponse(answer.body, status_code=answer.status, headers=answer.headers)
 

@@ -587,13 +587,19 @@ def abort_command(args: argparse.Namespace, source_at: Location, dest_at: Locati
     except CoreError as exc:
         raise UsageError(f"cannot read {dest_at}: {exc}") from exc
     try:
-        accepted = live.abort(Services.over(GcsObjectStore(source_at.container), PubSubTaskQueue(JOBS)))
+        bucket = GcsObjectStore(source_at.container)
+        orphaned = live.clear_orphaned_replica(bucket, records)
+        accepted = live.abort(Services.over(bucket, PubSubTaskQueue(JOBS)))
     except CoreError as exc:
         raise UsageError(f"the abort stopped: {exc}") from exc
-    print(f"aborted: {source_at} takes uploads again ({accepted} left during the freeze are processed on GCP); "
-          f"{dest_at} stays a replica and replication goes on")  # fmt: skip
+    if orphaned:
+        print(f"aborted: {dest_at} was marked a replica, but nothing replicates into it (a go-live that failed "
+              f"halfway); the marker is gone and {dest_at} takes uploads again")  # fmt: skip
+    else:
+        print(f"aborted: {source_at} takes uploads again ({accepted} left during the freeze are processed on GCP); "
+              f"{dest_at} stays a replica and replication goes on")  # fmt: skip
     if args.json:
-        print(json.dumps({"aborted": True, "accepted": accepted}))
+        print(json.dumps({"aborted": True, "accepted": accepted, "orphaned_replica_cleared": orphaned}))
     return 0
 
 

@@ -23,8 +23,9 @@ from migrate import fanout
 from migrate.throttle import parse_size
 
 
-def routes(queue_factory: Callable[[], TaskQueue]) -> list[Route]:
-    """The routes, with the queue the batches go to on this cloud."""
+def routes(queue_factory: Callable[[], TaskQueue], *, writes_source: bool = True) -> list[Route]:
+    """The routes, with the queue the batches go to on this cloud. ``writes_source``: whether this side's identity
+    may write the GCS bucket (GCP's may; Azure's only reads), which going live needs."""
 
     def start(request: Request, match: re.Match[str]) -> Response:
         from core.clouds.azure_blob import AzureBlobObjectStore
@@ -42,6 +43,12 @@ def routes(queue_factory: Callable[[], TaskQueue]) -> list[Route]:
             source, _ = open_ends(source_at, dest_at)
         except (ValueError, AttributeError, UsageError) as exc:
             raise BadRequest(f'{exc}; send {{"source": "gs://BUCKET", "dest": "az://CONTAINER"}}') from exc
+        if is_live and not writes_source:
+            # Refused before anything is written: a replica marker without replication would stop Azure for nothing.
+            raise Conflict(
+                f"going live writes {source_at}, which this function may only read: run `python -m migrate plan "
+                f"{source_at} {dest_at} --live` as the operator"
+            )
         records, run_id = AzureBlobObjectStore(dest_at.container), fanout.new_run_id()
         if is_live:
             from core.clouds.gcs import GcsObjectStore

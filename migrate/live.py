@@ -90,7 +90,31 @@ def start(bucket: ObjectStore, records: ObjectStore, live: Live, source_uri: str
     replica = {"run_id": live.run_id, "reason": f"a replica of {source_uri} until the switch", "since": since}
     records.put(REPLICA_KEY, json.dumps(replica).encode(), content_type="application/json")
     record = asdict(live) | {"since": since}
-    bucket.put(LIVE_KEY, json.dumps(record).encode(), content_type="application/json")
+    try:
+        bucket.put(LIVE_KEY, json.dumps(record).encode(), content_type="application/json")
+    except BaseException:
+        # Nothing replicates: a replica marker left behind would make Azure refuse every upload for nothing.
+        clear_orphaned_replica(bucket, records, run_id=live.run_id)
+        raise
+
+
+def clear_orphaned_replica(bucket: ObjectStore, records: ObjectStore, *, run_id: str | None = None) -> bool:
+    """Remove the container's replica marker when no live run of the bucket replicates into it (a go-live whose
+    bucket write failed); with ``run_id``, only that run's marker. True when one was removed."""
+    try:
+        marker = json.loads(records.get(REPLICA_KEY).data)
+    except NotFound:
+        return False
+    except ValueError:
+        marker = {}
+    if run_id is not None and marker.get("run_id") != run_id:
+        return False
+    running = live_run(bucket) if run_id is None else None
+    if running is not None and running.run_id == marker.get("run_id"):
+        return False  # a live run's marker: not an orphan
+    with contextlib.suppress(NotFound):
+        records.delete(REPLICA_KEY)
+    return True
 
 
 def live_run(bucket: ObjectStore) -> Live | None:

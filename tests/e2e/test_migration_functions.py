@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from devstack.gcp import BATCH_DEAD_LETTER_TOPIC, GcpStack
 from devstack.stacks import both_clouds
 from migrate import fanout
 from migrate.verify import run_verify
-from tests.helper import http_json, require_pubsub_emulator, unique_name
+from tests.helper import encode, hopper, http_json, require_pubsub_emulator, unique_name, wait_for_job
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator, pytest.mark.pubsub]
 
@@ -90,6 +91,23 @@ def test_post_migrations_check_proves_access_on_both_sides(clouds: tuple[GcpStac
     assert "no GCS bucket" in found["message"]
     status, found = http_json("POST", f"{api}/migrations/check", b'{"source": "gs://b", "dest": "s3://c"}')
     assert (status, found["error"]) == (400, "bad_request")
+
+
+def test_going_live_on_azure_is_refused_up_front_and_azure_keeps_taking_uploads(
+    clouds: tuple[GcpStack, AzureStack],
+) -> None:
+    """Azure's identity may only read GCS: it would write the replica marker, fail on the bucket, and be frozen."""
+    gcp, azure = clouds
+    body = json.dumps({"source": f"gs://{gcp.bucket}", "dest": f"az://{azure.container}", "live": True}).encode()
+    status, refused = http_json("POST", f"{azure.api_url}/migrations", body, {"Content-Type": "application/json"})
+    assert (status, refused["error"]) == (409, "conflict"), refused
+    command = rf"`python -m migrate plan gs://{gcp.bucket}/? az://{azure.container}/? --live`"
+    assert re.search(command, refused["message"]), refused
+    assert not list(AzureBlobObjectStore(azure.container).list("_cutover/")), "no replica marker"
+    assert not list(AzureBlobObjectStore(azure.container).list("_migrations/")), "no run"
+    status, job = http_json("POST", f"{azure.api_url}/jobs", encode(hopper(), "PNG"), {"Content-Type": "image/png"})
+    assert status == 202, job
+    assert wait_for_job(azure.api_url, job["id"])["status"] == "DONE"
 
 
 def test_a_batch_dead_lettered_on_gcp_fails_the_run(clouds: tuple[GcpStack, AzureStack]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from core import names
-from core.errors import TransientError
+from core.errors import Forbidden, NotFound, TransientError
 from core.memory import InMemoryDestination, InMemoryObjectStore, InMemorySource, InMemoryTaskQueue
 from core.pipeline import DEFERRED_PREFIX, REPLICA_KEY, SWITCHED_KEY, Services
 from migrate import live
@@ -31,6 +31,33 @@ def test_start_makes_the_container_a_replica_before_replication_starts() -> None
     assert records.head(REPLICA_KEY).updated <= bucket.head(live.LIVE_KEY).updated  # type: ignore[operator]
     with pytest.raises(Exception, match="live-deletes"):
         live.start(bucket, records, live.Live("r", "c", deletes="sometimes"), "gs://b")
+
+
+class RefusedWrites(InMemoryObjectStore):
+    """A bucket this identity may read but not write (Azure's view of GCS)."""
+
+    def put(self, key: str, data: bytes, **kwargs: Any) -> Any:
+        raise Forbidden(f"may not write {key}")
+
+
+def test_a_go_live_whose_bucket_write_fails_leaves_no_replica_marker() -> None:
+    bucket, records = RefusedWrites(), InMemoryObjectStore()
+    with pytest.raises(Forbidden):
+        live.start(bucket, records, RUN, "gs://b")
+    with pytest.raises(NotFound):
+        records.head(REPLICA_KEY)  # the container takes uploads as before
+
+
+def test_abort_clears_an_orphaned_replica_marker_and_only_that() -> None:
+    bucket, records = InMemoryObjectStore(), InMemoryObjectStore()
+    live.start(bucket, records, RUN, "gs://b")
+    assert not live.clear_orphaned_replica(bucket, records)  # its run replicates: kept
+    records.head(REPLICA_KEY)
+    bucket.delete(live.LIVE_KEY)  # as if the bucket write never happened
+    assert live.clear_orphaned_replica(bucket, records)
+    with pytest.raises(NotFound):
+        records.head(REPLICA_KEY)
+    assert not live.clear_orphaned_replica(bucket, records)  # nothing left: a second abort changes nothing
 
 
 def test_duplicate_and_out_of_order_notifications_are_harmless() -> None:
