@@ -8,6 +8,7 @@ Every failure that crosses a module boundary is one of these; adapters in
      ├── Conflict                                a conditional write lost: re-read and retry
      ├── BadRequest          (also ValueError)   the caller sent something unusable
      │    ├── Forbidden      (also PermissionError) the cloud refused this identity: a role is missing
+     │    │    └── NotAllowed                    outside the migration allowlist: refused before any request
      │    ├── PayloadTooLarge                    more bytes than the upload cap
      │    └── InvalidImage                       not a supported image, or a damaged one
      │         └── ImageTooLarge                 a raster over the pixel limit (seen in the header)
@@ -54,6 +55,12 @@ class Forbidden(BadRequest, PermissionError):
     """The cloud refused the request for this identity (401/403): a role or permission is missing."""
 
     code = "forbidden"
+
+
+class NotAllowed(Forbidden):
+    """A bucket or container outside the migration API's allowlist; refused before any storage request (403)."""
+
+    code = "not_allowed"
 
 
 class PayloadTooLarge(BadRequest):

@@ -81,6 +81,8 @@ class GcpIds:
     wif_provider: str = ""
     reader_sa: str = ""
     runtime_sa_id: str = ""
+    bucket: str = ""
+    """The GCS bucket the migration API may migrate (``MIGRATE_SOURCES``); none without it."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,8 @@ class Plan:
                       f"GCP_SERVICE_ACCOUNT={self.gcp.reader_sa}"]  # fmt: skip
         if self.gcp.project_number:
             found.append(f"GOOGLE_CLOUD_PROJECT={self.gcp.project_number}")
+        if self.gcp.bucket:
+            found.append(f"MIGRATE_SOURCES={self.gcp.bucket}")
         return found
 
     def commands(self) -> list[list[str]]:
@@ -231,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     gcp.add_argument("--gcp-wif-provider", help="projects/N/locations/global/workloadIdentityPools/P/providers/X")
     gcp.add_argument("--gcp-reader-sa", help="the service account that may read the source bucket")
     gcp.add_argument("--gcp-runtime-sa-id", help="unique id of the GCP functions' runtime service account")
+    gcp.add_argument("--gcs-bucket", help="the bucket the migration API may migrate here (MIGRATE_SOURCES)")
     parser.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
     parser.add_argument("--teardown", action="store_true", help="remove everything the deploy created")
     parser.add_argument("--check", action="store_true", help="smoke-test the deployment at --api")
@@ -245,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.resource_group and args.storage_account and args.app):
         parser.error("--resource-group, --storage-account and --app are required (or --check --api URL)")
     ids = GcpIds(args.gcp_project_number or "", args.gcp_wif_provider or "", args.gcp_reader_sa or "",
-                 args.gcp_runtime_sa_id or "")  # fmt: skip
+                 args.gcp_runtime_sa_id or "", args.gcs_bucket or "")  # fmt: skip
     plan = Plan(args.resource_group, args.storage_account, args.app, args.location, args.container,
                 function_names(), ids)  # fmt: skip
     commands = teardown_commands(plan) if args.teardown else plan.commands()

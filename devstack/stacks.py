@@ -30,7 +30,8 @@ def both_clouds(
     gcp = stack.enter_context(GcpStack(bucket=bucket, extra_env=shared))
     assert gcp.gcs is not None
     gcs_env = {**gcp.gcs.env(), "GOOGLE_CLOUD_PROJECT": "local"}
-    azure_env = {**(extra_env or {}), **gcs_env}
+    # Azure's migration API may migrate GCP's bucket (deploy/azure.py --gcs-bucket sets the same).
+    azure_env = {"MIGRATE_SOURCES": bucket, **(extra_env or {}), **gcs_env}
     azure = AzureStack(container=container, azurite=azurite, eventgrid=eventgrid, extra_env=azure_env)
     stack.enter_context(azure)
     return gcp, azure

@@ -19,7 +19,8 @@ from pathlib import Path
 from core.errors import BadRequest, Conflict, NotFound
 from core.http_api import Request, Response, Route, html_page, json_response, read_capped
 from core.ports import TaskQueue
-from migrate import fanout
+from migrate import allowlist, fanout
+from migrate.locations import Location
 from migrate.throttle import parse_size
 
 
@@ -40,9 +41,13 @@ def routes(queue_factory: Callable[[], TaskQueue], *, writes_source: bool = True
             bwlimit = parse_size(str(body["bwlimit"])) if body.get("bwlimit") is not None else None
             max_batches = int(body["max_batches"]) if body.get("max_batches") is not None else None
             is_live, deletes = bool(body.get("live")), str(body.get("live_deletes") or "report")
-            source, _ = open_ends(source_at, dest_at)
         except (ValueError, AttributeError, UsageError) as exc:
             raise BadRequest(f'{exc}; send {{"source": "gs://BUCKET", "dest": "az://CONTAINER"}}') from exc
+        allowed(source_at, dest_at)
+        try:
+            source, _ = open_ends(source_at, dest_at)
+        except UsageError as exc:
+            raise BadRequest(str(exc)) from exc
         if is_live and not writes_source:
             # Refused before anything is written: a replica marker without replication would stop Azure for nothing.
             raise Conflict(
@@ -88,9 +93,10 @@ def routes(queue_factory: Callable[[], TaskQueue], *, writes_source: bool = True
             body = json.loads(read_capped(request, 64 * 1024) or b"{}")
             source_at = parse_location(str(body.get("source", "")), "gs")
             dest_at = parse_location(str(body.get("dest", "")), "az")
-            source, dest = open_ends(source_at, dest_at, checked=False)
         except (ValueError, AttributeError, UsageError) as exc:
             raise BadRequest(f'{exc}; send {{"source": "gs://BUCKET", "dest": "az://CONTAINER"}}') from exc
+        allowed(source_at, dest_at)
+        source, dest = open_ends(source_at, dest_at, checked=False)
         missing = check.preflight(source, dest, source_prefix=source_at.prefix, dest_prefix=dest_at.prefix)
         return json_response(200, check.result(missing))
 
@@ -129,7 +135,14 @@ def _container(request: Request) -> str:
     )
     if not container:
         raise BadRequest("say which container holds the runs: ?container=NAME")
+    allowlist.check_container(container)
     return container
+
+
+def allowed(source_at: Location, dest_at: Location) -> None:
+    """Both ends are on the allowlist (``NotAllowed``, 403), checked before any request to storage."""
+    allowlist.check_source(source_at.container, source_at.prefix)
+    allowlist.check_container(dest_at.container)
 
 
 def wants_html(request: Request) -> bool:

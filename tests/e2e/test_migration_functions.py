@@ -32,7 +32,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.emulator, pytest.mark.pubsub]
 def clouds() -> Iterator[tuple[GcpStack, AzureStack]]:
     require_pubsub_emulator("the GCP fan-out")
     with contextlib.ExitStack() as stack:
-        gcp, azure = both_clouds(stack, bucket=unique_name("src"), container=unique_name("dst"))
+        # Each test migrates buckets and containers of its own: the allowlist admits them by their names' pattern.
+        allowed = {"MIGRATE_SOURCES": "src-*", "MIGRATE_CONTAINERS": "dst-*"}
+        gcp, azure = both_clouds(stack, bucket=unique_name("src"), container=unique_name("dst"), extra_env=allowed)
         with environment({**gcp.env(), **azure.env()}):
             yield gcp, azure
 
@@ -69,8 +71,21 @@ def test_bad_migration_requests(clouds: tuple[GcpStack, AzureStack], cloud: str)
     api = gcp.api_url if cloud == "gcp" else azure.api_url
     status, body = http_json("POST", f"{api}/migrations", b'{"source": "s3://x", "dest": "az://y"}')
     assert (status, body["error"]) == (400, "bad_request")
-    status, body = http_json("GET", f"{api}/migrations/nope?container=nothing-here")
+    status, body = http_json("GET", f"{api}/migrations/nope?container={unique_name('dst')}")
     assert (status, body["error"]) == (404, "not_found")
+    # Outside the allowlist: 403 before any storage request, and nothing written.
+    other = unique_name("other")
+    AzureBlobDestination(other).create()
+    refused = [
+        ("/migrations", {"source": f"gs://{gcp.bucket}", "dest": f"az://{other}"}),
+        ("/migrations/check", {"source": f"gs://{unique_name('other')}", "dest": f"az://{azure.container}"}),
+    ]
+    for path, body_sent in refused:
+        status, body = http_json("POST", f"{api}{path}", json.dumps(body_sent).encode())
+        assert (status, body["error"]) == (403, "not_allowed"), body
+    status, body = http_json("GET", f"{api}/migrations?container={other}")
+    assert (status, body["error"]) == (403, "not_allowed"), body
+    assert list(AzureBlobObjectStore(other).list()) == []
 
 
 @pytest.mark.parametrize("cloud", ["gcp", "azure"])
@@ -85,7 +100,7 @@ def test_post_migrations_check_proves_access_on_both_sides(clouds: tuple[GcpStac
     status, found = http_json("POST", f"{api}/migrations/check", body, {"Content-Type": "application/json"})
     assert (status, found) == (200, {"ok": True, "missing": []})
     assert not list(AzureBlobObjectStore(container).list("_migrations/")), "the probe blob is deleted"
-    missing_bucket = json.dumps({"source": f"gs://{unique_name('none')}", "dest": f"az://{container}"}).encode()
+    missing_bucket = json.dumps({"source": f"gs://{unique_name('src')}", "dest": f"az://{container}"}).encode()
     status, found = http_json("POST", f"{api}/migrations/check", missing_bucket)
     assert (status, found["error"]) == (404, "not_found")
     assert "no GCS bucket" in found["message"]

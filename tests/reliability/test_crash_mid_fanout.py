@@ -36,7 +36,12 @@ KILLS = 5
 @pytest.fixture(scope="module")
 def clouds() -> Iterator[tuple[FakeGcs, AzureStack]]:
     with FakeGcs() as gcs:
-        gcs_env = {**gcs.env(), "GOOGLE_CLOUD_PROJECT": "local"}
+        gcs_env = {
+            **gcs.env(),
+            "GOOGLE_CLOUD_PROJECT": "local",
+            "MIGRATE_SOURCES": "src-*",
+            "MIGRATE_CONTAINERS": "dst-*",
+        }
         with (
             AzureStack(lease=LEASE, retry_delay=1, extra_env=gcs_env) as azure,
             environment({**gcs_env, **azure.env()}),
