@@ -55,7 +55,7 @@ SCRIPTS = {
     ),
     "gcp eventarc, cross-cloud": ("gcp.py", [*GCP_ARGS, *AZURE_IDS, "--trigger", "eventarc"]),
     "azure": ("azure.py", AZURE_ARGS),
-    "azure, cross-cloud": ("azure.py", [*AZURE_ARGS, *GCP_IDS]),
+    "azure, cross-cloud": ("azure.py", [*AZURE_ARGS, *GCP_IDS, "--gcs-bucket", "bkt"]),
 }
 PUNCTUATION = set("();|&<>")
 
