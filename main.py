@@ -16,6 +16,7 @@ TARGETS = {
     "process_job": "functions_gcp.pipeline",
     "on_dead_letter": "functions_gcp.pipeline",
     "api": "functions_gcp.pipeline",
+    "migrations": "functions_gcp.migration",
     "migrate_batch": "functions_gcp.migration",
     "migrate_batch_dead_letter": "functions_gcp.migration",
     "migrate_replicate": "functions_gcp.migration",

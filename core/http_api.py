@@ -109,11 +109,18 @@ Route = tuple[str, "re.Pattern[str]", Callable[[Request, "re.Match[str]"], Respo
 """(method, path pattern, handler): routes that layers above ``core`` add, such as the migration's."""
 
 
-def handle(services: Services | Callable[[], Services], request: Request, routes: Sequence[Route] = ()) -> Response:
+def handle(
+    services: Services | Callable[[], Services],
+    request: Request,
+    routes: Sequence[Route] = (),
+    *,
+    pipeline: bool = True,
+) -> Response:
     """Answer one request; never raises.
 
     ``services`` may be a callable that builds them (``LazyServices``): the page then
     answers without building any storage client, which a cold start would wait for.
+    ``pipeline=False`` serves ``routes`` only (a function of its own, such as the migration control plane).
     """
     try:
         path = request.path or "/"
@@ -128,6 +135,8 @@ def handle(services: Services | Callable[[], Services], request: Request, routes
             denied = _only(request.method.upper(), tuple(allowed))
             assert denied is not None
             return denied
+        if not pipeline:
+            return error_response(404, "not_found", f"no route for {request.method.upper()} {path}")
         return _route(services if callable(services) else lambda: services, request)
     except CoreError as exc:
         return _error_for(exc)

@@ -89,7 +89,13 @@ def entra_issuer(tenant_id: str) -> str:
     return f"https://login.microsoftonline.com/{tenant_id}/v2.0"
 
 
-MIGRATION_FUNCTIONS = {"api", "migrate-batch", "migrate-batch-dead", "migrate-replicate", "migrate-replicate-dead"}
+MIGRATION_FUNCTIONS = {
+    "migrations",
+    "migrate-batch",
+    "migrate-batch-dead",
+    "migrate-replicate",
+    "migrate-replicate-dead",
+}
 """The functions that write to Azure, and so get the Azure identity settings."""
 APIS = [
     "cloudfunctions.googleapis.com",
@@ -176,6 +182,8 @@ class Plan:
             Function("process-job", "process_job", [f"--trigger-topic={JOBS_TOPIC}", "--retry"], memory="1Gi"),
             Function("on-dead-letter", "on_dead_letter", [f"--trigger-topic={DEAD_LETTER_TOPIC}", "--retry"]),
             Function("api", "api", ["--trigger-http", access], memory="1Gi", concurrency=16),
+            # The migration control plane: never public, whatever --public-api says (it can freeze uploads).
+            Function("migrations", "migrations", ["--trigger-http", "--no-allow-unauthenticated"], concurrency=16),
             Function(
                 "migrate-batch",
                 "migrate_batch",

@@ -2,7 +2,7 @@
 
 Once every part answers it writes ``.dev/stack.json``::
 
-    {"gcp_api": URL, "azure_api": URL|null, "gcs_endpoint": URL, "gcs_bucket": NAME,
+    {"gcp_api": URL, "gcp_migrations_api": URL, "azure_api": URL|null, "gcs_endpoint": URL, "gcs_bucket": NAME,
      "pubsub_emulator": "HOST:PORT"|null, "azure_connection_string": STR, "azure_container": NAME}
 
 and removes it when everything has stopped. GCP: the chain of ``devstack.gcp``;

@@ -89,7 +89,7 @@ class FunctionsFramework(_Process):
     @property
     def concurrency(self) -> int:
         """Requests served at once, as deployed (deploy/gcp.py --concurrency): gunicorn's THREADS."""
-        return {"api": 16, "migrate_batch": 2, "migrate_replicate": 16}.get(self.target, 8)
+        return {"api": 16, "migrations": 16, "migrate_batch": 2, "migrate_replicate": 16}.get(self.target, 8)
 
     def launch(self, env: dict[str, str]) -> None:
         argv = [
@@ -126,6 +126,11 @@ class GcpStack(Stack):
     @property
     def api_url(self) -> str:
         return self.functions["api"].url
+
+    @property
+    def migrations_url(self) -> str:
+        """The migration control plane (``migrations``), apart from the public API."""
+        return self.functions["migrations"].url
 
     def env(self) -> dict[str, str]:
         """The environment the functions run with (and that clients of this stack need)."""
@@ -169,7 +174,7 @@ class GcpStack(Stack):
         if api_port is None:
             api_port, busy = preferred_port(API_PORT, "the GCP API")
             self.note = "; ".join(filter(None, [self.note, busy]))
-        wanted = [("api", "http", api_port)]
+        wanted = [("api", "http", api_port), ("migrations", "http", None)]
         if self.pubsub:
             wanted += [(target, "cloudevent", None) for _, _, target, _ in SUBSCRIPTIONS]
         env = self.env()
@@ -230,6 +235,7 @@ class GcpStack(Stack):
         assert self.gcs is not None
         return {
             "gcp_api": self.api_url,
+            "gcp_migrations_api": self.migrations_url,
             "gcs_endpoint": self.gcs.url,
             "gcs_bucket": self.bucket,
             "pubsub_emulator": self.pubsub.host if self.pubsub else None,

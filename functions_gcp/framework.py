@@ -38,6 +38,27 @@ def cloud_event(function: F) -> F:
     return framework.cloud_event(traced) if framework else traced  # type: ignore[no-any-return]
 
 
+def neutral_request(request: Any) -> Any:
+    """``core.http_api.Request`` from a Flask request."""
+    from core import http_api
+
+    return http_api.Request(
+        method=request.method,
+        path=request.path,
+        headers=dict(request.headers),
+        body=request.stream,
+        base_url=request.url_root.rstrip("/"),
+        query=request.args.to_dict(),
+    )
+
+
+def flask_response(answer: Any) -> Any:
+    """A Flask response from a ``core.http_api.Response``."""
+    import flask  # loaded already by the framework that calls this
+
+    return flask.Response(answer.body, status=answer.status, headers=answer.headers)
+
+
 def http(function: F) -> F:
     """``@functions_framework.http`` when the framework is running; the request's trace in the logs."""
     traced = _traced(function, lambda request: request.headers.get("X-Cloud-Trace-Context"))

@@ -12,6 +12,30 @@ from functions_gcp.pipeline import gave_up, message_json
 log = logging.getLogger("functions_gcp.migration")
 
 
+@framework.http
+def migrations(request: Any) -> Any:
+    """The migration control plane (``/migrations`` routes only), a function of its own: deployed IAM-private
+    whatever ``--public-api`` says, so the public upload API never reaches it."""
+    from core import http_api
+    from migrate import http as migration_http
+
+    def no_pipeline() -> Any:
+        raise AssertionError("the migration control plane serves no pipeline route")
+
+    routes = migration_http.routes(_batch_queue)
+    return framework.flask_response(
+        http_api.handle(no_pipeline, framework.neutral_request(request), routes, pipeline=False)
+    )
+
+
+def _batch_queue() -> Any:
+    """The fan-out's topic; the Pub/Sub client loads only when a migration is planned."""
+    from core.clouds.pubsub import PubSubTaskQueue
+    from migrate.fanout import BATCH_QUEUE
+
+    return PubSubTaskQueue(BATCH_QUEUE)
+
+
 @framework.cloud_event
 def migrate_batch(event: Any) -> None:
     """One migrate-batches message: copy the batch to Azure Blob. Raising makes Pub/Sub redeliver."""

@@ -64,30 +64,8 @@ def gave_up(event: Any) -> str:
 
 @framework.http
 def api(request: Any) -> Any:
-    """The HTTP API and the upload page (core.http_api), adapted from Flask."""
-    import flask  # loaded already by the framework that calls this
-
+    """The HTTP API and the upload page (core.http_api), adapted from Flask. No migration route: those are
+    ``migrations``', a function of its own that is never public."""
     from core import http_api
-    from migrate import http as migration_http
 
-    answer = http_api.handle(
-        services,
-        http_api.Request(
-            method=request.method,
-            path=request.path,
-            headers=dict(request.headers),
-            body=request.stream,
-            base_url=request.url_root.rstrip("/"),
-            query=request.args.to_dict(),
-        ),
-        migration_http.routes(_batch_queue),
-    )
-    return flask.Response(answer.body, status=answer.status, headers=answer.headers)
-
-
-def _batch_queue() -> Any:
-    """The fan-out's topic; the Pub/Sub client loads only when a migration is planned."""
-    from core.clouds.pubsub import PubSubTaskQueue
-    from migrate.fanout import BATCH_QUEUE
-
-    return PubSubTaskQueue(BATCH_QUEUE)
+    return framework.flask_response(http_api.handle(services, framework.neutral_request(request)))

@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.emulator]
 
 KEYS = {
     "gcp_api",
+    "gcp_migrations_api",
     "azure_api",
     "gcs_endpoint",
     "gcs_bucket",
@@ -78,7 +79,8 @@ def _mark(pid: int) -> str | None:
 
 def ports(stack: dict[str, Any]) -> list[int]:
     """Every port the stack file names: both APIs, fake-gcs-server, the Pub/Sub emulator."""
-    urls = [stack["gcp_api"], stack["azure_api"], stack["gcs_endpoint"], f"http://{stack['pubsub_emulator']}"]
+    urls = [stack["gcp_api"], stack["gcp_migrations_api"], stack["azure_api"], stack["gcs_endpoint"],
+            f"http://{stack['pubsub_emulator']}"]  # fmt: skip
     return [p for p in (urllib.parse.urlsplit(u).port for u in urls if "None" not in u) if p]
 
 

@@ -48,7 +48,7 @@ def test_post_migrations_fans_out_and_reports_done(clouds: tuple[GcpStack, Azure
     for index in range(7):
         GcsObjectStore(bucket).put(f"data/{index}.txt", f"object {index}".encode(), content_type="text/plain")
     GcsObjectStore(bucket).put("uploads/u.txt", b"an upload")
-    api = gcp.api_url if cloud == "gcp" else azure.api_url
+    api = gcp.migrations_url if cloud == "gcp" else azure.api_url
     body = json.dumps({"source": f"gs://{bucket}", "dest": f"az://{container}", "batch_size": 3}).encode()
     status, run = http_json("POST", f"{api}/migrations", body, {"Content-Type": "application/json"})
     assert status == 202, run
@@ -68,7 +68,7 @@ def test_post_migrations_fans_out_and_reports_done(clouds: tuple[GcpStack, Azure
 @pytest.mark.parametrize("cloud", ["gcp", "azure"])
 def test_bad_migration_requests(clouds: tuple[GcpStack, AzureStack], cloud: str) -> None:
     gcp, azure = clouds
-    api = gcp.api_url if cloud == "gcp" else azure.api_url
+    api = gcp.migrations_url if cloud == "gcp" else azure.api_url
     status, body = http_json("POST", f"{api}/migrations", b'{"source": "s3://x", "dest": "az://y"}')
     assert (status, body["error"]) == (400, "bad_request")
     status, body = http_json("GET", f"{api}/migrations/nope?container={unique_name('dst')}")
@@ -95,7 +95,7 @@ def test_post_migrations_check_proves_access_on_both_sides(clouds: tuple[GcpStac
     GcsObjectStore(bucket).create_bucket()
     GcsObjectStore(bucket).put("data/one.txt", b"one", content_type="text/plain")
     AzureBlobDestination(container).create()
-    api = gcp.api_url if cloud == "gcp" else azure.api_url
+    api = gcp.migrations_url if cloud == "gcp" else azure.api_url
     body = json.dumps({"source": f"gs://{bucket}", "dest": f"az://{container}"}).encode()
     status, found = http_json("POST", f"{api}/migrations/check", body, {"Content-Type": "application/json"})
     assert (status, found) == (200, {"ok": True, "missing": []})
@@ -106,6 +106,26 @@ def test_post_migrations_check_proves_access_on_both_sides(clouds: tuple[GcpStac
     assert "no GCS bucket" in found["message"]
     status, found = http_json("POST", f"{api}/migrations/check", b'{"source": "gs://b", "dest": "s3://c"}')
     assert (status, found["error"]) == (400, "bad_request")
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE"])
+@pytest.mark.parametrize("path", ["/migrations", "/migrations/", "/migrations/check", "/migrations/x", "/MIGRATIONS",
+                                  "/migrations%2Fx", "/migrations%252Fx", "//migrations"])  # fmt: skip
+def test_the_public_gcp_api_serves_no_migration_route(
+    clouds: tuple[GcpStack, AzureStack], method: str, path: str
+) -> None:
+    """The control plane is the ``migrations`` function's alone, so that --public-api never opens it."""
+    gcp, _ = clouds
+    status, body = http_json(method, f"{gcp.api_url}{path}", b"{}" if method != "GET" else None)
+    assert status in (404, 405), (status, body)
+    assert "run_id" not in (body or {}) and "runs" not in (body or {})
+
+
+def test_the_gcp_control_plane_serves_no_pipeline_route(clouds: tuple[GcpStack, AzureStack]) -> None:
+    gcp, _ = clouds
+    for method, path in [("GET", "/"), ("POST", "/jobs"), ("GET", "/jobs/" + "a" * 32)]:
+        status, body = http_json(method, f"{gcp.migrations_url}{path}", b"x" if method == "POST" else None)
+        assert (status, body["error"]) == (404, "not_found"), (method, path, body)
 
 
 def test_going_live_on_azure_is_refused_up_front_and_azure_keeps_taking_uploads(
@@ -141,7 +161,7 @@ def test_a_batch_dead_lettered_on_gcp_fails_the_run(clouds: tuple[GcpStack, Azur
     with environment(gcp.env()):
         pubsub.publish_raw(BATCH_DEAD_LETTER_TOPIC, json.dumps(message).encode(),
                            {"CloudPubSubDeadLetterSourceDeliveryCount": "5"})  # fmt: skip
-    url = f"{gcp.api_url}/migrations/{run.run_id}?container={urllib.parse.quote(container)}"
+    url = f"{gcp.migrations_url}/migrations/{run.run_id}?container={urllib.parse.quote(container)}"
     deadline, found = time.monotonic() + 30, {}
     while time.monotonic() < deadline:
         _, found = http_json("GET", url)

@@ -32,7 +32,7 @@ def test_every_entry_point_in_main_is_deployed_and_nothing_else(style: str) -> N
     lines = dry_run("--trigger", style)
     deployed = [re.search(r"--entry-point=(\w+)", line) for line in lines if "functions deploy" in line]
     entry_points = {m.group(1) for m in deployed if m}
-    assert len(deployed) == len(entry_points) == 8
+    assert len(deployed) == len(entry_points) == 9
     assert entry_points == main_exports()
 
 
@@ -128,7 +128,7 @@ def test_cross_cloud_identity_on_gcp() -> None:
     assert f"workloadIdentityPools/gray-azure/subject/{PRINCIPAL}" in text
     for line in text.splitlines():
         if "functions deploy" in line:
-            writers = ("api", "migrate-batch", "migrate-batch-dead", "migrate-replicate", "migrate-replicate-dead")
+            writers = ("migrations", "migrate-batch", "migrate-batch-dead", "migrate-replicate", "migrate-replicate-dead")
             writes_azure = any(f"functions deploy {n} " in line for n in writers)
             assert ("AZURE_CLIENT_ID=cid" in line) == writes_azure, line
     assert "keys create" not in text and "GOOGLE_APPLICATION_CREDENTIALS" not in text, "no key file anywhere"
@@ -148,6 +148,18 @@ def test_public_api_is_an_explicit_opt_in() -> None:
     assert "--allow-unauthenticated" in api.split()
     api = next(x for x in dry_run() if "functions deploy api " in x)
     assert "--no-allow-unauthenticated" in api.split()
+
+
+@pytest.mark.parametrize("public", [[], ["--public-api"]], ids=["private", "public"])
+def test_no_migration_route_is_ever_deployed_publicly(public: list[str]) -> None:
+    """The control plane can freeze uploads and start copies: its function is IAM-private whatever --public-api says,
+    and the public one carries no Azure identity."""
+    lines = [x for x in dry_run(*public) if "functions deploy" in x and "--trigger-http" in x]
+    control = next(x for x in lines if "functions deploy migrations " in x)
+    assert "--no-allow-unauthenticated" in control.split() and "--allow-unauthenticated" not in control.split()
+    assert "--entry-point=migrations" in control
+    public_ones = [x for x in lines if "--allow-unauthenticated" in x.split()]
+    assert all("--entry-point=api" in x for x in public_ones)
 
 
 def test_the_rollback_write_grant_is_an_opt_in_for_one_member() -> None:
