@@ -7,6 +7,7 @@ Each Protocol's docstring is the contract every implementation must keep;
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,8 +46,9 @@ class StoredObject:
 
 
 def dot_segment(key: str) -> bool:
-    """True when a ``/``-separated segment of ``key`` is ``.`` or ``..``."""
-    return any(segment in (".", "..") for segment in key.split("/"))
+    """True when a segment of ``key`` is ``.`` or ``..``; ``\\`` separates segments too, as Azure reads it
+    (``uploads\\..\\jobs\\x.json`` is ``jobs/x.json`` there)."""
+    return any(segment in (".", "..") for segment in re.split(r"[/\\]", key))
 
 
 def check_key(key: str) -> str:
@@ -72,7 +74,7 @@ class ObjectStore(Protocol):
 
     - Keys are any non-empty Unicode string without NUL, including spaces,
       ``#``, ``?``, ``%`` and ``/``; a key reads back exactly as written. A
-      key with a ``.`` or ``..`` path segment (``a/../b``) is refused with
+      key with a ``.`` or ``..`` path segment (``a/../b``, or ``a\\..\\b``: Azure reads ``\\`` as ``/``) is refused with
       ``BadRequest`` by every method that takes a key: HTTP clients and the
       Azure front end resolve it to another name (``b``), so it could
       overwrite or read another object.

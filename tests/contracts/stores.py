@@ -29,7 +29,16 @@ ODD_KEYS = [
     "uploads/.hidden",
     "uploads/a..b/c.jpg",
 ]
-DOT_SEGMENT_KEYS = ["uploads/a/../b.jpg", "uploads/./b.jpg", "uploads/x/..", "../b.jpg", "uploads/b.jpg/.", ".."]
+DOT_SEGMENT_KEYS = [
+    "uploads/a/../b.jpg",
+    "uploads/./b.jpg",
+    "uploads/x/..",
+    "../b.jpg",
+    "uploads/b.jpg/.",
+    "..",
+    "uploads\\..\\b.jpg",
+    "uploads/a\\..\\..\\b.jpg",
+]  # Azure reads "\\" as "/"
 
 
 class ObjectStoreContract:

@@ -128,7 +128,13 @@ def test_cross_cloud_identity_on_gcp() -> None:
     assert f"workloadIdentityPools/gray-azure/subject/{PRINCIPAL}" in text
     for line in text.splitlines():
         if "functions deploy" in line:
-            writers = ("migrations", "migrate-batch", "migrate-batch-dead", "migrate-replicate", "migrate-replicate-dead")
+            writers = (
+                "migrations",
+                "migrate-batch",
+                "migrate-batch-dead",
+                "migrate-replicate",
+                "migrate-replicate-dead",
+            )
             writes_azure = any(f"functions deploy {n} " in line for n in writers)
             assert ("AZURE_CLIENT_ID=cid" in line) == writes_azure, line
     assert "keys create" not in text and "GOOGLE_APPLICATION_CREDENTIALS" not in text, "no key file anywhere"

@@ -153,7 +153,11 @@ def test_accept_ignores_everything_but_uploads(services: Services, key: str) -> 
     assert queued(services) == []
 
 
-@pytest.mark.parametrize("key", ["uploads/../jobs/x.json", "uploads/a/../../results/b.jpg", "uploads/./a.jpg"])
+@pytest.mark.parametrize(
+    "key",
+    ["uploads/../jobs/x.json", "uploads/a/../../results/b.jpg", "uploads/./a.jpg", "uploads\\..\\jobs\\x.json",
+     "uploads/..\\results/b.jpg"],
+)  # fmt: skip
 def test_keys_with_dot_segments_are_never_stored_nor_accepted(services: Services, key: str) -> None:
     # Such a job would read and write outside uploads/ and results/ (a job record, another result).
     with pytest.raises(BadRequest, match="segment"):
