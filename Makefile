@@ -7,7 +7,7 @@ STACK ?= .dev/stack.json
 GCP_API ?=
 AZURE_API ?=
 
-.PHONY: help install demo dev soak test lint unit integration e2e live emulators bench samples clean az-cli smoke
+.PHONY: help install demo dev soak test lint unit integration e2e live emulators bench samples clean az-cli smoke lock audit
 
 help:
 	@echo "make demo        install, start the emulators, push samples/ through both clouds, stop"
@@ -84,6 +84,19 @@ bench: install
 	$(PY) bench/cold_start.py
 	$(PY) bench/ops_per_job.py
 	$(PY) bench/migrate.py
+
+# The deployed dependencies, pinned and hashed (deploy/package.py ships them); run after changing requirements.txt.
+lock: install
+	$(VENV)/bin/pip install --quiet uv
+	$(VENV)/bin/uv pip compile requirements.txt --universal --generate-hashes --python-version 3.11 --no-header \
+	  -o requirements.lock.body
+	{ sed -n 1,3p requirements.lock; cat requirements.lock.body; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock && rm requirements.lock.body
+
+# On a machine with a network: fails when a package has a known vulnerability, or could not be audited at all.
+audit: install
+	$(VENV)/bin/pip install --quiet pip-audit
+	$(PY) deploy/audit.py
 
 samples: install
 	$(PY) samples/make_samples.py

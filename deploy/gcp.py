@@ -89,6 +89,8 @@ def entra_issuer(tenant_id: str) -> str:
     return f"https://login.microsoftonline.com/{tenant_id}/v2.0"
 
 
+SOURCE = ".dist/gcp-source"
+"""What ``gcloud functions deploy --source`` uploads (``deploy/package.py`` stages it)."""
 MIGRATION_FUNCTIONS = {
     "migrations",
     "migrate-batch",
@@ -259,9 +261,10 @@ class Plan:
              "--role=roles/pubsub.publisher", *p],
             ["gcloud", "pubsub", "topics", "add-iam-policy-binding", BATCH_TOPIC, f"--member={runtime}",
              "--role=roles/pubsub.publisher", *p],
-            # Projects made before April 2021: the Pub/Sub agent mints the push tokens only with this role.
-            ["gcloud", "projects", "add-iam-policy-binding", self.project, f"--member={pubsub_agent}",
-             "--role=roles/iam.serviceAccountTokenCreator", "--condition=None"],
+            # Projects made before April 2021: the Pub/Sub agent mints the push tokens only with this role. It is
+            # granted on the one account the pushes authenticate as, not project-wide (every account's tokens).
+            ["gcloud", "iam", "service-accounts", "add-iam-policy-binding", self.invoker_sa, f"--member={pubsub_agent}",
+             "--role=roles/iam.serviceAccountTokenCreator", *p],
         ]  # fmt: skip
         if self.trigger == "eventarc":
             run.append(["gcloud", "projects", "add-iam-policy-binding", self.project, f"--member={gcs_agent}",
@@ -286,9 +289,11 @@ class Plan:
                   f"--topic={REPLICATION_TOPIC}", "--event-types=OBJECT_FINALIZE,OBJECT_DELETE",
                   "--payload-format=json", *p]  # fmt: skip
         run.append(_unless_listed(listed, REPLICATION_TOPIC, create))
+        # The source as deployed: .gcloudignore's files, with requirements.lock (pinned, hashed) as requirements.txt.
+        run.append([f'"${{PYTHON:-python3}}" -m deploy.package --gcp-source {SOURCE}'])
         for fn in self.functions():
             deploy = ["gcloud", "functions", "deploy", fn.name, "--gen2", "--runtime=python312",
-                      f"--region={self.region}", "--source=.", f"--entry-point={fn.entry_point}", *fn.trigger,
+                      f"--region={self.region}", f"--source={SOURCE}", f"--entry-point={fn.entry_point}", *fn.trigger,
                       f"--service-account={self.runtime_sa}",
                       f"--build-service-account=projects/{self.project}/serviceAccounts/{self.sa('gray-build')}",
                       f"--memory={fn.memory}", "--cpu=1", f"--concurrency={fn.concurrency}", "--timeout=120s",

@@ -113,7 +113,9 @@ def test_fresh_project_steps_come_in_a_working_order() -> None:
     assert agent < bound, "the GCS service agent exists before it is bound"
     notification = next(x for x in lines if "notifications create" in x)
     assert "--project=proj-1" in notification
-    assert re.search(r"gcp-sa-pubsub.*--role=roles/iam.serviceAccountTokenCreator", text)
+    token_creator = [x for x in lines if "gcp-sa-pubsub" in x and "roles/iam.serviceAccountTokenCreator" in x]
+    assert len(token_creator) == 1 and "service-accounts add-iam-policy-binding gray-invoker@" in token_creator[0]
+    assert not [x for x in lines if "projects add-iam-policy-binding" in x and "serviceAccountTokenCreator" in x]
     assert "roles/storage.objectViewer" in text and "roles/storage.objectUser" in text
 
 
