@@ -70,54 +70,71 @@ def api_retry(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="migrations", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def api_migrations(req: func.HttpRequest) -> func.HttpResponse:
     """POST {base}/migrations: start a migration run (a function key is required on Azure)."""
-    return _http(req)
+    return _control_plane(req)
 
 
 @bp.function_name("api_migration_check")
 @bp.route(route="migrations/check", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def api_migration_check(req: func.HttpRequest) -> func.HttpResponse:
     """POST {base}/migrations/check: the preflight (a function key is required on Azure)."""
-    return _http(req)
+    return _control_plane(req)
 
 
 @bp.function_name("api_migration_list")
 @bp.route(route="migrations", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def api_migration_list(req: func.HttpRequest) -> func.HttpResponse:
     """GET {base}/migrations: the runs, as JSON or the page (a function key is required on Azure)."""
-    return _http(req)
+    return _control_plane(req)
 
 
 @bp.function_name("api_migration_status")
 @bp.route(route="migrations/{run_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def api_migration_status(req: func.HttpRequest) -> func.HttpResponse:
     """GET {base}/migrations/{run_id}: a run's progress (a function key is required on Azure)."""
-    return _http(req)
+    return _control_plane(req)
 
 
 @bp.function_name("api_read")
 @bp.route(route="{*path}", methods=["GET", "HEAD", "PUT", "PATCH", "DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
 def api_read(req: func.HttpRequest) -> func.HttpResponse:
-    """The page, job status and results: anonymous, as job ids are unguessable."""
-    return _http(req)
+    """The page, job status and results, anonymous as job ids are unguessable; nothing else, whatever the path.
+
+    Only the pipeline's routes, by a method that writes nothing (no POST reaches it): ``GET /``, ``GET /jobs/{id}``
+    and ``GET /jobs/{id}/result``, and the 404 or 405 of anything else. It routes on the host's ``path`` parameter,
+    decoded once by the host and never again here, and no migration route is among its routes at all.
+    """
+    return _answer(http_api.handle(services, _request(req, "/" + req.route_params.get("path", ""))))
 
 
 def _http(req: func.HttpRequest) -> func.HttpResponse:
+    """A keyed pipeline route (upload, retry): the pipeline's routes only."""
+    return _answer(http_api.handle(services, _request(req)))
+
+
+def _control_plane(req: func.HttpRequest) -> func.HttpResponse:
+    """A keyed migration route: the migration's routes only, never the pipeline's."""
     from migrate import http as migration_http  # on the first request, not when the host indexes the app
 
+    routes = migration_http.routes(_batch_queue, writes_source=False)
+    return _answer(http_api.handle(services, _request(req), routes, pipeline=False))
+
+
+def _request(req: func.HttpRequest, path: str | None = None) -> http_api.Request:
     url = urllib.parse.urlsplit(req.url)
-    path = url.path.split("/api", 1)[1] if "/api" in url.path else url.path
-    answer = http_api.handle(
-        services,
-        http_api.Request(
-            method=req.method,
-            path=urllib.parse.unquote(path) or "/",
-            headers=dict(req.headers),
-            body=req.get_body() or b"",
-            base_url=f"{url.scheme}://{url.netloc}/api",
-            query=dict(req.params),
-        ),
-        migration_http.routes(_batch_queue, writes_source=False),
+    if path is None:
+        raw = url.path.split("/api", 1)[1] if "/api" in url.path else url.path
+        path = urllib.parse.unquote(raw) or "/"
+    return http_api.Request(
+        method=req.method,
+        path=path,
+        headers=dict(req.headers),
+        body=req.get_body() or b"",
+        base_url=f"{url.scheme}://{url.netloc}/api",
+        query=dict(req.params),
     )
+
+
+def _answer(answer: http_api.Response) -> func.HttpResponse:
     return func.HttpResponse(answer.body, status_code=answer.status, headers=answer.headers)
 
 

@@ -142,7 +142,7 @@ def test_without_pubsub_the_gcp_api_processes_in_process() -> None:  # needs no 
     try:
         with GcpStack(use_pubsub=False) as stack:
             assert stack.pubsub is None and "in-process" in stack.note
-            assert set(stack.functions) == {"api"}
+            assert set(stack.functions) == {"api", "migrations"}  # the HTTP functions; no event function
             os.environ.update(stack.env())
             status, job = http_json("POST", f"{stack.api_url}/jobs", photo(stack, 6), {"Content-Type": "image/jpeg"})
             assert status == 202

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import tracemalloc
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -51,9 +52,35 @@ def queue_message(payload: object, dequeue_count: int = 1) -> QueueMessage:
 
 
 def http(method: str, path: str, body: bytes = b"", **headers: str) -> func.HttpResponse:
-    request = func.HttpRequest(method, f"http://127.0.0.1:7071/api{path}", headers=headers, body=body)
+    """As the host calls them: POST /jobs to api_upload, anything else to the catch-all with its route parameter."""
+    route = {} if method == "POST" else {"path": urllib.parse.unquote(path.lstrip("/"))}
+    request = func.HttpRequest(method, f"http://127.0.0.1:7071/api{path}", headers=headers, body=body,
+                               route_params=route)  # fmt: skip
     handler = blueprint.api_upload if method == "POST" else blueprint.api_read
     return handler(request)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "migrations",
+        "migrations/x",
+        "migrations%2Fx",
+        "migrations%252Fx",
+        "MIGRATIONS",
+        "migrations/check",
+        "..%2Fmigrations",
+    ],
+)
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "PATCH", "DELETE"])
+def test_the_anonymous_catch_all_reaches_no_migration_route(svc: Services, method: str, path: str) -> None:
+    """Whatever path the host hands it (decoded once, or twice by a careless adapter), the catch-all answers as the
+    pipeline only: 404 or 405, never a run or a list of runs."""
+    for route in {path, urllib.parse.unquote(path), urllib.parse.unquote(urllib.parse.unquote(path))}:
+        request = func.HttpRequest(method, f"http://127.0.0.1:7071/api/{path}", body=b"", route_params={"path": route})
+        response = blueprint.api_read(request)
+        assert response.status_code in (404, 405), (route, response.get_body())
+        assert b"runs" not in (response.get_body() or b"") and b"run_id" not in (response.get_body() or b"")
 
 
 def queued(svc: Services) -> list[str]:
