@@ -41,8 +41,16 @@ class DevHostProcess(_Process):
     def api_url(self) -> str:
         return f"http://{HOST}:{self.port}/api"
 
-    def launch(self, env: dict[str, str], retry_delay: float | None = None, lease: float | None = None) -> None:
+    def launch(
+        self,
+        env: dict[str, str],
+        retry_delay: float | None = None,
+        lease: float | None = None,
+        keys: Path | None = None,
+    ) -> None:
         argv = [sys.executable, "-m", "functions_azure.devhost", "--port", str(self.port), "--host", HOST]
+        if keys is not None:
+            argv += ["--keys", str(keys)]
         if retry_delay is not None:
             argv += ["--retry-delay", str(retry_delay)]
         if lease is not None:
@@ -65,6 +73,8 @@ class AzureStack(Stack):
     """Seconds a message is hidden while its handler runs; None keeps the devhost's 300."""
     persistent: bool = False
     """Keep Azurite's data on disk, so that ``self.azurite.restart()`` loses nothing."""
+    keys: Path | None = None
+    """A keys file (``functions_azure.devhost --keys``): the devhost then enforces auth levels as Azure does."""
     extra_env: dict[str, str] = field(default_factory=dict)
     azurite: Azurite | None = None
     eventgrid: EventGridProxy | None = None
@@ -111,7 +121,7 @@ class AzureStack(Stack):
             port, self.note = preferred_port(DEVHOST_PORT, "the Azure API")
         self.devhost = DevHostProcess(port)
         self._stack.callback(self.devhost.stop)
-        self.devhost.launch(self.env(), self.retry_delay, self.lease)
+        self.devhost.launch(self.env(), self.retry_delay, self.lease, self.keys)
         with urllib.request.urlopen(self.api_url + "/", timeout=10):
             pass
         # As deploy/azure.py subscribes on Azure: BlobCreated under uploads/, to the blobs extension webhook.
@@ -130,7 +140,7 @@ class AzureStack(Stack):
         """A new devhost on the same port."""
         assert self.devhost is not None
         self.devhost.stop()
-        self.devhost.launch(self.env(), self.retry_delay, self.lease)
+        self.devhost.launch(self.env(), self.retry_delay, self.lease, self.keys)
 
     def describe(self) -> dict[str, object]:
         """The Azure half of ``.dev/stack.json``."""

@@ -19,7 +19,7 @@ from http.server import ThreadingHTTPServer
 import azure.functions as func
 
 from functions_azure.devhost.blobs import WEBHOOK_PATH, BlobEvents, BlobTrigger
-from functions_azure.devhost.http import HttpFront, Route, server
+from functions_azure.devhost.http import HttpFront, Keys, Route, server
 from functions_azure.devhost.queues import Handler, QueueTriggers
 from functions_azure.devhost.settings import ROOT, HostSettings, resolve
 from functions_azure.services import share_host_storage
@@ -45,7 +45,9 @@ def read_bindings(app: func.FunctionApp) -> Bindings:
         kind = trigger["type"]
         if kind == "httpTrigger":
             methods = {str(getattr(m, "value", m)).upper() for m in trigger.get("methods") or []}
-            found.routes.append(Route(name, str(trigger.get("route") or name), methods or {"GET", "POST"}, handler))
+            level = str(getattr(trigger.get("authLevel"), "value", trigger.get("authLevel") or "function")).lower()
+            route = Route(name, str(trigger.get("route") or name), methods or {"GET", "POST"}, handler, level)
+            found.routes.append(route)
         elif kind == "queueTrigger":
             found.queues[resolve(trigger["queueName"])] = (name, handler)
         elif kind == "blobTrigger":
@@ -60,7 +62,13 @@ def read_bindings(app: func.FunctionApp) -> Bindings:
 
 class DevHost:
     def __init__(
-        self, app: func.FunctionApp, *, port: int = 7071, host: str = "127.0.0.1", settings: HostSettings | None = None
+        self,
+        app: func.FunctionApp,
+        *,
+        port: int = 7071,
+        host: str = "127.0.0.1",
+        settings: HostSettings | None = None,
+        keys: Keys | None = None,
     ) -> None:
         self.settings = settings or HostSettings.load()
         self.bindings = read_bindings(app)
@@ -68,7 +76,9 @@ class DevHost:
         self.stopping = threading.Event()
         self.queues = QueueTriggers(self.settings, self.stopping)
         self.blobs = BlobEvents(self.bindings.blobs)
-        self.http = HttpFront(self.bindings.routes, self.settings.route_prefix, {WEBHOOK_PATH: self.blobs.webhook})
+        self.http = HttpFront(
+            self.bindings.routes, self.settings.route_prefix, {WEBHOOK_PATH: self.blobs.webhook}, keys=keys
+        )
         self.threads: list[threading.Thread] = []
         self.server: ThreadingHTTPServer | None = None
 
@@ -124,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--lease", type=float, default=None, help="seconds a message is hidden while its handler runs (default 300)"
     )
+    parser.add_argument(
+        "--keys",
+        default=None,
+        help='JSON file {"host": [KEY], "functions": {NAME: [KEY]}}: enforce auth levels as Azure does (default: none)',
+    )
     args = parser.parse_args(argv)
     if not os.environ.get(CONNECTION):
         print(f"set {CONNECTION} (UseDevelopmentStorage=true for Azurite on its default ports)", file=sys.stderr)
@@ -139,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     # Load the app as the Functions host does: by its file name at the project root.
     sys.path.insert(0, str(ROOT))
     app = importlib.import_module(args.app).app
-    host = DevHost(app, port=args.port, host=args.host, settings=settings)
+    host = DevHost(
+        app, port=args.port, host=args.host, settings=settings, keys=Keys.load(args.keys) if args.keys else None
+    )
     if args.lease is not None:
         host.queues.lease_seconds = args.lease
     host.start()

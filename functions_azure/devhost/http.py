@@ -7,12 +7,14 @@ answered 413 by the host itself, before any function runs.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import IO, Any
 
 import azure.functions as func
@@ -56,6 +58,8 @@ class Route:
     template: str
     methods: set[str]
     handler: Callable[[func.HttpRequest], func.HttpResponse]
+    auth_level: str = "anonymous"
+    """``anonymous``, ``function`` or ``admin``, as the trigger says (enforced only when the host has keys)."""
     pattern: re.Pattern[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -67,11 +71,44 @@ class Route:
                 regex += f"(?P<{part[1:-1].split(':')[0]}>[^/]+)"
             else:
                 regex += re.escape(part)
-        self.pattern = re.compile(f"^{regex}$")
+        self.pattern = re.compile(f"^{regex}$", re.IGNORECASE)  # the host matches routes case-insensitively
 
     @property
     def catch_all(self) -> bool:
         return "{*" in self.template
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The keys a host checks, as on Azure: a host key opens every FUNCTION route; a function's keys open only it.
+
+    Read from a JSON file ``{"host": ["KEY"], "functions": {"NAME": ["KEY"]}}`` (``--keys``); sent as the
+    ``x-functions-key`` header or the ``code`` query parameter.
+    """
+
+    host: frozenset[str] = frozenset()
+    functions: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str) -> Keys:
+        raw = json.loads(Path(path).read_text())
+        functions = {name: frozenset(keys) for name, keys in (raw.get("functions") or {}).items()}
+        return cls(frozenset(raw.get("host") or ()), functions)
+
+    def opens(self, route: Route, presented: str) -> bool:
+        if route.auth_level == "anonymous":
+            return True
+        if not presented:
+            return False
+        if presented in self.host:
+            return True
+        return route.auth_level == "function" and presented in self.functions.get(route.name, frozenset())
+
+
+def host_path(raw: str) -> str:
+    """The path as the Functions host matches it: each segment decoded once, an encoded ``/`` kept as ``%2F``
+    (it never makes a segment of its own), nothing decoded twice."""
+    return "/".join(urllib.parse.unquote(segment).replace("/", "%2F") for segment in raw.split("/"))
 
 
 @dataclass
@@ -83,6 +120,8 @@ class HttpFront:
     webhooks: dict[str, Webhook] = field(default_factory=dict)
     """Path -> handler of a POST, e.g. ``/runtime/webhooks/blobs``."""
     origin: str = "http://127.0.0.1:7071"
+    keys: Keys | None = None
+    """With keys, FUNCTION and ADMIN routes need one (401 without), as on Azure; without, none (as ``func start``)."""
 
     def dispatch(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Answer:
         split = urllib.parse.urlsplit(raw_path)
@@ -93,15 +132,19 @@ class HttpFront:
         prefix = "/" + self.route_prefix
         if not (split.path == prefix or split.path.startswith(prefix + "/")):
             return 404, {}, b""
-        relative = urllib.parse.unquote(split.path[len(prefix) + 1 :])
+        relative = host_path(split.path[len(prefix) + 1 :])
+        query = dict(urllib.parse.parse_qsl(split.query))
         for route in self.routes:
             match = route.pattern.match(relative)
             if match and method.upper() in route.methods:
+                presented = {k.lower(): v for k, v in headers.items()}.get("x-functions-key") or query.get("code", "")
+                if self.keys is not None and not self.keys.opens(route, presented):
+                    return 401, {}, b""
                 request = func.HttpRequest(
                     method.upper(),
                     f"{self.origin}{raw_path}",
                     headers=headers,
-                    params=dict(urllib.parse.parse_qsl(split.query)),
+                    params=query,
                     route_params={k: v for k, v in match.groupdict().items() if v is not None},
                     body=body,
                 )
