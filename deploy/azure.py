@@ -36,6 +36,7 @@ In order:
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,8 @@ def function_names() -> list[str]:
 ZIP = ".dist/function-app.zip"
 PROVIDERS = ["Microsoft.EventGrid", "Microsoft.Web", "Microsoft.Storage", "Microsoft.ManagedIdentity"]
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+MIGRATION_HTTP_FUNCTIONS = ("api_migrations", "api_migration_check", "api_migration_list", "api_migration_status")
+"""The migration control plane's functions (FUNCTION level): opened by the operators' keys, never the page's."""
 
 
 def assign_role(assignee: str, kind: str, role: str, scope: str) -> list[str]:
@@ -94,6 +97,8 @@ class Plan:
     container: str
     functions: list[str]
     gcp: GcpIds = GcpIds()
+    operators: tuple[str, ...] = ()
+    """Who gets a key of their own to the migration functions (``--operator``)."""
 
     @property
     def writer(self) -> str:
@@ -185,6 +190,12 @@ class Plan:
         for name in self.functions:
             run.append(["az", "functionapp", "function", "show", "--name", app, *rg, "--function-name", name,
                         "--query", "name", "--output", "tsv"])  # fmt: skip
+        # Each operator gets a key of their own on the migration functions only (Azure makes the value): it opens no
+        # pipeline route, the page's key opens no migration route, and one key is revoked without the others.
+        for operator in self.operators:
+            for name in MIGRATION_HTTP_FUNCTIONS:
+                run.append(["az", "functionapp", "function", "keys", "set", "--name", app, *rg,
+                            "--function-name", name, "--key-name", operator, "--output", "none"])  # fmt: skip
         run.append(shell.assign("TENANT_ID", ["az", "account", "show", "--query", "tenantId", "--output", "tsv"]))
         run.append(shell.emit_ids({
             "azure_tenant_id": "${TENANT_ID}", "azure_client_id": "${WRITER_CLIENT_ID}",
@@ -236,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     gcp.add_argument("--gcp-reader-sa", help="the service account that may read the source bucket")
     gcp.add_argument("--gcp-runtime-sa-id", help="unique id of the GCP functions' runtime service account")
     gcp.add_argument("--gcs-bucket", help="the bucket the migration API may migrate here (MIGRATE_SOURCES)")
+    parser.add_argument("--operator", action="append", default=[], metavar="NAME",
+                        help="make NAME a key of its own on each migration function (repeatable)")  # fmt: skip
     parser.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
     parser.add_argument("--teardown", action="store_true", help="remove everything the deploy created")
     parser.add_argument("--check", action="store_true", help="smoke-test the deployment at --api")
@@ -251,8 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--resource-group, --storage-account and --app are required (or --check --api URL)")
     ids = GcpIds(args.gcp_project_number or "", args.gcp_wif_provider or "", args.gcp_reader_sa or "",
                  args.gcp_runtime_sa_id or "", args.gcs_bucket or "")  # fmt: skip
+    for operator in args.operator:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", operator):
+            parser.error(f"--operator must be letters, digits, '-' or '_' (a key name), not {operator!r}")
     plan = Plan(args.resource_group, args.storage_account, args.app, args.location, args.container,
-                function_names(), ids)  # fmt: skip
+                function_names(), ids, tuple(args.operator))  # fmt: skip
     commands = teardown_commands(plan) if args.teardown else plan.commands()
     return shell.run(commands, dry_run=args.dry_run)
 

@@ -54,7 +54,7 @@ SCRIPTS = {
         [*GCP_ARGS, *AZURE_IDS, "--public-api", "--rollback-writer", "group:migration-operators@example.com"],
     ),
     "gcp eventarc, cross-cloud": ("gcp.py", [*GCP_ARGS, *AZURE_IDS, "--trigger", "eventarc"]),
-    "azure": ("azure.py", AZURE_ARGS),
+    "azure": ("azure.py", [*AZURE_ARGS, "--operator", "ops-1"]),
     "azure, cross-cloud": ("azure.py", [*AZURE_ARGS, *GCP_IDS, "--gcs-bucket", "bkt"]),
 }
 PUNCTUATION = set("();|&<>")

@@ -113,3 +113,17 @@ def test_every_topic_and_queue_name_comes_from_core_names() -> None:
         if any(f'"{name}' in line or f"'{name}" in line for name in literals)
     ]
     assert offenders == []
+
+
+def test_the_operators_keys_go_to_every_migration_function_and_only_those() -> None:
+    """deploy/azure.py --operator sets a key on exactly the FUNCTION-level routes under migrations/."""
+    from deploy.azure import MIGRATION_HTTP_FUNCTIONS
+
+    control_plane = {
+        name
+        for name, bindings in functions().items()
+        for b in bindings
+        if b["type"] == "httpTrigger" and str(b.get("route", "")).startswith("migrations")
+    }
+    assert set(MIGRATION_HTTP_FUNCTIONS) == control_plane
+    assert all(str(trigger(name)["authLevel"].value) == "function" for name in control_plane)
