@@ -42,8 +42,8 @@ RATE = 2.0
 SWITCH_BUDGET_S = FROZEN_PATIENCE_S + 3.0
 """The freeze beyond the drain: the verify of the last changes and the switch. A GCP job in flight at the freeze
 writes its record and result after the barrier, so the frozen verify waits for their replication, for at most
-FROZEN_PATIENCE_S (the cutover's own bound); verify and switch took 2-4 s more here (9.7 s in all once, the
-machine busy with other test runs: over the 5 s this budget was before)."""
+FROZEN_PATIENCE_S (the cutover's own bound), then verifies and switches (seen: 9.7 s in all, the machine busy
+with other test runs, over the 5 s guess this budget was before)."""
 
 
 @pytest.fixture
