@@ -12,6 +12,7 @@ one commit run the same code (the ranges of requirements.txt are for development
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import zipfile
@@ -26,11 +27,16 @@ LOCK = "requirements.lock"
 
 
 def included(root: Path = ROOT, ignore_file: str = ".funcignore") -> list[str]:
-    """The files a deploy holds, as paths relative to ``root``, sorted."""
+    """The files a deploy holds, as paths relative to ``root``, sorted (an ignored folder is never walked)."""
     rules = (root / ignore_file).read_text().splitlines()
     spec = pathspec.GitIgnoreSpec.from_lines(rules)
-    files = (p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
-    return sorted(f for f in files if not spec.match_file(f) and f != LOCK)
+    found = []
+    for folder, folders, files in os.walk(root):
+        here = Path(folder).relative_to(root).as_posix()
+        prefix = "" if here == "." else here + "/"
+        folders[:] = [d for d in folders if not spec.match_file(prefix + d + "/")]
+        found += [prefix + f for f in files if not spec.match_file(prefix + f) and prefix + f != LOCK]
+    return sorted(found)
 
 
 def build(target: Path, root: Path = ROOT) -> list[str]:
