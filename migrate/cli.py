@@ -31,7 +31,7 @@ from typing import IO, Any
 from core import logs
 from core.errors import ConfigError, CoreError, NotFound, TransientError
 from core.ports import CAVEATS, ObjectDetails
-from migrate import rules
+from migrate import actor, rules
 from migrate.locations import Location, UsageError, open_ends, parse_location
 from migrate.throttle import Throttle, parse_size
 
@@ -361,6 +361,7 @@ def plan_command(args: argparse.Namespace, source: Any, source_at: Location, des
             max_batches=args.max_batches,
             part_bytes=args.part_bytes,
             block_size=args.block_size,
+            started_by=actor.of_cli(),
         )
     except CoreError as exc:
         raise UsageError(f"the plan could not be made: {exc}") from exc
@@ -552,7 +553,8 @@ def cutover_command(args: argparse.Namespace, source: Any, dest: Any, source_at:
     print(f"4. switched: Azure processes uploads now ({accepted} left for it during the freeze); "
           f"frozen {frozen_seconds:.2f} s. Replication goes on until GCP has nothing left to give.")  # fmt: skip
     verified = {"same": before["same"] + checked["same"], "different": 0, "while_frozen": checked["same"]}
-    result: dict[str, Any] = {"run_id": running.run_id, "switch": True, "frozen_seconds": frozen_seconds,
+    result: dict[str, Any] = {"run_id": running.run_id, "by": actor.of_cli(), "switch": True,
+                              "frozen_seconds": frozen_seconds,
                               "drain_seconds": round(drained, 3), "verify": verified, "accepted": accepted}  # fmt: skip
     if not args.no_final_verify:
         found = run_verify(source, dest, source_prefix=source_at.prefix, dest_prefix=dest_at.prefix)
@@ -575,7 +577,7 @@ def abort_command(args: argparse.Namespace, source_at: Location, dest_at: Locati
     from core.names import JOBS
     from core.pipeline import REPLICA_KEY, SWITCHED_KEY, Services
     from migrate import live
-    from migrate.fanout import exists
+    from migrate.fanout import exists, run_key
 
     records = AzureBlobObjectStore(dest_at.container)
     try:
@@ -592,6 +594,10 @@ def abort_command(args: argparse.Namespace, source_at: Location, dest_at: Locati
         accepted = live.abort(Services.over(bucket, PubSubTaskQueue(JOBS)))
     except CoreError as exc:
         raise UsageError(f"the abort stopped: {exc}") from exc
+    running = live.live_run(bucket)
+    if running is not None:  # who aborted, in the run it ended
+        record = {"by": actor.of_cli(), "at": datetime.now(UTC).isoformat(timespec="seconds"), "accepted": accepted}
+        records.put(run_key(running.run_id, "abort.json"), json.dumps(record).encode(), content_type="application/json")
     if orphaned:
         print(f"aborted: {dest_at} was marked a replica, but nothing replicates into it (a go-live that failed "
               f"halfway); the marker is gone and {dest_at} takes uploads again")  # fmt: skip
@@ -630,7 +636,7 @@ def rollback_command(args: argparse.Namespace, source_at: Location, dest_at: Loc
         azure = Services.over(records, AzureQueueTaskQueue(JOBS))
         azure.hold_key = REPLICA_KEY
         print(f"1. {dest_at} is held: its API answers uploads 503; uploads written to it from now on are GCP's")
-        result = rollback.rollback(gcp, azure, running, timeout=args.timeout)
+        result = rollback.rollback(gcp, azure, running, timeout=args.timeout, by=actor.of_cli())
     except TransientError as exc:  # Azure's jobs did not end in time, or a cloud failed a request: both stay held
         print(f"not switched back: {exc}. Run rollback again to go on", file=sys.stderr)
         if args.json:

@@ -78,6 +78,8 @@ class Run:
     part_bytes: int = DEFAULT_PART_BYTES
     live: bool = False
     """Replication runs beside the bulk copy until the cutover (``plan --live``, ``migrate.live``)."""
+    started_by: str = ""
+    """Who planned it (``migrate.actor``)."""
 
 
 def new_run_id() -> str:
@@ -127,6 +129,7 @@ def plan(
     block_size: int = DEFAULT_BLOCK_SIZE,
     part_bytes: int = DEFAULT_PART_BYTES,
     live: bool = False,
+    started_by: str = "",
 ) -> Run:
     """List the source and enqueue its batches; return the run record."""
     run_id = run_id or new_run_id()
@@ -139,7 +142,7 @@ def plan(
         raise BadRequest("the block size and the part size must be positive")
     run = Run(run_id, source_uri, dest_uri, source_prefix, dest_prefix, created, 0, 0, 0, [], planned=False,
               max_rate=max_rate, bwlimit=bwlimit, max_batches=max_batches, block_size=block_size,
-              part_bytes=part_bytes, live=live)  # fmt: skip
+              part_bytes=part_bytes, live=live, started_by=started_by)  # fmt: skip
     _save(records, run)  # workers may start before the listing ends: they find the run already
     entry = {"run_id": run_id, "source": source_uri, "dest": dest_uri, "created": created, "live": live}
     records.put(f"{RUNS_PREFIX}index/{run_id}", json.dumps(entry).encode(), content_type="application/json")
@@ -296,12 +299,13 @@ def status(records: ObjectStore, run_id: str) -> dict[str, Any]:
     overall = "running" if pending or not run.planned else ("failed" if failed else "done")
     found = {"run_id": run.run_id, "state": overall, "source": run.source, "dest": run.dest, "created": run.created,
              "batches": run.batches, "batches_done": done, "batches_failed": failed, "batches_pending": pending,
-             "objects": run.objects, "planned_bytes": run.bytes, **totals, "errors": errors}  # fmt: skip
+             "objects": run.objects, "planned_bytes": run.bytes, **totals, "errors": errors,
+             "started_by": run.started_by}  # fmt: skip
     if run.live:
         from migrate import live
 
         found["replication"] = live.status(records, run_id)
-        for step in ("cutover", "rollback"):  # a cutover after a rollback removes rollback.json
+        for step in ("cutover", "abort", "rollback"):  # a cutover after a rollback removes rollback.json
             with contextlib.suppress(NotFound):
                 found[step] = json.loads(records.get(run_key(run_id, f"{step}.json")).data)
     return found

@@ -19,7 +19,7 @@ from pathlib import Path
 from core.errors import BadRequest, Conflict, NotFound
 from core.http_api import Request, Response, Route, html_page, json_response, read_capped
 from core.ports import TaskQueue
-from migrate import allowlist, fanout
+from migrate import actor, allowlist, fanout
 from migrate.locations import Location
 from migrate.throttle import parse_size
 
@@ -79,6 +79,7 @@ def routes(queue_factory: Callable[[], TaskQueue], *, writes_source: bool = True
             max_rate=max_rate,
             bwlimit=bwlimit,
             max_batches=max_batches,
+            started_by=actor.from_request(request.header, request.query),
         )
         body = {"run_id": run.run_id, "batches": run.batches, "objects": run.objects, "bytes": run.bytes,
                 "live": run.live}  # fmt: skip

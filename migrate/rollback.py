@@ -199,7 +199,7 @@ def switch_back(gcp: Services, records: ObjectStore, run: live.Live) -> int:
 
 
 def rollback(
-    gcp: Services, azure: Services, run: live.Live, *, timeout: float = 120.0, grace: float = 2.0
+    gcp: Services, azure: Services, run: live.Live, *, timeout: float = 120.0, grace: float = 2.0, by: str = ""
 ) -> dict[str, Any]:
     """The whole rollback (steps 1-4 above); its record, also written into the run. ``CoreError`` on failure.
 
@@ -219,6 +219,7 @@ def rollback(
     copied_at = time.monotonic()
     result: dict[str, Any] = {
         "run_id": run.run_id,
+        "by": by,
         "rolled_back": not copied.failed,
         "since_switch": marker.updated.isoformat(),
         "azure_jobs_waited": waited,

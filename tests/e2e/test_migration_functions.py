@@ -62,6 +62,7 @@ def test_post_migrations_fans_out_and_reports_done(clouds: tuple[GcpStack, Azure
         time.sleep(0.3)
     assert found is not None and found["state"] == "done", found
     assert found["copied"] == 8
+    assert found["started_by"] == "unauthenticated"  # locally no auth applies; deployed, the platform's identity
     assert run_verify(GcsSource(bucket), AzureBlobDestination(container)).clean
 
 
