@@ -16,11 +16,17 @@ In order:
  3. the storage account (no shared-key access, no public blobs), the container and the
     queues ``grayscale-jobs``, ``migrate-batches`` and their ``-poison`` queues, made by
     the deployer's identity (Blob and Queue Data Contributor on the account);
- 4. a Flex Consumption function app (Python 3.11) with a system-assigned managed identity,
-    Storage Blob Data Owner and Storage Queue Data Contributor on the account only; no
-    account key in the settings: ``AzureWebJobsStorage__accountName`` and
-    ``AZURE_STORAGE_ACCOUNT_URL`` use the identity. With the GCP ids, it reads GCS through
-    Workload Identity Federation (``GCP_WORKLOAD_IDENTITY_PROVIDER``, ``GCP_SERVICE_ACCOUNT``);
+ 4. a Flex Consumption function app (Python 3.11) with two user-assigned identities, and no
+    account key in any setting:
+    - ``<app>-host``, the host's (``AzureWebJobsStorage__credential``/``__clientId``): Blob, Queue
+      and Table Data roles on a host storage account of its own (``--host-storage-account``,
+      default ``<sa>host``), which also holds the deployment package and the host's keys;
+    - ``<app>-data``, the code's and the triggers' (the ``DataStorage`` connection,
+      ``AZURE_CLIENT_ID``): Storage Blob Data Contributor on the data container and Storage
+      Queue Data Contributor on the app's queues only. With the GCP ids it reads GCS through
+      Workload Identity Federation (``GCP_WORKLOAD_IDENTITY_PROVIDER``, ``GCP_SERVICE_ACCOUNT``).
+    This stops a confused deputy (the code cannot be pointed at the host's keys or package), not
+    code execution: code can ask for any identity assigned to the app;
  5. the user-assigned identity ``<app>-gcp-writer`` that GCP's migration functions write as:
     Storage Blob Data Contributor on the container only, Storage Blob Delegator on the
     account (for the user-delegation SAS), and with ``--gcp-runtime-sa-id`` a federated
@@ -47,13 +53,18 @@ sys.path[0] = str(ROOT)
 
 from deploy import shell  # noqa: E402
 from functions_azure.settings import (  # noqa: E402
+    BATCH_QUEUE,
     CONNECTION,
     CONTAINER_SETTING,
     DEFAULT_CONTAINER,
+    HOST_CONNECTION,
     JOBS_QUEUE,
     POISON_QUEUE,
 )
-from migrate.fanout import BATCH_QUEUE  # noqa: E402
+
+QUEUES = (JOBS_QUEUE, POISON_QUEUE, BATCH_QUEUE, f"{BATCH_QUEUE}-poison", "webjobs-blobtrigger-poison")
+"""Every queue the app reads or writes, on the data account: the data identity's queue role is scoped to each, so
+none could be made on first use (the blob trigger's poison queue included)."""
 
 
 def function_names() -> list[str]:
@@ -99,6 +110,22 @@ class Plan:
     gcp: GcpIds = GcpIds()
     operators: tuple[str, ...] = ()
     """Who gets a key of their own to the migration functions (``--operator``)."""
+    host_storage_account: str = ""
+    """The host's own account (keys, leases, the deployment package); default ``<storage_account>host``."""
+
+    @property
+    def host_account(self) -> str:
+        return self.host_storage_account or f"{self.storage_account}host"[:24]
+
+    @property
+    def host_identity(self) -> str:
+        """The host's user-assigned identity: the host storage account only."""
+        return f"{self.app}-host"
+
+    @property
+    def data_identity(self) -> str:
+        """The code's and the triggers' user-assigned identity: the data container and the app's queues only."""
+        return f"{self.app}-data"
 
     @property
     def writer(self) -> str:
@@ -107,7 +134,13 @@ class Plan:
 
     def settings(self) -> list[str]:
         found = [
+            f"{HOST_CONNECTION}__accountName={self.host_account}",
+            f"{HOST_CONNECTION}__credential=managedidentity",
+            f"{HOST_CONNECTION}__clientId=${{HOST_CLIENT_ID}}",
             f"{CONNECTION}__accountName={self.storage_account}",
+            f"{CONNECTION}__credential=managedidentity",
+            f"{CONNECTION}__clientId=${{DATA_CLIENT_ID}}",
+            "AZURE_CLIENT_ID=${DATA_CLIENT_ID}",  # the code's own clients (DefaultAzureCredential) use the same one
             f"AZURE_STORAGE_ACCOUNT_URL=https://{self.storage_account}.blob.core.windows.net",
             f"{CONTAINER_SETTING}={self.container}",
         ]
@@ -119,6 +152,16 @@ class Plan:
         if self.gcp.bucket:
             found.append(f"MIGRATE_SOURCES={self.gcp.bucket}")
         return found
+
+    def _identity(self, name: str, var: str) -> list[list[str]]:
+        """Make a user-assigned identity; ``${VAR_IDENTITY_ID}``, ``${VAR_CLIENT_ID}`` and ``${VAR_PRINCIPAL}``."""
+        rg = ["--resource-group", self.resource_group]
+        return [
+            ["az", "identity", "create", "--name", name, *rg, "--location", self.location],
+            *(shell.assign(f"{var}_{suffix}", ["az", "identity", "show", "--name", name, *rg, "--query", field,
+                                               "--output", "tsv"])
+              for suffix, field in (("IDENTITY_ID", "id"), ("CLIENT_ID", "clientId"), ("PRINCIPAL", "principalId"))),
+        ]  # fmt: skip
 
     def commands(self) -> list[list[str]]:
         rg, sa, app = ["--resource-group", self.resource_group], self.storage_account, self.app
@@ -144,17 +187,29 @@ class Plan:
             assign_role("${DEPLOYER}", "${DEPLOYER_KIND}", "Storage Blob Data Contributor", "${STORAGE_ID}"),
             assign_role("${DEPLOYER}", "${DEPLOYER_KIND}", "Storage Queue Data Contributor", "${STORAGE_ID}"),
             shell.retry(waits, ["az", "storage", "container", "create", "--name", self.container, *login]),
-            *(shell.retry(waits, ["az", "storage", "queue", "create", "--name", queue, *login])
-              for queue in (JOBS_QUEUE, POISON_QUEUE, BATCH_QUEUE, f"{BATCH_QUEUE}-poison")),
+            # Every queue the app uses, the poison ones too: a role scoped to the queues cannot create one.
+            *(shell.retry(waits, ["az", "storage", "queue", "create", "--name", queue, *login]) for queue in QUEUES),
+            # The host's account: its keys, leases and the deployment package, apart from the data.
+            ["az", "storage", "account", "create", "--name", self.host_account, *rg, "--location", self.location,
+             "--sku", "Standard_LRS", "--kind", "StorageV2", "--min-tls-version", "TLS1_2",
+             "--allow-blob-public-access", "false", "--allow-shared-key-access", "false"],
+            shell.assign("HOST_STORAGE_ID", ["az", "storage", "account", "show", "--name", self.host_account, *rg,
+                                             "--query", "id", "--output", "tsv"]),
+            *self._identity(self.host_identity, "HOST"),
+            *self._identity(self.data_identity, "DATA"),
+            *(assign_role("${HOST_PRINCIPAL}", "ServicePrincipal", role, "${HOST_STORAGE_ID}")
+              for role in ("Storage Blob Data Owner", "Storage Queue Data Contributor",
+                           "Storage Table Data Contributor")),
+            assign_role("${DATA_PRINCIPAL}", "ServicePrincipal", "Storage Blob Data Contributor", container_scope),
+            *(assign_role("${DATA_PRINCIPAL}", "ServicePrincipal", "Storage Queue Data Contributor",
+                          f"${{STORAGE_ID}}/queueServices/default/queues/{queue}") for queue in QUEUES),
             shell.ensure(["az", "functionapp", "show", "--name", app, *rg],
-                         ["az", "functionapp", "create", "--name", app, *rg, "--storage-account", sa,
+                         ["az", "functionapp", "create", "--name", app, *rg, "--storage-account", self.host_account,
                           "--flexconsumption-location", self.location, "--runtime", "python",
-                          "--runtime-version", "3.11", "--assign-identity", "[system]",
-                          "--deployment-storage-auth-type", "SystemAssignedIdentity"]),
-            shell.assign("PRINCIPAL", ["az", "functionapp", "identity", "show", "--name", app, *rg,
-                                       "--query", "principalId", "--output", "tsv"]),
-            assign_role("${PRINCIPAL}", "ServicePrincipal", "Storage Blob Data Owner", "${STORAGE_ID}"),
-            assign_role("${PRINCIPAL}", "ServicePrincipal", "Storage Queue Data Contributor", "${STORAGE_ID}"),
+                          "--runtime-version", "3.11", "--assign-identity", "${HOST_IDENTITY_ID}",
+                          "${DATA_IDENTITY_ID}", "--deployment-storage-name", self.host_account,
+                          "--deployment-storage-auth-type", "UserAssignedIdentity",
+                          "--deployment-storage-auth-value", "${HOST_IDENTITY_ID}"]),
             ["az", "identity", "create", "--name", self.writer, *rg, "--location", self.location],
             shell.assign("WRITER_CLIENT_ID", ["az", "identity", "show", "--name", self.writer, *rg,
                                               "--query", "clientId", "--output", "tsv"]),
@@ -169,8 +224,9 @@ class Plan:
                         "--subject", self.gcp.runtime_sa_id, "--audiences", TOKEN_EXCHANGE_AUDIENCE])  # fmt: skip
         run += [
             ["az", "functionapp", "config", "appsettings", "set", "--name", app, *rg, "--settings", *self.settings()],
+            # functionapp create wrote the host's connection as a string with the account key: the identity replaces it.
             ["az", "functionapp", "config", "appsettings", "delete", "--name", app, *rg,
-             "--setting-names", CONNECTION],
+             "--setting-names", HOST_CONNECTION],
             ['"${PYTHON:-python3}" -m deploy.package ' + ZIP],
             shell.retry("the roles of the app on the storage account (publish)",
                         ["az", "functionapp", "deployment", "source", "config-zip", "--name", app, *rg,
@@ -199,7 +255,8 @@ class Plan:
         run.append(shell.assign("TENANT_ID", ["az", "account", "show", "--query", "tenantId", "--output", "tsv"]))
         run.append(shell.emit_ids({
             "azure_tenant_id": "${TENANT_ID}", "azure_client_id": "${WRITER_CLIENT_ID}",
-            "azure_principal_id": "${PRINCIPAL}", "azure_storage_account": sa, "azure_container": self.container,
+            "azure_principal_id": "${DATA_PRINCIPAL}", "azure_storage_account": sa,
+            "azure_container": self.container,
         }))  # fmt: skip
         return run
 
@@ -216,13 +273,17 @@ def teardown_commands(plan: Plan) -> list[list[str]]:
     return [
         shell.assign("STORAGE_ID", ["az", "storage", "account", "show", "--name", plan.storage_account, *rg,
                                     "--query", "id", "--output", "tsv"]),
-        shell.assign("PRINCIPAL", ["az", "functionapp", "identity", "show", "--name", app, *rg,
-                                   "--query", "principalId", "--output", "tsv"]),
+        shell.assign("HOST_STORAGE_ID", ["az", "storage", "account", "show", "--name", plan.host_account, *rg,
+                                         "--query", "id", "--output", "tsv"]),
+        shell.assign("DATA_PRINCIPAL", ["az", "identity", "show", "--name", plan.data_identity, *rg,
+                                        "--query", "principalId", "--output", "tsv"]),
         shell.assign("WRITER_PRINCIPAL", ["az", "identity", "show", "--name", plan.writer, *rg,
                                           "--query", "principalId", "--output", "tsv"]),
         ["az", "eventgrid", "event-subscription", "delete", "--name", "on-upload",
          "--source-resource-id", "${STORAGE_ID}"],
-        ["az", "role", "assignment", "delete", "--assignee", "${PRINCIPAL}", "--scope", "${STORAGE_ID}"],
+        *(["az", "role", "assignment", "delete", "--assignee", "${DATA_PRINCIPAL}", "--scope", scope]
+          for scope in (f"${{STORAGE_ID}}/blobServices/default/containers/{plan.container}",
+                        *(f"${{STORAGE_ID}}/queueServices/default/queues/{queue}" for queue in QUEUES))),
         ["az", "role", "assignment", "delete", "--assignee", "${WRITER_PRINCIPAL}", "--scope", "${STORAGE_ID}"],
         ["az", "role", "assignment", "delete", "--assignee", "${WRITER_PRINCIPAL}", "--scope",
          f"${{STORAGE_ID}}/blobServices/default/containers/{plan.container}"],
@@ -230,6 +291,9 @@ def teardown_commands(plan: Plan) -> list[list[str]]:
          *rg, "--yes"],
         ["az", "identity", "delete", "--name", plan.writer, *rg],
         ["az", "functionapp", "delete", "--name", app, *rg],
+        ["az", "identity", "delete", "--name", plan.data_identity, *rg],
+        ["az", "identity", "delete", "--name", plan.host_identity, *rg],
+        ["az", "storage", "account", "delete", "--name", plan.host_account, *rg, "--yes"],
         ["az", "storage", "account", "delete", "--name", plan.storage_account, *rg, "--yes"],
     ]  # fmt: skip
 
@@ -247,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     gcp.add_argument("--gcp-reader-sa", help="the service account that may read the source bucket")
     gcp.add_argument("--gcp-runtime-sa-id", help="unique id of the GCP functions' runtime service account")
     gcp.add_argument("--gcs-bucket", help="the bucket the migration API may migrate here (MIGRATE_SOURCES)")
+    parser.add_argument("--host-storage-account", help="the host's own account (default: <storage-account>host)")
     parser.add_argument("--operator", action="append", default=[], metavar="NAME",
                         help="make NAME a key of its own on each migration function (repeatable)")  # fmt: skip
     parser.add_argument("--dry-run", action="store_true", help="print the commands instead of running them")
@@ -268,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", operator):
             parser.error(f"--operator must be letters, digits, '-' or '_' (a key name), not {operator!r}")
     plan = Plan(args.resource_group, args.storage_account, args.app, args.location, args.container,
-                function_names(), ids, tuple(args.operator))  # fmt: skip
+                function_names(), ids, tuple(args.operator), args.host_storage_account or "")  # fmt: skip
     commands = teardown_commands(plan) if args.teardown else plan.commands()
     return shell.run(commands, dry_run=args.dry_run)
 

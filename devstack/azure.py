@@ -100,6 +100,7 @@ class AzureStack(Stack):
         return {
             "AZURE_STORAGE_CONNECTION_STRING": self.connection_string,
             "AzureWebJobsStorage": self.connection_string,
+            "DataStorage": self.connection_string,  # the data connection: deployed, an identity of its own
             # As local.settings.json.example: a short queue polling interval locally; host.json keeps 2 s.
             "AzureFunctionsJobHost__extensions__queues__maxPollingInterval": "00:00:00.100",
             "AZURE_STORAGE_CONTAINER": self.container,

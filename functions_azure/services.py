@@ -1,8 +1,9 @@
 """The services of the Azure functions, built lazily once per process.
 
-Storage: ``AZURE_STORAGE_CONNECTION_STRING``, else the host's own
-``AzureWebJobsStorage`` connection string (``UseDevelopmentStorage=true`` for
-Azurite), else ``AZURE_STORAGE_ACCOUNT_URL`` with the app's managed identity.
+Storage: ``AZURE_STORAGE_CONNECTION_STRING``, else the data connection's
+(``DataStorage``) connection string, else the host's ``AzureWebJobsStorage`` one
+(``UseDevelopmentStorage=true`` for Azurite: locally one account serves both), else
+``AZURE_STORAGE_ACCOUNT_URL`` with the data identity (``AZURE_CLIENT_ID``).
 Container: ``AZURE_STORAGE_CONTAINER`` (default ``grayscale``).
 """
 
@@ -13,15 +14,19 @@ import os
 from core import config, logs
 from core.clouds.identity import CONNECTION_STRING_VAR  # no SDK: identity imports them when asked
 from core.pipeline import REPLICA_KEY, LazyServices, Services
-from functions_azure.settings import CONNECTION, CONTAINER_SETTING, DEFAULT_CONTAINER, JOBS_QUEUE
+from functions_azure.settings import CONNECTION, CONTAINER_SETTING, DEFAULT_CONTAINER, HOST_CONNECTION, JOBS_QUEUE
 
 
 def share_host_storage() -> None:
-    """Let the adapters (which read AZURE_STORAGE_CONNECTION_STRING) use the host's AzureWebJobsStorage account."""
-    host_storage = os.environ.get(CONNECTION, "").strip()
-    is_connection_string = host_storage.startswith("UseDevelopmentStorage") or "AccountName=" in host_storage
-    if is_connection_string and not os.environ.get(CONNECTION_STRING_VAR):
-        os.environ[CONNECTION_STRING_VAR] = host_storage
+    """Locally, where connections are strings: the data connection falls back to the host's (one account, as
+    ``func start`` has), and the adapters (which read AZURE_STORAGE_CONNECTION_STRING) use it. Deployed, both are
+    identity-based (``__accountName``) and nothing changes here."""
+    for name in (CONNECTION, HOST_CONNECTION):
+        value = os.environ.get(name, "").strip()
+        if value.startswith("UseDevelopmentStorage") or "AccountName=" in value:
+            os.environ.setdefault(CONNECTION, value)
+            os.environ.setdefault(CONNECTION_STRING_VAR, value)
+            return
 
 
 def build() -> Services:

@@ -23,7 +23,7 @@ from functions_azure.devhost.http import HttpFront, Keys, Route, server
 from functions_azure.devhost.queues import Handler, QueueTriggers
 from functions_azure.devhost.settings import ROOT, HostSettings, resolve
 from functions_azure.services import share_host_storage
-from functions_azure.settings import CONNECTION, CONTAINER_SETTING, DEFAULT_CONTAINER
+from functions_azure.settings import CONNECTION, CONTAINER_SETTING, DEFAULT_CONTAINER, HOST_CONNECTION
 
 log = logging.getLogger("devhost")
 
@@ -140,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         help='JSON file {"host": [KEY], "functions": {NAME: [KEY]}}: enforce auth levels as Azure does (default: none)',
     )
     args = parser.parse_args(argv)
-    if not os.environ.get(CONNECTION):
-        print(f"set {CONNECTION} (UseDevelopmentStorage=true for Azurite on its default ports)", file=sys.stderr)
+    if not (os.environ.get(CONNECTION) or os.environ.get(HOST_CONNECTION)):
+        print(f"set {HOST_CONNECTION} (UseDevelopmentStorage=true for Azurite on its default ports)", file=sys.stderr)
         return 2
     os.environ.setdefault(CONTAINER_SETTING, DEFAULT_CONTAINER)
     share_host_storage()

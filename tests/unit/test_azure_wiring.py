@@ -78,7 +78,7 @@ def test_host_json_matches_the_code() -> None:
 
 def test_local_settings_example_configures_what_the_bindings_need() -> None:
     values = json.loads((ROOT / "local.settings.json.example").read_text())["Values"]
-    assert values[settings.CONNECTION] == "UseDevelopmentStorage=true"
+    assert values[settings.CONNECTION] == values[settings.HOST_CONNECTION] == "UseDevelopmentStorage=true"
     assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
     assert settings.CONTAINER_SETTING in values
 

@@ -31,8 +31,10 @@ def test_valid_bash_in_order() -> None:
         "group create",
         "storage account create",
         "queue create",
+        "identity create --name app1-host",
+        'role assignment create --assignee-object-id "${HOST_PRINCIPAL}"',
+        'role assignment create --assignee-object-id "${DATA_PRINCIPAL}"',
         "functionapp create",
-        'role assignment create --assignee-object-id "${PRINCIPAL}"',
         "federated-credential create",
         "-m deploy.package",
         "config-zip",
@@ -44,9 +46,8 @@ def test_valid_bash_in_order() -> None:
 def test_identity_not_keys_and_event_grid_on_uploads() -> None:
     text = "\n".join(dry_run())
     assert "--allow-shared-key-access false" in text
-    assert "AzureWebJobsStorage__accountName=sa1" in text
     assert "AccountKey" not in text and "connection-string" not in text
-    assert "--flexconsumption-location" in text and "--assign-identity '[system]'" in text
+    assert "--flexconsumption-location" in text and "[system]" not in text
     assert "signed-in-user" in text and "az ad sp show" in text, "a user and a service principal both work"
     grid = next(line for line in text.splitlines() if "event-subscription create" in line)
     assert "functionName=Host.Functions.on_upload" in grid
@@ -54,6 +55,41 @@ def test_identity_not_keys_and_event_grid_on_uploads() -> None:
     assert "--subject-begins-with /blobServices/default/containers/grayscale/blobs/uploads/" in grid
     for role in re.findall(r"--role '([^']+)'", text):
         assert role.startswith("Storage "), f"{role} is wider than the storage account needs"
+
+
+def test_two_identities_each_on_its_own_stores_only() -> None:
+    """The host's identity touches only the host's account (keys, leases, package); the code's only the data
+    container and the app's queues. Nobody but the deployer holds a data role on the whole data account."""
+    lines = dry_run()
+    text = "\n".join(lines)
+    roles = re.findall(r'--assignee-object-id "\$\{(\w+)\}" --assignee-principal-type \S+ --role \'([^\']+)\' '
+                       r'--scope "([^"]+)"', text)  # fmt: skip
+    host = {(role, scope) for who, role, scope in roles if who == "HOST_PRINCIPAL"}
+    data = {(role, scope) for who, role, scope in roles if who == "DATA_PRINCIPAL"}
+    assert host == {
+        (r, "${HOST_STORAGE_ID}")
+        for r in ("Storage Blob Data Owner", "Storage Queue Data Contributor", "Storage Table Data Contributor")
+    }
+    queues = ("grayscale-jobs", "grayscale-jobs-poison", "migrate-batches", "migrate-batches-poison",
+              "webjobs-blobtrigger-poison")  # fmt: skip
+    assert data == {("Storage Blob Data Contributor", "${STORAGE_ID}/blobServices/default/containers/grayscale")} | {
+        ("Storage Queue Data Contributor", f"${{STORAGE_ID}}/queueServices/default/queues/{q}") for q in queues
+    }
+    on_whole_account = {
+        who for who, role, scope in roles if scope == "${STORAGE_ID}" and role != "Storage Blob Delegator"
+    }
+    assert on_whole_account == {"DEPLOYER"}
+    for queue in queues:  # a role scoped to the queues cannot make one: the deployer makes them all
+        assert f"az storage queue create --name {queue} " in text
+    create = next(x for x in lines if "functionapp create" in x)
+    assert '--assign-identity "${HOST_IDENTITY_ID}" "${DATA_IDENTITY_ID}"' in create
+    assert "--storage-account sa1host" in create and '--deployment-storage-auth-value "${HOST_IDENTITY_ID}"' in create
+    settings = next(x for x in lines if "appsettings set" in x)
+    for expected in ("AzureWebJobsStorage__accountName=sa1host", "AzureWebJobsStorage__credential=managedidentity",
+                     '"AzureWebJobsStorage__clientId=${HOST_CLIENT_ID}"', "DataStorage__accountName=sa1",
+                     "DataStorage__credential=managedidentity", '"DataStorage__clientId=${DATA_CLIENT_ID}"',
+                     '"AZURE_CLIENT_ID=${DATA_CLIENT_ID}"'):  # fmt: skip
+        assert expected in settings, expected
 
 
 def test_teardown_names_every_resource_the_deploy_creates() -> None:
@@ -65,6 +101,9 @@ def test_teardown_names_every_resource_the_deploy_creates() -> None:
     )
     assert "functionapp create --name app1" in deploy and "functionapp delete --name app1" in out
     assert "storage account create --name sa1" in deploy and "storage account delete --name sa1" in out
+    assert "storage account create --name sa1host" in deploy and "storage account delete --name sa1host" in out
+    for identity in ("app1-host", "app1-data", "app1-gcp-writer"):
+        assert f"identity create --name {identity}" in deploy and f"identity delete --name {identity}" in out
     assert deploy.count("role assignment create") >= 2 and out.count("role assignment delete") >= 2
     assert "group delete" not in out, "the resource group may hold other things: it stays"
 

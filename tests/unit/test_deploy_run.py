@@ -56,8 +56,8 @@ FAKE_CLI = textwrap.dedent(
     }
     for key, value in values.items():
         if f"--format={key}" in args or (args.count("--query") and args[args.index("--query") + 1] == key):
-            if "principalId" == key and "identity show" in line and "functionapp" not in line:
-                value = "writer-principal-id"
+            if "principalId" == key and "identity show" in line and "-data " not in line:
+                value = "writer-principal-id"  # the data identity's is the GUID above
             for row in value.splitlines() or [""]:  # a line at a time, as a real lister pages: a reader may go early
                 print(row, flush=True)
                 time.sleep(0.05)
