@@ -41,7 +41,7 @@ from core.errors import (
     TransientError,
 )
 from core.jobs import Job, Status
-from core.logs import redact
+from core.logs import redact_identities
 
 if TYPE_CHECKING:
     from core.pipeline import Services
@@ -100,9 +100,10 @@ def json_response(status: int, payload: Any, **headers: str) -> Response:
 def error_response(http_status: int, code: str, message: str, **extra: Any) -> Response:
     """The JSON error body every failure gets: ``{"error": code, "message": sentence, ...}``.
 
-    The sentence is redacted as log lines are: an adapter's error may quote a URL or a connection string.
+    The sentence is redacted as log lines are (an adapter's error may quote a URL or a connection string), and the
+    deployment's accounts and ids are masked (a storage 403 names the service account).
     """
-    return json_response(http_status, {"error": code, "message": redact(message), **extra})
+    return json_response(http_status, {"error": code, "message": redact_identities(message), **extra})
 
 
 Route = tuple[str, "re.Pattern[str]", Callable[[Request, "re.Match[str]"], Response]]

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.errors import Busy, Conflict, CoreError, NotFound
-from core.logs import redact
+from core.logs import redact_identities
 from core.ports import ObjectStore, StoredObject
 
 JOBS_PREFIX = "jobs/"
@@ -170,7 +170,7 @@ class Job:
         """Mark the job FAILED with a human-readable reason; no-op if already terminal."""
         if self.terminal:
             return self
-        return replace(self, status=Status.FAILED, error=redact(reason), updated=now or utcnow())
+        return replace(self, status=Status.FAILED, error=redact_identities(reason), updated=now or utcnow())
 
 
 class JsonJobStore:

@@ -45,6 +45,21 @@ def redact(text: str) -> str:
     return text
 
 
+_IDENTITIES = [
+    (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "<an account>"),  # service-account and user emails
+    (re.compile(r"\b[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}\b"), "<an id>"),  # tenant, client, object ids
+]
+
+
+def redact_identities(text: str) -> str:
+    """``redact``, and the accounts and ids of the deployment masked too: for what callers see (error bodies, job
+    records), where a storage error's text names the service account or the tenant. Log lines keep them."""
+    text = redact(text)
+    for pattern, replacement in _IDENTITIES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 class CloudLoggingFormatter(logging.Formatter):
     """Formats a record as one Cloud Logging JSON line."""
 

@@ -89,3 +89,14 @@ def test_json_round_trip_with_iso_utc_times() -> None:
 def test_malformed_records_raise_core_error(data: bytes) -> None:
     with pytest.raises(CoreError):
         Job.from_json(data)
+
+
+def test_a_failed_jobs_reason_names_no_account_id_or_secret() -> None:
+    """A job record is served anonymously: the reason keeps its sense, not the deployment's identities."""
+    job = Job.new("0" * 32, "uploads/a.jpg", "image/jpeg").fail(
+        "gray-runtime@proj-1.iam.gserviceaccount.com may not read https://a.blob.core.windows.net/c/b?sv=1&sig=abc "
+        "(tenant 11111111-2222-3333-4444-555555555555)"
+    )
+    assert job.error is not None and "may not read" in job.error
+    for leaked in ("gray-runtime@", "sig=abc", "11111111-2222"):
+        assert leaked not in job.error
