@@ -38,7 +38,7 @@ dev: install
 	$(PY) -m devstack.dev
 
 test: install lint
-	$(PY) -m pytest -m "not live" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not live" --durations=25 $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
