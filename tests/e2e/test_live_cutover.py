@@ -39,6 +39,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.emulator, pytest.mark.pubsub]
 
 MIGRATED = 2000
 RATE = 2.0
+
+
 @pytest.fixture
 def clouds() -> Iterator[tuple[GcpStack, AzureStack]]:
     require_pubsub_emulator("live replication on GCP")
