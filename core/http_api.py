@@ -12,7 +12,7 @@ POST     /jobs                   raw image bytes, or multipart field ``file``: 2
                                  ``Location``; 400 empty; 413 over the cap; 415 not an image
 GET      /jobs/{id}              200 job / 404
 GET      /jobs/{id}/result       200 image bytes / 404 unknown / 409 not done (with status)
-GET      /                       200 the upload page (text/html)
+GET      /                       200 the upload page (text/html); ?view=migrations: the migration page's shell
 =======  ======================  ==========================================================
 
 Every error body is ``{"error": code, "message": sentence}``.
@@ -20,6 +20,7 @@ Every error body is ``{"error": code, "message": sentence}``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -150,7 +151,7 @@ def _route(services: Callable[[], Services], request: Request) -> Response:
     method = request.method.upper()
     path = request.path or "/"
     if path in ("/", ""):
-        return _only(method, ("GET",)) or page()
+        return _only(method, ("GET",)) or page(request)
     if path.rstrip("/") == "/jobs":
         return _only(method, ("POST",)) or upload(services(), request)
     match = _JOB_PATH.match(path)
@@ -266,7 +267,28 @@ RESULT_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".gif": "image/gif", 
 the status answer without loading Pillow)."""
 
 
-def html_page(path: Path) -> Response:
+PAGES = Path(__file__).parent / "pages"
+"""The pages: ``layout.html`` holds what they share; each page file is ``<!-- title: T; width: W -->``, then its
+``<style>``, its body and its ``<script>``, inlined into the layout when served."""
+
+_PAGE = re.compile(
+    r"<!-- (?P<header>.*?) -->\n<style>\n(?P<style>.*?)</style>\n(?P<body>.*?)<script>\n(?P<script>.*)</script>\n", re.S
+)
+
+
+@functools.cache
+def render_page(name: str) -> bytes:
+    """The page ``core/pages/NAME.html`` inlined into the layout: one source for what the pages share."""
+    found = _PAGE.fullmatch((PAGES / f"{name}.html").read_text())
+    if found is None:
+        raise ValueError(f"core/pages/{name}.html is not <!-- header -->, <style>, body, <script>")
+    values = dict(part.split(": ", 1) for part in found["header"].split("; "))
+    values.update({part: found[part].rstrip("\n") for part in ("style", "body", "script")})
+    layout = (PAGES / "layout.html").read_text()
+    return re.sub(r"\{\{(\w+)\}\}", lambda field: values[field[1]], layout).encode()
+
+
+def html_page(name: str) -> Response:
     """One of the pages: never cached stale, never framed by another site."""
     headers = {
         "Content-Type": "text/html; charset=utf-8",
@@ -274,11 +296,19 @@ def html_page(path: Path) -> Response:
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "frame-ancestors 'none'",
     }
-    return Response(200, path.read_bytes(), headers)
+    return Response(200, render_page(name), headers)
 
 
-def page() -> Response:
-    return html_page(Path(__file__).parent / "page.html")
+VIEWS = {"": "upload", "migrations": "migrations"}
+"""``GET /?view=NAME``: the pages the page route serves. The migration page is a shell with no data in it, served
+here too so that a browser on Azure can open it anonymously and send the operator's key from its fragment."""
+
+
+def page(request: Request | None = None) -> Response:
+    view = request.query.get("view", "") if request is not None else ""
+    if view not in VIEWS:
+        raise NotFound(f"no page {view!r}: try ?view=migrations, or no view for the upload page")
+    return html_page(VIEWS[view])
 
 
 _STATUS: list[tuple[type[CoreError], int]] = [

@@ -14,7 +14,6 @@ import json
 import os
 import re
 from collections.abc import Callable
-from pathlib import Path
 
 from core.errors import BadRequest, Conflict, NotFound
 from core.http_api import Request, Response, Route, html_page, json_response, read_capped
@@ -154,4 +153,4 @@ def wants_html(request: Request) -> bool:
 
 def page() -> Response:
     """The migration page: a shell that reads the same URL as JSON, so it holds no data and no key."""
-    return html_page(Path(__file__).parent / "page.html")
+    return html_page("migrations")

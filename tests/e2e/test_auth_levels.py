@@ -74,3 +74,36 @@ def test_the_operator_key_opens_the_migration_routes_and_the_page_key_the_upload
     assert wait_for_job(keyed.api_url, job["id"])["status"] == "DONE"
     assert call(f"{keyed.api_url}/jobs/{job['id']}/result", "GET")[0] == 200
     assert call(f"{keyed.api_url}/", "GET")[0] == 200
+
+
+def test_the_migration_page_opens_anonymously_and_reads_with_the_operators_key(
+    keyed: AzureStack, browser: object
+) -> None:
+    """The host refuses a keyed route's navigation before any page could send ``#code=``: so the shell is served
+    by the anonymous page route (``?view=migrations``) and reads the runs with the key from its fragment."""
+    from core.clouds.azure_blob import AzureBlobObjectStore
+    from core.memory import InMemorySource, InMemoryTaskQueue
+    from migrate import fanout
+
+    source = InMemorySource("page-src")
+    source.add("a.bin", b"a")
+    run = fanout.plan(source, AzureBlobObjectStore(keyed.container), InMemoryTaskQueue(), source_uri="gs://page-src",
+                      dest_uri=f"az://{keyed.container}")  # fmt: skip
+    assert call(f"{keyed.api_url}/migrations", "GET")[0] == 401  # what a browser meets on the keyed route itself
+    status, shell = call(f"{keyed.api_url}/?view=migrations", "GET")
+    assert status == 200 and b"<title>Migrations</title>" in shell and run.run_id.encode() not in shell
+    page = browser.new_page()  # type: ignore[attr-defined]
+    try:
+        page.goto(f"{keyed.api_url}/#code={PAGE_KEY}")
+        page.click("#migrations")  # the upload page's link keeps the fragment
+        page.wait_for_selector('#status[data-state="error"]', timeout=15_000)
+        assert "operator key" in page.inner_text("#status")  # the page's key opens no migration route
+        page.goto(f"{keyed.api_url}/?view=migrations#code={OPERATOR_KEY}")
+        page.wait_for_selector('#status[data-state="done"]', timeout=15_000)
+        page.click(f"text={run.run_id}")
+        page.wait_for_function(f"() => document.querySelector('#title').textContent.includes('{run.run_id}')")
+        assert f"run={run.run_id}" in page.url and page.url.endswith(f"#code={OPERATOR_KEY}")
+        page.wait_for_selector("#objects-text", timeout=10_000)
+        assert "of 1" in page.inner_text("#objects-text")
+    finally:
+        page.close()

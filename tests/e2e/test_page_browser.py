@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import shutil
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -14,32 +13,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.helper import absent, encode, hopper
+from tests.helper import encode, hopper
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator]
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# As root, and on a closed network: no sandbox, and no background traffic.
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        absent("Chromium", f"nothing at {CHROMIUM} (apt: chromium; .ci/run installs it)")
-    try:
-        import playwright.sync_api as playwright_api
-    except ImportError:
-        absent("playwright", "pip install playwright (requirements-dev.txt)")
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @contextlib.contextmanager
@@ -149,7 +128,7 @@ def test_the_migration_page_shows_a_running_live_migration_and_its_cutover(azure
     page = browser.new_page()  # type: ignore[attr-defined]
     try:
         page.goto(f"{azure_stack.api_url}/migrations/{run.run_id}?container={azure_stack.container}")
-        page.wait_for_selector('#state[data-state="running"]', timeout=15_000)
+        page.wait_for_selector('#status[data-state="running"]', timeout=15_000)
         page.wait_for_function("() => document.querySelector('#lag polyline') !== null", timeout=10_000)
         assert "4 of 12" in page.inner_text("#objects-text")
         assert "GCS answered 403" in page.inner_text("#errors")
@@ -174,8 +153,8 @@ def test_the_migration_page_shows_a_running_live_migration_and_its_cutover(azure
         assert "3 objects copied back, Azure held 4.50 s" in page.inner_text("#cutover")
         page.screenshot(path=str(ARTIFACTS / "migration-rolled-back.png"), full_page=True)
         page.goto(f"{azure_stack.api_url}/migrations?container={azure_stack.container}")
-        page.wait_for_function("() => document.querySelector('#state').dataset.state !== undefined", timeout=10_000)
-        assert "run(s)" in page.inner_text("#state"), page.inner_text("#state")
+        page.wait_for_function("() => document.querySelector('#status').dataset.state !== undefined", timeout=10_000)
+        assert "run(s)" in page.inner_text("#status"), page.inner_text("#status")
         page.wait_for_selector(f"text={run.run_id}", timeout=10_000)
         page.click(f"text={run.run_id}")
         page.wait_for_selector("#objects-text", timeout=10_000)

@@ -23,8 +23,10 @@ def services() -> Services:
     return Services.over(InMemoryObjectStore(), InMemoryTaskQueue())
 
 
-def call(services: Services, method: str, path: str, body: bytes = b"", **headers: str) -> Response:
-    return handle(services, Request(method, path, headers, body, BASE))
+def call(
+    services: Services, method: str, path: str, body: bytes = b"", query: dict[str, str] | None = None, **headers: str
+) -> Response:
+    return handle(services, Request(method, path, headers, body, BASE, query=query or {}))
 
 
 def multipart(field: str, filename: str, data: bytes, content_type: str = "image/jpeg") -> tuple[bytes, str]:
@@ -323,3 +325,16 @@ def test_two_routes_on_one_path_answer_by_method_and_405_names_both() -> None:
     assert handle(services, Request("POST", "/things"), routes).status == 202
     denied = handle(services, Request("DELETE", "/things"), routes)
     assert denied.status == 405 and denied.headers["Allow"] == "POST, GET"
+
+
+def test_the_page_route_serves_the_migration_shell_by_view_and_nothing_else(services: Services) -> None:
+    migrations = call(services, "GET", "/", query={"view": "migrations"})
+    assert migrations.status == 200 and "<title>Migrations</title>" in migrations.body.decode()
+    assert migrations.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+    upload = call(services, "GET", "/")
+    for body in (migrations.body.decode(), upload.body.decode()):
+        # What the pages share comes from the layout, once: the key read from the fragment, never from the query.
+        assert body.count('new URLSearchParams(location.hash.slice(1)).get("code")') == 1
+        assert "{{" not in body and body.startswith("<!doctype html>")
+    assert "?view=migrations" in upload.body.decode()
+    assert_error(call(services, "GET", "/", query={"view": "../migrate"}), 404, "not_found")
