@@ -323,7 +323,8 @@ def _progress_bar() -> Callable[[Any], None]:
 def plan_command(args: argparse.Namespace, source: Any, source_at: Location, dest_at: Location) -> int:
     from core.clouds.azure_blob import AzureBlobObjectStore
     from core.clouds.azure_queue import AzureQueueTaskQueue
-    from migrate.fanout import BATCH_QUEUE, new_run_id, plan
+    from migrate.fanout import BATCH_QUEUE, plan
+    from migrate.runs import new_run_id
 
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
@@ -427,7 +428,7 @@ def status_command(args: argparse.Namespace) -> int:
     import time
 
     from core.clouds.azure_blob import AzureBlobObjectStore
-    from migrate.fanout import status
+    from migrate.runs import status
 
     if not args.container:
         raise UsageError("say which container holds the run: --container NAME (or set MIGRATE_CONTAINER)")
@@ -488,7 +489,7 @@ def cutover_command(args: argparse.Namespace, source: Any, dest: Any, source_at:
     from core.pipeline import REPLICA_KEY, Services
     from migrate import live, rollback
     from migrate.cutover import freeze
-    from migrate.fanout import load_run, run_key
+    from migrate.runs import load_run, run_key
     from migrate.verify import run_verify
 
     bucket, records = GcsObjectStore(source_at.container), AzureBlobObjectStore(dest_at.container)
@@ -577,7 +578,7 @@ def abort_command(args: argparse.Namespace, source_at: Location, dest_at: Locati
     from core.names import JOBS
     from core.pipeline import REPLICA_KEY, SWITCHED_KEY, Services
     from migrate import live
-    from migrate.fanout import exists, run_key
+    from migrate.runs import exists, run_key
 
     records = AzureBlobObjectStore(dest_at.container)
     try:

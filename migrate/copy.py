@@ -554,3 +554,8 @@ class Prefixed:
 
     def _original(self, key: str) -> str:
         return self.source_prefix + key[len(self.dest_prefix) :]
+
+
+def fresh_details(source: Source, key: str) -> ObjectDetails | None:
+    """The object's current details, or None when it is gone (the listing is the only per-object metadata read)."""
+    return next((obj for obj in source.list(key) if obj.key == key), None)

@@ -31,9 +31,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import secrets
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,55 +40,14 @@ from core import names
 from core.errors import BadRequest, Conflict, NotFound
 from core.logs import redact
 from core.ports import Destination, ObjectDetails, ObjectStore, Source, TaskQueue
-from migrate.copy import DEFAULT_BLOCK_SIZE, Options, block_ranges, copy_entry, phases
+from migrate.copy import DEFAULT_BLOCK_SIZE, Options, block_ranges, copy_entry, fresh_details, phases
+from migrate.runs import DEFAULT_PART_BYTES, RUNS_PREFIX, Run, exists, load_run, new_run_id, run_key, save
 from migrate.throttle import Throttle
 
-RUNS_PREFIX = "_migrations/"
 BATCH_QUEUE = names.BATCHES
 MAX_MESSAGE_JSON = 48 * 1024  # 64 KiB once base64-encoded
 DEFAULT_BATCH_OBJECTS = 200
 DEFAULT_BATCH_BYTES = 256 * 1024 * 1024
-DEFAULT_PART_BYTES = 512 * 1024 * 1024
-"""An object above this is copied in parts of about this size, one batch each (a few seconds each)."""
-
-
-@dataclass(frozen=True)
-class Run:
-    run_id: str
-    source: str
-    dest: str
-    source_prefix: str
-    dest_prefix: str
-    created: str
-    batches: int
-    objects: int
-    bytes: int
-    held_batches: list[int]
-    """uploads/ batches, released once every other batch is done."""
-    planned: bool = True
-    """False while the planner is still listing: totals are not final yet."""
-    max_rate: float | None = None
-    """Objects a second each batch may copy (``--max-rate`` / ``"max_rate"``); None: no cap."""
-    bwlimit: float | None = None
-    """Bytes a second each batch may copy (``--bwlimit`` / ``"bwlimit"``); None: no cap."""
-    max_batches: int | None = None
-    """Batches of this run in flight at once (``--max-batches`` / ``"max_batches"``); None: no cap."""
-    block_size: int = DEFAULT_BLOCK_SIZE
-    part_bytes: int = DEFAULT_PART_BYTES
-    live: bool = False
-    """Replication runs beside the bulk copy until the cutover (``plan --live``, ``migrate.live``)."""
-    started_by: str = ""
-    """Who planned it (``migrate.actor``)."""
-
-
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
-
-
-def run_key(run_id: str, name: str) -> str:
-    if not run_id or "/" in run_id or run_id in (".", ".."):
-        raise NotFound(f"no migration run {run_id!r}")
-    return f"{RUNS_PREFIX}{run_id}/{name}"
 
 
 def _batches(objects: Iterable[ObjectDetails], run: Run, max_objects: int, max_bytes: int) -> Iterator[dict[str, Any]]:
@@ -143,7 +101,7 @@ def plan(
     run = Run(run_id, source_uri, dest_uri, source_prefix, dest_prefix, created, 0, 0, 0, [], planned=False,
               max_rate=max_rate, bwlimit=bwlimit, max_batches=max_batches, block_size=block_size,
               part_bytes=part_bytes, live=live, started_by=started_by)  # fmt: skip
-    _save(records, run)  # workers may start before the listing ends: they find the run already
+    save(records, run)  # workers may start before the listing ends: they find the run already
     entry = {"run_id": run_id, "source": source_uri, "dest": dest_uri, "created": created, "live": live}
     records.put(f"{RUNS_PREFIX}index/{run_id}", json.dumps(entry).encode(), content_type="application/json")
     number = objects = total = sent = 0
@@ -169,20 +127,9 @@ def plan(
             elif exists(records, run_key(run_id, f"batches/{number - (max_batches or 0)}.json")):
                 _release(records, queue, run, number)  # its lane's batch finished while this one was listed
     run = replace(run, batches=number, objects=objects, bytes=total, held_batches=held, planned=True)
-    _save(records, run)
+    save(records, run)
     _release_when_ready(records, queue, run)  # in case every earlier batch finished while listing
     return run
-
-
-def _save(records: ObjectStore, run: Run) -> None:
-    records.put(run_key(run.run_id, "run.json"), json.dumps(asdict(run)).encode(), content_type="application/json")
-
-
-def load_run(records: ObjectStore, run_id: str) -> Run:
-    try:
-        return Run(**json.loads(records.get(run_key(run_id, "run.json")).data))
-    except NotFound:
-        raise NotFound(f"no migration run {run_id!r}") from None
 
 
 def process_batch(payload: Mapping[str, Any], source: Source, dest: Destination, records: ObjectStore,
@@ -278,45 +225,6 @@ def _finished(records: ObjectStore, queue: TaskQueue, run: Run, number: int, *, 
         _release_when_ready(records, queue, load_run(records, run.run_id))
 
 
-def status(records: ObjectStore, run_id: str) -> dict[str, Any]:
-    """The run record with its batches added up."""
-    run = load_run(records, run_id)
-    totals = {"copied": 0, "skipped": 0, "failed": 0, "bytes": 0}
-    done = failed = 0
-    committed: set[str] = set()
-    errors: list[dict[str, str]] = []
-    for info in records.list(run_key(run_id, "batches/")):
-        state = json.loads(records.get(info.key).data)
-        errors += state.get("errors", [])[: max(0, 20 - len(errors))]
-        done += state["state"] == "done"
-        failed += state["state"] == "failed"
-        for name in totals:
-            totals[name] += int(state.get(name, 0))
-        if state.get("committed"):
-            committed.add(state["part_of"])  # two parts may both commit (harmless): the object counts once
-    totals["copied"] += len(committed)
-    pending = run.batches - done - failed
-    overall = "running" if pending or not run.planned else ("failed" if failed else "done")
-    found = {"run_id": run.run_id, "state": overall, "source": run.source, "dest": run.dest, "created": run.created,
-             "batches": run.batches, "batches_done": done, "batches_failed": failed, "batches_pending": pending,
-             "objects": run.objects, "planned_bytes": run.bytes, **totals, "errors": errors,
-             "started_by": run.started_by}  # fmt: skip
-    if run.live:
-        from migrate import live
-
-        found["replication"] = live.status(records, run_id)
-        for step in ("cutover", "abort", "rollback"):  # a cutover after a rollback removes rollback.json
-            with contextlib.suppress(NotFound):
-                found[step] = json.loads(records.get(run_key(run_id, f"{step}.json")).data)
-    return found
-
-
-def runs(records: ObjectStore) -> list[dict[str, Any]]:
-    """The runs recorded in this container, newest first."""
-    found = [json.loads(records.get(info.key).data) for info in records.list(f"{RUNS_PREFIX}index/")]
-    return sorted(found, key=lambda run: str(run.get("run_id")), reverse=True)
-
-
 def _release_when_ready(records: ObjectStore, queue: TaskQueue, run: Run) -> None:
     if not run.planned or not run.held_batches:
         return  # the planner checks again when the listing is done
@@ -345,16 +253,3 @@ def _release(records: ObjectStore, queue: TaskQueue, run: Run, number: int) -> N
     container = run.dest.split("://", 1)[-1].split("/", 1)[0]
     manifest = run_key(run.run_id, f"manifests/{number}.json")
     queue.send({"run_id": run.run_id, "container": container, "batch": number, "manifest": manifest})
-
-
-def exists(records: ObjectStore, key: str) -> bool:
-    try:
-        records.head(key)
-    except NotFound:
-        return False
-    return True
-
-
-def fresh_details(source: Source, key: str) -> ObjectDetails | None:
-    """The object's current details, or None when it is gone (the listing is the only per-object metadata read)."""
-    return next((obj for obj in source.list(key) if obj.key == key), None)

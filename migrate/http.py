@@ -18,7 +18,7 @@ from collections.abc import Callable
 from core.errors import BadRequest, Conflict, NotFound
 from core.http_api import Request, Response, Route, html_page, json_response, read_capped
 from core.ports import TaskQueue
-from migrate import actor, allowlist, fanout
+from migrate import actor, allowlist, fanout, runs
 from migrate.locations import Location
 from migrate.throttle import parse_size
 
@@ -53,7 +53,7 @@ def routes(queue_factory: Callable[[], TaskQueue], *, writes_source: bool = True
                 f"going live writes {source_at}, which this function may only read: run `python -m migrate plan "
                 f"{source_at} {dest_at} --live` as the operator"
             )
-        records, run_id = AzureBlobObjectStore(dest_at.container), fanout.new_run_id()
+        records, run_id = AzureBlobObjectStore(dest_at.container), runs.new_run_id()
         if is_live:
             from core.clouds.gcs import GcsObjectStore
             from migrate import live
@@ -107,7 +107,7 @@ def routes(queue_factory: Callable[[], TaskQueue], *, writes_source: bool = True
             return page()
         container = _container(request)
         try:
-            return json_response(200, fanout.status(AzureBlobObjectStore(container), match["run_id"]))
+            return json_response(200, runs.status(AzureBlobObjectStore(container), match["run_id"]))
         except NotFound:
             raise NotFound(f"no migration run {match['run_id']!r} in container {container!r}") from None
 
@@ -117,7 +117,7 @@ def routes(queue_factory: Callable[[], TaskQueue], *, writes_source: bool = True
         if wants_html(request):
             return page()
         container = _container(request)
-        return json_response(200, {"container": container, "runs": fanout.runs(AzureBlobObjectStore(container))})
+        return json_response(200, {"container": container, "runs": runs.runs(AzureBlobObjectStore(container))})
 
     return [
         ("POST", re.compile(r"/migrations/check/?"), check),

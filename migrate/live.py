@@ -20,14 +20,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import statistics
 import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from core import names
@@ -35,8 +34,8 @@ from core.errors import BadRequest, NotFound, TransientError
 from core.pipeline import FREEZE_KEY, REPLICA_KEY, SWITCHED_KEY, Services, accept_deferred, is_upload
 from core.ports import Destination, ObjectDetails, ObjectStore, Source
 from migrate import rules
-from migrate.copy import Options, copy_entry, dest_key_for, existing_blob
-from migrate.fanout import RUNS_PREFIX, exists, fresh_details, run_key
+from migrate.copy import Options, copy_entry, dest_key_for, existing_blob, fresh_details
+from migrate.runs import RUNS_PREFIX, exists, run_key
 from migrate.verify import compare_bytes, compare_properties
 
 log = logging.getLogger(__name__)
@@ -44,8 +43,6 @@ log = logging.getLogger(__name__)
 LIVE_KEY = "_cutover/live.json"
 BARRIER_PREFIX = "_cutover/barrier/"
 DELETES = ("report", "replicate")
-LAG_WINDOW = timedelta(minutes=2)
-"""``replication`` in the run record reports the lags of the objects replicated in the last two minutes."""
 
 
 class NotSettled(TransientError):
@@ -199,24 +196,6 @@ def fail(change: Change, records: ObjectStore, live: Live, reason: str) -> None:
     records.put(run_key(live.run_id, f"replication/failed/{name}.json"), json.dumps(record).encode())
     with contextlib.suppress(NotFound):
         records.delete(run_key(live.run_id, f"replication/inflight/{name}"))
-
-
-def status(records: ObjectStore, run_id: str, *, now: datetime | None = None) -> dict[str, Any]:
-    """``{"lag_p50_s", "lag_p95_s", "pending", "failed"}`` over the objects replicated in the last two minutes."""
-    now = now or datetime.now(UTC)
-    by_message: dict[str, float] = {}  # a duplicate delivery writes a second record: count the first
-    minutes = {(now - timedelta(minutes=m)).strftime("%Y%m%dT%H%M") for m in range(int(LAG_WINDOW.seconds / 60) + 1)}
-    for minute in sorted(minutes):
-        for info in records.list(run_key(run_id, f"replication/done/{minute}/")):
-            message, _, lag = info.key.rsplit("/", 1)[-1].rpartition("~")
-            with contextlib.suppress(ValueError):
-                by_message.setdefault(message, int(lag) / 1000)
-    lags = list(by_message.values())
-    pending = sum(1 for _ in records.list(run_key(run_id, "replication/inflight/")))
-    failed = sum(1 for _ in records.list(run_key(run_id, "replication/failed/")))
-    p50 = statistics.median(lags) if lags else None
-    p95 = statistics.quantiles(lags, n=20)[-1] if len(lags) >= 2 else (lags[0] if lags else None)
-    return {"lag_p50_s": p50, "lag_p95_s": p95, "pending": pending, "failed": failed, "recent": len(lags)}
 
 
 def drain(bucket: ObjectStore, records: ObjectStore, run_id: str, *, timeout: float = 60.0) -> float:

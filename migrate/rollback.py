@@ -44,7 +44,7 @@ from core.pipeline import (
 )
 from core.ports import ObjectInfo, ObjectStore
 from migrate import live
-from migrate.fanout import RUNS_PREFIX, run_key
+from migrate.runs import RUNS_PREFIX, run_key
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from core.clouds.azure_destination import AzureBlobDestination
 from core.clouds.gcs_source import GcsSource
 from core.errors import BadRequest, NotFound
 from core.ports import TaskQueue
-from migrate import fanout
+from migrate import fanout, runs
 from migrate.copy import existing_blob
 
 log = logging.getLogger("migrate.worker")
@@ -35,7 +35,7 @@ def handle(payload: object, queue: TaskQueue) -> dict[str, Any]:
     """Copy the batch; ``queue`` is where held batches are released (the queue the message came from)."""
     message, container = _batch(payload)
     records = AzureBlobObjectStore(container)
-    run = fanout.load_run(records, str(message.get("run_id")))
+    run = runs.load_run(records, str(message.get("run_id")))
     bucket = run.source.split("://", 1)[1].split("/", 1)[0]
     dest = AzureBlobDestination(container)
     return fanout.process_batch(message, GcsSource(bucket), dest, records, queue, existing_blob(dest))

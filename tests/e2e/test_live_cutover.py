@@ -32,7 +32,7 @@ from devstack.gcp import GcpStack
 from devstack.stacks import both_clouds
 from migrate import live
 from migrate.cli import main
-from migrate.fanout import status
+from migrate.runs import status
 from tests.helper import encode, hopper, http_json, require_pubsub_emulator, unique_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator, pytest.mark.pubsub]

@@ -107,7 +107,7 @@ def test_the_migration_page_shows_a_running_live_migration_and_its_cutover(azure
     from core.clouds.azure_blob import AzureBlobObjectStore
     from core.memory import InMemoryDestination, InMemorySource, InMemoryTaskQueue
     from migrate import fanout
-    from migrate.fanout import run_key
+    from migrate.runs import run_key
 
     records = AzureBlobObjectStore(azure_stack.container)
     source, dest, queue = InMemorySource("page-src"), InMemoryDestination(), InMemoryTaskQueue()

@@ -20,7 +20,8 @@ from core.memory import InMemoryTaskQueue
 from core.pipeline import Services, accept_upload, process_job
 from functions_azure import migration
 from migrate.cli import main
-from migrate.fanout import BATCH_QUEUE, status
+from migrate.fanout import BATCH_QUEUE
+from migrate.runs import status
 from migrate.verify import run_verify
 from tests.helper import encode, hopper
 from tests.integration.test_migrate import corpus

@@ -12,9 +12,9 @@ from core import names
 from core.errors import Forbidden, NotFound, TransientError
 from core.memory import InMemoryDestination, InMemoryObjectStore, InMemorySource, InMemoryTaskQueue
 from core.pipeline import DEFERRED_PREFIX, REPLICA_KEY, SWITCHED_KEY, Services
-from migrate import live
+from migrate import live, runs
 from migrate.cutover import freeze
-from migrate.fanout import run_key
+from migrate.runs import run_key
 
 RUN = live.Live("20261128T000000Z-abcdef", "c")
 
@@ -71,7 +71,7 @@ def test_duplicate_and_out_of_order_notifications_are_harmless() -> None:
     time.sleep(0.002)  # the duplicate's lag differs by a millisecond or two: its record has another name
     assert live.replicate(second, bucket, source, dest, records, RUN) == "skipped"  # a duplicate
     assert b"".join(dest.read_chunks("uploads/a.jpg")) == b"second"
-    found = live.status(records, RUN.run_id)
+    found = runs.replication(records, RUN.run_id)
     assert (found["pending"], found["recent"]) == (0, 2) and found["lag_p50_s"] is not None  # m2 twice: one record
 
 
@@ -114,9 +114,9 @@ def test_a_failed_replication_stays_pending_until_a_retry_or_the_dead_letter() -
     change = live.Change("data/x.bin", message_id="m1")
     with pytest.raises(TransientError, match="GCS answered 503"):
         live.replicate(change, bucket, source, dest, records, RUN)
-    assert live.status(records, RUN.run_id)["pending"] == 1
+    assert runs.replication(records, RUN.run_id)["pending"] == 1
     live.fail(change, records, RUN, "gave up after 5 attempts")
-    assert (live.status(records, RUN.run_id)["pending"], live.status(records, RUN.run_id)["failed"]) == (0, 1)
+    assert (runs.replication(records, RUN.run_id)["pending"], runs.replication(records, RUN.run_id)["failed"]) == (0, 1)
 
 
 def test_deletes_are_reported_or_replicated_as_the_run_says() -> None:
@@ -180,7 +180,7 @@ def test_a_blob_the_target_wrote_itself_is_never_overwritten_by_replication() ->
 
     dest.put(ObjectDetails("jobs/j.json", 2), b"{}")  # Azure's own record, after the switch
     assert live.replicate(live.Change("jobs/j.json"), bucket, source, dest, records, RUN) == "kept"
-    assert b"".join(dest.read_chunks("jobs/j.json")) == b"{}" and live.status(records, RUN.run_id)["pending"] == 0
+    assert b"".join(dest.read_chunks("jobs/j.json")) == b"{}" and runs.replication(records, RUN.run_id)["pending"] == 0
 
 
 class RewrittenWhileRead(InMemorySource):
@@ -196,7 +196,7 @@ def test_an_object_rewritten_while_it_is_replicated_is_left_to_its_newer_notific
     source = RewrittenWhileRead("rewritten-src")
     source.add("jobs/j.json", b"PENDING")
     assert live.replicate(live.Change("jobs/j.json"), bucket, source, dest, records, RUN) == "superseded"
-    assert live.status(records, RUN.run_id)["pending"] == 0 and list(dest.list()) == []
+    assert runs.replication(records, RUN.run_id)["pending"] == 0 and list(dest.list()) == []
 
 
 def test_a_notification_of_an_older_generation_copies_nothing_and_leaves_nothing_pending() -> None:
@@ -206,7 +206,7 @@ def test_a_notification_of_an_older_generation_copies_nothing_and_leaves_nothing
     assert live.replicate(live.Change(first.key, generation=first.generation), bucket, source, dest, records, RUN) == (
         "superseded"
     )
-    assert list(dest.list()) == [] and live.status(records, RUN.run_id)["pending"] == 0
+    assert list(dest.list()) == [] and runs.replication(records, RUN.run_id)["pending"] == 0
 
 
 def test_the_status_line_shows_progress_rate_lag_and_the_cutover() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from core.errors import NotFound
 from core.memory import InMemoryDestination, InMemoryObjectStore, InMemorySource, InMemoryTaskQueue
 from core.ports import ObjectDetails
-from migrate import fanout
+from migrate import fanout, runs
 from migrate.copy import phases
 from migrate.verify import run_verify
 
@@ -75,7 +75,7 @@ def test_a_run_copies_everything_with_uploads_released_last() -> None:
         copied_order += [b.key for b in dest.list() if b.key not in copied_order]
         queued = queue.drain()  # the held batches, released once the others are done
     assert copied_order[-2:] == ["uploads/a.jpg", "uploads/b.jpg"]
-    summary: dict[str, Any] = fanout.status(records, run.run_id)
+    summary: dict[str, Any] = runs.status(records, run.run_id)
     assert (summary["state"], summary["copied"]) == ("done", 5)
     assert run_verify(source, dest, download=True).to_dict()["same"] == 5
     assert "_cutover/frozen.json" not in {b.key for b in dest.list()}
@@ -104,7 +104,7 @@ def test_a_run_keeps_its_caps_and_refuses_a_cap_of_zero() -> None:
         fanout.plan(source, records, queue, source_uri="gs://caps", dest_uri="az://c", max_rate=0)
     assert list(records.list("")) == [] and queue.drain() == []
     run = fanout.plan(source, records, queue, source_uri="gs://caps", dest_uri="az://c", max_rate=1e6, bwlimit=1e9)
-    assert (fanout.load_run(records, run.run_id).max_rate, fanout.load_run(records, run.run_id).bwlimit) == (1e6, 1e9)
+    assert (runs.load_run(records, run.run_id).max_rate, runs.load_run(records, run.run_id).bwlimit) == (1e6, 1e9)
 
     def head(key: str) -> ObjectDetails | None:
         return next((b for b in dest.list(key) if b.key == key), None)
@@ -165,7 +165,7 @@ def test_a_big_object_is_copied_in_parts_committed_once_by_the_last_part() -> No
     assert (blob.content_type, blob.metadata["owner"]) == ("video/mp4", "ops")
     again = fanout.process_batch(parts[1], source, dest, records, queue, _head(dest))  # a duplicate delivery
     assert (again["state"], again["committed"]) == ("done", True)
-    summary = fanout.status(records, run.run_id)
+    summary = runs.status(records, run.run_id)
     assert (summary["state"], summary["copied"], summary["batches_done"]) == ("done", 2, 5)
     assert run_verify(source, dest, download=True).to_dict()["same"] == 2
 
@@ -207,7 +207,7 @@ def test_a_part_of_an_object_rewritten_since_the_plan_fails_with_the_reason() ->
     source.add("big.bin", BIG[::-1])  # a new generation
     states = [fanout.process_batch(m, source, dest, records, queue, _head(dest)) for m in queue.drain()]
     assert all(s["state"] == "failed" and "rewritten since the plan" in s["errors"][0]["error"] for s in states)
-    assert list(dest.list()) == [] and fanout.status(records, run.run_id)["state"] == "failed"
+    assert list(dest.list()) == [] and runs.status(records, run.run_id)["state"] == "failed"
 
 
 def lanes_bucket(name: str, objects: int) -> InMemorySource:
@@ -247,7 +247,7 @@ def test_max_batches_keeps_that_many_in_flight_and_every_batch_still_runs() -> N
     assert widest == 2, "never more than max_batches in flight"
     assert sorted(order) == list(range(1, 11)) and len(order) == 10
     assert set(order[-3:]) == {8, 9, 10}, "uploads/ last, after every other batch"
-    summary = fanout.status(records, run.run_id)
+    summary = runs.status(records, run.run_id)
     assert (summary["batches_done"], summary["batches_failed"]) == (9, 1)
     assert summary["copied"] + summary["skipped"] == 9 and len(list(dest.list())) == 9
 
@@ -287,7 +287,7 @@ def test_a_lane_batch_listed_after_its_predecessor_finished_is_released_by_the_p
             fanout.process_batch(message, source, dest, records, queue, _head(dest))
             processed.append(message["batch"])
     assert processed == list(range(1, run.batches + 1)), "each batch once, in its lane's order"
-    assert fanout.status(records, run.run_id)["state"] == "done"
+    assert runs.status(records, run.run_id)["state"] == "done"
 
 
 def test_in_a_live_run_an_object_rewritten_during_its_batch_is_left_to_replication() -> None:
