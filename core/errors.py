@@ -6,6 +6,7 @@ Every failure that crosses a module boundary is one of these; adapters in
     CoreError
      ├── NotFound            (also LookupError)  the key, job or object does not exist
      ├── Conflict                                a conditional write lost: re-read and retry
+     │    └── Refused                            a migration step its run's state does not allow now
      ├── BadRequest          (also ValueError)   the caller sent something unusable
      │    ├── Forbidden      (also PermissionError) the cloud refused this identity: a role is missing
      │    │    └── NotAllowed                    outside the migration allowlist: refused before any request
@@ -43,6 +44,13 @@ class Conflict(CoreError):
     """A conditional write failed: somebody else changed the object first."""
 
     code = "conflict"
+
+
+class Refused(Conflict):
+    """A migration step that the run's state does not allow now (no live run, not switched yet, finished): nothing
+    was changed. HTTP 409; the CLI exits 2."""
+
+    code = "refused"
 
 
 class BadRequest(CoreError, ValueError):

@@ -9,6 +9,7 @@
     python -m migrate cutover gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--run RUN_ID] [--json]   # seconds frozen
     python -m migrate abort  gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--json]   # before the switch
     python -m migrate rollback gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--timeout S] [--json]   # after it
+    python -m migrate finish gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--json]   # ends replication: no way back
     python -m migrate check  gs://BUCKET[/PREFIX] az://CONTAINER[/PREFIX] [--json]   # preflight: access on both sides
 
 Exit codes: 0 success, 1 any object failed or differs (``check``: a permission is refused),
@@ -19,30 +20,21 @@ an unreachable endpoint).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 from core import logs
-from core.errors import ConfigError, CoreError, NotFound, TransientError
+from core.errors import ConfigError, CoreError, NotFound, Refused, TransientError
 from core.ports import CAVEATS, ObjectDetails
 from migrate import actor, rules
 from migrate.locations import Location, UsageError, open_ends, parse_location
 from migrate.throttle import Throttle, parse_size
 
 USAGE_ERROR = 2
-PRE_FREEZE_PASSES = 5
-FEW_CHANGES = 50
-"""Before the freeze the cutover verifies what replication copied, pass after pass (at most ``PRE_FREEZE_PASSES``,
-at least 2) until a pass finds at most ``FEW_CHANGES`` objects replicated since the one before: the verify
-while frozen then has about as few left."""
-FROZEN_PATIENCE_S = 10.0
-"""While frozen, how long the cutover compares again an object that differs (a change the drain did not cover)."""
 # GCS prices in USD for the dry-run estimate (internet egress to Azure, first TiB; operations per 10,000).
 PRICE_VARS = {
     "MIGRATE_PRICE_EGRESS_PER_GIB": 0.12,
@@ -65,11 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = commands.add_parser(
         "rollback", help="after the switch: hold Azure, copy back what it made, make GCP the primary again"
     )
+    finish = commands.add_parser(
+        "finish", help="after a cutover or an abort: end replication, and with it the way back"
+    )
     check = commands.add_parser("check", help="preflight: prove access on both sides, name each missing role")
-    for sub in (copy, verify, plan, cutover, check, abort, rollback):
+    for sub in (copy, verify, plan, cutover, check, abort, rollback, finish):
         sub.add_argument("source", help="gs://BUCKET[/PREFIX]")
         sub.add_argument("dest", help="az://CONTAINER[/PREFIX]")
-    for sub in (copy, verify, plan, status, cutover, check, abort, rollback):
+    for sub in (copy, verify, plan, status, cutover, check, abort, rollback, finish):
         sub.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     cutover.add_argument("--run", metavar="RUN_ID", help="the live run (default: the bucket's only live run)")
     cutover.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the drain (default 60)")
@@ -140,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--workers must be at least 1")
         if args.command == "check":
             return check_command(args, source_at, dest_at)
+        if args.command in STEPS:
+            return STEPS[args.command](args, source_at, dest_at)
         source, dest = open_ends(source_at, dest_at)
         if args.command == "copy":
             return copy_command(args, source, dest, source_at, dest_at)
@@ -147,10 +144,6 @@ def main(argv: list[str] | None = None) -> int:
             return plan_command(args, source, source_at, dest_at)
         if args.command == "cutover":
             return cutover_command(args, source, dest, source_at, dest_at)
-        if args.command == "abort":
-            return abort_command(args, source_at, dest_at)
-        if args.command == "rollback":
-            return rollback_command(args, source_at, dest_at)
         return verify_command(args, source, dest, source_at, dest_at)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -478,183 +471,84 @@ def status_line(found: dict[str, Any], first: dict[str, Any], seconds: float) ->
     return line
 
 
-def cutover_command(args: argparse.Namespace, source: Any, dest: Any, source_at: Location, dest_at: Location) -> int:
-    """Freeze, drain live replication, verify what it copied, switch; exit 0 once Azure is the primary."""
-    import time
-
+def sides(source_at: Location, dest_at: Location, source: Any = None, dest: Any = None) -> Any:
+    """The real clouds as the use cases' ports (``migrate.cutover.Sides``)."""
     from core.clouds.azure_blob import AzureBlobObjectStore
     from core.clouds.azure_queue import AzureQueueTaskQueue
     from core.clouds.gcs import GcsObjectStore
+    from core.clouds.pubsub import PubSubTaskQueue
     from core.names import JOBS
-    from core.pipeline import REPLICA_KEY, Services
-    from migrate import live, rollback
-    from migrate.cutover import freeze
-    from migrate.runs import load_run, run_key
-    from migrate.verify import run_verify
+    from migrate.cutover import Sides
 
-    bucket, records = GcsObjectStore(source_at.container), AzureBlobObjectStore(dest_at.container)
-    running = live.live_run(bucket)
-    if running is None or running.container != dest_at.container:
-        raise UsageError(f"no live run replicates {source_at} to {dest_at}: start one with `plan --live`")
-    if args.run and args.run != running.run_id:
-        raise UsageError(f"run {args.run} is not the live run of {source_at} (that is {running.run_id})")
+    return Sides(source_at, dest_at, GcsObjectStore(source_at.container), AzureBlobObjectStore(dest_at.container),
+                 PubSubTaskQueue(JOBS), AzureQueueTaskQueue(JOBS), source, dest)  # fmt: skip
+
+
+def step_command(args: argparse.Namespace, run: Callable[..., Any], ok: Callable[[Any], bool], *given: Any) -> int:
+    """Run one use case of ``migrate.cutover``: its progress printed, its result as the last line with ``--json``;
+    exit 0 when ``ok(result)``, 1 when it could not end or a cloud failed (run it again), 2 when refused."""
     try:
-        run = load_run(records, running.run_id)
-        # What replication copied so far is verified before the freeze; while frozen, only what came after.
-        since = datetime.fromisoformat(run.created.replace("Z", "+00:00"))
-        before = {"same": 0, "different": 0, "problems": []}
-        for attempt in range(PRE_FREEZE_PASSES):  # each takes what was replicated during the one before it
-            checkpoint = datetime.now(UTC) - timedelta(seconds=1)
-            changed = live.changed_keys(records, running.run_id, since)
-            found = live.verify_keys(source, dest, changed, running, patience=args.timeout)  # replication catches up
-            before = {"same": before["same"] + found["same"], "different": found["different"],
-                      "problems": found["problems"]}  # fmt: skip
-            if found["different"]:
-                break
-            since = checkpoint
-            if attempt and len(changed) <= FEW_CHANGES:
-                break  # what replication copies during one such pass is all the frozen verify has left
-        print(f"0. before the freeze: {before['same']} replicated objects verified, {before['different']} different")
-        if before["different"]:
-            for item in before["problems"]:
-                print(f"different: {item['key']}: {'; '.join(item['problems'])}")
-            print("not frozen: fix the differences (or wait for replication) and run cutover again")
-            if args.json:
-                print(json.dumps({"run_id": running.run_id, "switch": False, "verify": before}))
-            return 1
-        began = time.monotonic()
-        marker = freeze(bucket)
-        print(
-            f"1. frozen at {marker.updated}: the GCP API answers uploads 503; uploads written from now on are Azure's"
-        )
-        drained = live.drain(bucket, records, running.run_id, timeout=args.timeout)
-        print(f"2. drained in {drained:.2f} s: the barrier was replicated and nothing before it is pending")
-        changed = live.changed_keys(records, running.run_id, checkpoint)
-        checked = live.verify_keys(source, dest, changed, running, patience=min(args.timeout, FROZEN_PATIENCE_S))
-        print(f"3. verify of what replication copied since: {checked['same']} same, "
-              f"{checked['different']} different")  # fmt: skip
-        for item in checked["problems"]:
-            print(f"different: {item['key']}: {'; '.join(item['problems'])}")
-        if checked["different"]:
-            print("4. not switched: GCP stays frozen; fix the differences and run cutover again, or `abort`")
-            if args.json:
-                print(json.dumps({"run_id": running.run_id, "switch": False, "verify": checked}))
-            return 1
-        azure = Services.over(records, AzureQueueTaskQueue(JOBS))
-        azure.hold_key = REPLICA_KEY
-        accepted = live.switch(azure, bucket, records)
-        frozen_seconds = round(time.monotonic() - began, 3)
-    except live.NotSettled as exc:  # the drain timed out: GCP stays frozen, Azure a replica
-        print(f"not switched: {exc}. GCP stays frozen: run cutover again, or `abort`", file=sys.stderr)
+        result = run(*given, by=actor.of_cli(), progress=print)
+    except Refused as exc:
+        raise UsageError(str(exc)) from exc
+    except TransientError as exc:  # a drain, Azure's jobs or a cloud: where it stopped is safe to run again from
+        print(f"{args.command} stopped: {exc}. Run it again to go on", file=sys.stderr)
         if args.json:
-            print(json.dumps({"run_id": running.run_id, "switch": False, "error": str(exc)}))
+            print(json.dumps({OUTCOME[args.command]: False, "error": str(exc)}))
         return 1
     except CoreError as exc:
-        raise UsageError(f"the cutover stopped (GCP may be frozen: `abort` unfreezes it): {exc}") from exc
-    print(f"4. switched: Azure processes uploads now ({accepted} left for it during the freeze); "
-          f"frozen {frozen_seconds:.2f} s. Replication goes on until GCP has nothing left to give.")  # fmt: skip
-    verified = {"same": before["same"] + checked["same"], "different": 0, "while_frozen": checked["same"]}
-    result: dict[str, Any] = {"run_id": running.run_id, "by": actor.of_cli(), "switch": True,
-                              "frozen_seconds": frozen_seconds,
-                              "drain_seconds": round(drained, 3), "verify": verified, "accepted": accepted}  # fmt: skip
-    if not args.no_final_verify:
-        found = run_verify(source, dest, source_prefix=source_at.prefix, dest_prefix=dest_at.prefix)
-        result["final_verify"] = found.to_dict()
-        print(f"5. full verify after the switch: {found.same} same, {len(found.missing)} missing, "
-              f"{len(found.different)} different")  # fmt: skip
-    records.put(run_key(running.run_id, "cutover.json"), json.dumps(result).encode(), content_type="application/json")
-    with contextlib.suppress(NotFound):  # switched again after a rollback: that one is history
-        records.delete(run_key(running.run_id, rollback.RECORD))
+        raise UsageError(f"the {args.command} stopped (run it again to go on, or `abort`): {exc}") from exc
+    if getattr(result, "reason", ""):
+        print(f"not switched: {result.reason}", file=sys.stderr)
+    for item in getattr(result, "differences", ()):
+        print(f"different: {item.key}: {'; '.join(item.problems)}")
     if args.json:
-        print(json.dumps(result))
-    return 0
+        print(json.dumps(result.record()))
+    return 0 if ok(result) else 1
+
+
+def cutover_command(args: argparse.Namespace, source: Any, dest: Any, source_at: Location, dest_at: Location) -> int:
+    """Freeze, drain live replication, verify, switch: exit 0 once Azure is the primary and the final verify clean."""
+    from migrate import cutover
+
+    def run(ports: Any, **given: Any) -> Any:
+        return cutover.cutover(ports, run_id=args.run, timeout=args.timeout, final_verify=not args.no_final_verify,
+                               **given)  # fmt: skip
+
+    def ok(result: Any) -> bool:
+        if result.switched and not result.ok:
+            print(f"switched, but the full verify found {result.final_differences} missing or different: run "
+                  f"`verify` for the list", file=sys.stderr)  # fmt: skip
+        return bool(result.ok)
+
+    return step_command(args, run, ok, sides(source_at, dest_at, source, dest))
 
 
 def abort_command(args: argparse.Namespace, source_at: Location, dest_at: Location) -> int:
-    """Before the switch: unfreeze GCP and accept there what it left; Azure stays a replica. Idempotent."""
-    from core.clouds.azure_blob import AzureBlobObjectStore
-    from core.clouds.gcs import GcsObjectStore
-    from core.clouds.pubsub import PubSubTaskQueue
-    from core.names import JOBS
-    from core.pipeline import REPLICA_KEY, SWITCHED_KEY, Services
-    from migrate import live
-    from migrate.runs import exists, run_key
+    """Before the switch: unfreeze GCP and accept there what it left; Azure stays a replica."""
+    from migrate import cutover
 
-    records = AzureBlobObjectStore(dest_at.container)
-    try:
-        records.head(REPLICA_KEY)
-        if exists(records, SWITCHED_KEY):
-            raise UsageError(f"{dest_at} switched and a rollback is under way: run `rollback` again to finish it")
-    except NotFound:
-        raise UsageError(f"{dest_at} is not a replica: it has switched already (roll back instead)") from None
-    except CoreError as exc:
-        raise UsageError(f"cannot read {dest_at}: {exc}") from exc
-    try:
-        bucket = GcsObjectStore(source_at.container)
-        orphaned = live.clear_orphaned_replica(bucket, records)
-        accepted = live.abort(Services.over(bucket, PubSubTaskQueue(JOBS)))
-    except CoreError as exc:
-        raise UsageError(f"the abort stopped: {exc}") from exc
-    running = live.live_run(bucket)
-    if running is not None:  # who aborted, in the run it ended
-        record = {"by": actor.of_cli(), "at": datetime.now(UTC).isoformat(timespec="seconds"), "accepted": accepted}
-        records.put(run_key(running.run_id, "abort.json"), json.dumps(record).encode(), content_type="application/json")
-    if orphaned:
-        print(f"aborted: {dest_at} was marked a replica, but nothing replicates into it (a go-live that failed "
-              f"halfway); the marker is gone and {dest_at} takes uploads again")  # fmt: skip
-    else:
-        print(f"aborted: {source_at} takes uploads again ({accepted} left during the freeze are processed on GCP); "
-              f"{dest_at} stays a replica and replication goes on")  # fmt: skip
-    if args.json:
-        print(json.dumps({"aborted": True, "accepted": accepted, "orphaned_replica_cleared": orphaned}))
-    return 0
+    return step_command(args, cutover.abort, lambda result: result.aborted, sides(source_at, dest_at))
 
 
 def rollback_command(args: argparse.Namespace, source_at: Location, dest_at: Location) -> int:
-    """After the switch: hold Azure, let its jobs end, copy back what it made, make GCP the primary. Idempotent."""
-    from core.clouds.azure_blob import AzureBlobObjectStore
-    from core.clouds.azure_queue import AzureQueueTaskQueue
-    from core.clouds.gcs import GcsObjectStore
-    from core.clouds.pubsub import PubSubTaskQueue
-    from core.names import JOBS
-    from core.pipeline import REPLICA_KEY, Services
-    from migrate import live, rollback
+    """After the switch: hold Azure, let its jobs end, copy back what it made, make GCP the primary."""
+    from migrate import cutover
 
-    bucket, records = GcsObjectStore(source_at.container), AzureBlobObjectStore(dest_at.container)
-    try:
-        running = live.live_run(bucket)
-        if running is None or running.container != dest_at.container:
-            raise UsageError(f"no live run replicates {source_at} to {dest_at}: there was no cutover to roll back")
-        if rollback.switched(records) is None:
-            done = rollback.last(records, running.run_id)
-            if done is None:
-                raise UsageError(f"{dest_at} has not switched: nothing to roll back (`abort` ends a cutover before it)")
-            print(f"rolled back already: {source_at} is the primary and {dest_at} a replica")
-            if args.json:
-                print(json.dumps(done))
-            return 0
-        gcp = Services.over(bucket, PubSubTaskQueue(JOBS))
-        azure = Services.over(records, AzureQueueTaskQueue(JOBS))
-        azure.hold_key = REPLICA_KEY
-        print(f"1. {dest_at} is held: its API answers uploads 503; uploads written to it from now on are GCP's")
-        result = rollback.rollback(gcp, azure, running, timeout=args.timeout, by=actor.of_cli())
-    except TransientError as exc:  # Azure's jobs did not end in time, or a cloud failed a request: both stay held
-        print(f"not switched back: {exc}. Run rollback again to go on", file=sys.stderr)
-        if args.json:
-            print(json.dumps({"rolled_back": False, "error": str(exc)}))
-        return 1
-    except CoreError as exc:
-        raise UsageError(f"the rollback stopped (run it again to go on): {exc}") from exc
-    print(f"2. {result['azure_jobs_waited']} job(s) Azure was running have ended")
-    print(f"3. copied back to {source_at}: {result['copied_back']} copied ({result['bytes']:,} bytes), "
-          f"{result['skipped']} there already, {len(result['failed'])} failed")  # fmt: skip
-    for item in result["failed"]:
-        print(f"failed: {item['key']}: {item['reason']}")
-    if not result["rolled_back"]:
-        print("4. not switched back: GCP stays frozen and Azure held; run rollback again")
-    else:
-        print(f"4. switched back: {source_at} takes uploads again ({result['accepted']} left during the hold "
-              f"are processed on GCP); {dest_at} is a replica, replication goes on")  # fmt: skip
-    if args.json:
-        print(json.dumps(result))
-    return 0 if result["rolled_back"] else 1
+    def run(ports: Any, **given: Any) -> Any:
+        return cutover.rollback(ports, timeout=args.timeout, **given)
+
+    return step_command(args, run, lambda result: result.rolled_back, sides(source_at, dest_at))
+
+
+def finish_command(args: argparse.Namespace, source_at: Location, dest_at: Location) -> int:
+    """After a cutover or an abort: end replication and the way back."""
+    from migrate import cutover
+
+    return step_command(args, cutover.finish, lambda result: True, sides(source_at, dest_at))
+
+
+OUTCOME = {"cutover": "switch", "abort": "aborted", "rollback": "rolled_back", "finish": "finished"}
+"""The field of a step's ``--json`` line that says whether it ended."""
+STEPS = {"abort": abort_command, "rollback": rollback_command, "finish": finish_command}
+"""The steps that act on markers and records only: no copy source or destination is opened for them."""

@@ -245,20 +245,22 @@ def verify_keys(
 
     With ``patience``, a key that differs is compared again every second for up to that many seconds:
     while uploads go on, an object changed a moment ago differs until its replication lands, and only a
-    difference that outlasts the patience is one. ``problems`` names at most 20 of them.
+    difference that outlasts the patience is one. ``same_keys`` names the objects found the same, ``problems`` at
+    most 20 of those that differ.
     """
     found = _verify_once(source, dest, keys, live)
     deadline = time.monotonic() + patience
     while found["problems"] and time.monotonic() < deadline:
         time.sleep(1.0)
         again = _verify_once(source, dest, [p["key"] for p in found["problems"]], live)
-        found = {"same": found["same"] + again["same"], "different": again["different"], "problems": again["problems"]}
+        found = {"same": found["same"] + again["same"], "same_keys": found["same_keys"] + again["same_keys"],
+                 "different": again["different"], "problems": again["problems"]}  # fmt: skip
     return {**found, "problems": found["problems"][:20]}
 
 
 def _verify_once(source: Source, dest: Destination, keys: Iterable[str], live: Live) -> dict[str, Any]:
     problems: list[dict[str, Any]] = []
-    same = 0
+    same: list[str] = []
 
     def check(key: str) -> dict[str, Any] | None:
         obj = fresh_details(source, key)
@@ -273,12 +275,13 @@ def _verify_once(source: Source, dest: Destination, keys: Iterable[str], live: L
         return {"key": key, "problems": found} if found else {}
 
     with ThreadPoolExecutor(max_workers=16) as pool:
-        for result in pool.map(check, sorted(keys)):
+        ordered = sorted(keys)
+        for key, result in zip(ordered, pool.map(check, ordered), strict=True):
             if result:
                 problems.append(result)
             elif result is not None:
-                same += 1
-    return {"same": same, "different": len(problems), "problems": problems}
+                same.append(key)
+    return {"same": len(same), "same_keys": same, "different": len(problems), "problems": problems}
 
 
 def switch(azure: Services, freeze: ObjectStore, records: ObjectStore) -> int:
