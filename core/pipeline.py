@@ -136,7 +136,7 @@ def accept_upload(
     ``enqueue=False`` makes the record only: an HTTP upload whose storage event
     will send the message, so that each upload costs one message, not two.
 
-    During a migration each upload is processed by exactly one cloud (docs/cutover.md): the source
+    During a migration each upload is processed by exactly one cloud (docs/migration.md): the source
     cloud takes those written before its freeze marker (``created``, else the object's time), the
     target those written after it, tagged ``DEFERRED_KEY`` by the copy; an upload copied from the
     source without that tag is the source's. A held store journals what it leaves for the other side.

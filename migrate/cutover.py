@@ -7,7 +7,7 @@
 
 Each takes the ``Sides`` it acts on and reports progress through ``progress(text)``; none prints. A step that the
 run's state does not allow raises ``Refused`` and changes nothing (the CLI exits 2, HTTP answers 409). A step that
-began but could not end returns a result that says why, and leaves the markers as docs/cutover.md says (exit 1);
+began but could not end returns a result that says why, and leaves the markers as docs/migration.md says (exit 1);
 a cloud failing a request raises ``TransientError`` (exit 1: run the step again). Every step is safe to run again.
 
 The markers: ``_cutover/frozen.json`` in the bucket (uploads to GCP answer 503, and one written after it is left for

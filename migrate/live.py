@@ -1,7 +1,7 @@
 """Live sync: replication during a migration, the cutover that only drains it, and the abort.
 
 The rules that decide which cloud processes an upload are ``core.pipeline.accept_upload``'s; this
-module moves the data and the markers (docs/cutover.md):
+module moves the data and the markers (docs/migration.md):
 
 - ``_cutover/live.json`` in the bucket: replication is on, for one run into one container.
 - ``_cutover/replica.json`` in the container: Azure is a replica, it takes no upload and starts no job.

@@ -1,6 +1,6 @@
 """The rollback: after the switch, hand the pipeline back to GCP with what Azure made since.
 
-The steps (docs/cutover.md), each safe to run again after a crash:
+The steps (docs/migration.md), each safe to run again after a crash:
 
 1. **Hold Azure**: ``_cutover/replica.json`` goes back into the container (written once, so its time stays).
    Azure answers uploads 503 and starts no job for an upload written after it; an upload written to Azure

@@ -12,7 +12,7 @@ a user-assigned managed identity with a federated credential whose issuer is
 account's unique id. azure-identity's ``ClientAssertionCredential`` is fed a
 Google ID token for ``api://AzureADTokenExchange`` from the metadata server.
 
-Which credential wins, first match (README, "Cross-cloud identity", has the table):
+Which credential wins, first match (docs/deploy.md, "Cross-cloud identity", has the table):
 
 GCS: ``STORAGE_EMULATOR_HOST`` (anonymous, local) > ``GCP_WORKLOAD_IDENTITY_PROVIDER``
 with ``GCP_SERVICE_ACCOUNT`` (federated) > Application Default Credentials (the

@@ -108,7 +108,7 @@ def test_uploads_through_the_cutover_are_each_processed_once(
     The freeze is the drain (what replication has not copied yet) plus a verify of what it copied since
     the pre-freeze verify: never a listing of the bucket, so it does not grow with the bucket. At 10/s the
     two clouds' functions and three emulators need more than this machine's 2 cores and replication falls
-    behind (README: Live sync, measured), so the rate here is one this machine keeps up with.
+    behind (docs/migration.md: Live sync, measured), so the rate here is one this machine keeps up with.
     """
     rate, migrated = RATE, MIGRATED
     gcp, azure = clouds
@@ -341,7 +341,7 @@ def test_at_ten_uploads_a_second_each_upload_is_rendered_once_with_one_result(
 ) -> None:
     """Uploads written into the bucket at 10/s from before plan --live until 3 s after the freeze.
 
-    This machine's 2 cores cannot replicate 10 uploads a second as they come (README: Live sync, measured):
+    This machine's 2 cores cannot replicate 10 uploads a second as they come (docs/migration.md: Live sync, measured):
     with uploads going on through the whole cutover the backlog only grows. So the uploads stop 3 s into the
     freeze, the freeze is the backlog's drain and is printed, not bounded. What is asserted is the rule
     across the freeze: every upload ends DONE, rendered exactly once across both clouds (counted from the

@@ -1,4 +1,4 @@
-"""Which cloud processes an upload during a live migration (core.pipeline, docs/cutover.md), on in-memory stores.
+"""Which cloud processes an upload during a live migration (core.pipeline, docs/migration.md), on in-memory stores.
 
 The source cloud takes uploads written before its freeze marker; the target those written after it,
 which the copy tags. Each held store journals what it leaves for the other side, and the switch

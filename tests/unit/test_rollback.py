@@ -1,5 +1,5 @@
 """migrate.rollback on the in-memory ports: after the switch, GCP takes the pipeline back and nothing is lost or
-processed twice (docs/cutover.md)."""
+processed twice (docs/migration.md)."""
 
 from __future__ import annotations
 
