@@ -77,7 +77,9 @@ def function_names() -> list[str]:
 ZIP = ".dist/function-app.zip"
 PROVIDERS = ["Microsoft.EventGrid", "Microsoft.Web", "Microsoft.Storage", "Microsoft.ManagedIdentity"]
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
-MIGRATION_HTTP_FUNCTIONS = ("api_migrations", "api_migration_check", "api_migration_list", "api_migration_status")
+MIGRATION_HTTP_FUNCTIONS = (
+    "api_migrations", "api_migration_check", "api_migration_list", "api_migration_status", "api_migration_step",
+)  # fmt: skip
 """The migration control plane's functions (FUNCTION level): opened by the operators' keys, never the page's."""
 
 
@@ -217,6 +219,10 @@ class Plan:
                                               "--query", "principalId", "--output", "tsv"]),
             assign_role("${WRITER_PRINCIPAL}", "ServicePrincipal", "Storage Blob Data Contributor", container_scope),
             assign_role("${WRITER_PRINCIPAL}", "ServicePrincipal", "Storage Blob Delegator", "${STORAGE_ID}"),
+            # The cutover and rollback run as GCP tasks (POST /migrations/{run}/{step}): the switch hands Azure the
+            # uploads left for it, one message each on its jobs queue. Send only, on that queue only.
+            assign_role("${WRITER_PRINCIPAL}", "ServicePrincipal", "Storage Queue Data Message Sender",
+                        f"${{STORAGE_ID}}/queueServices/default/queues/{JOBS_QUEUE}"),
         ]  # fmt: skip
         if self.gcp.runtime_sa_id:
             run.append(["az", "identity", "federated-credential", "create", "--name", "gcp-runtime",

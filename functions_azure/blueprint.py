@@ -94,6 +94,14 @@ def api_migration_status(req: func.HttpRequest) -> func.HttpResponse:
     return _control_plane(req)
 
 
+@bp.function_name("api_migration_step")
+@bp.route(route="migrations/{run_id}/{step}", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def api_migration_step(req: func.HttpRequest) -> func.HttpResponse:
+    """POST {base}/migrations/{run_id}/cutover|abort|rollback|finish: 409 on Azure, whose identity may only read
+    the bucket every step writes; the answer names the CLI command to run instead."""
+    return _control_plane(req)
+
+
 @bp.function_name("api_read")
 @bp.route(route="{*path}", methods=["GET", "HEAD", "PUT", "PATCH", "DELETE"], auth_level=func.AuthLevel.ANONYMOUS)
 def api_read(req: func.HttpRequest) -> func.HttpResponse:

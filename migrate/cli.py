@@ -33,6 +33,7 @@ from core.ports import CAVEATS, ObjectDetails
 from migrate import actor, rules
 from migrate.locations import Location, UsageError, open_ends, parse_location
 from migrate.throttle import Throttle, parse_size
+from migrate.wiring import open_sides
 
 USAGE_ERROR = 2
 # GCS prices in USD for the dry-run estimate (internet egress to Azure, first TiB; operations per 10,000).
@@ -471,19 +472,6 @@ def status_line(found: dict[str, Any], first: dict[str, Any], seconds: float) ->
     return line
 
 
-def sides(source_at: Location, dest_at: Location, source: Any = None, dest: Any = None) -> Any:
-    """The real clouds as the use cases' ports (``migrate.cutover.Sides``)."""
-    from core.clouds.azure_blob import AzureBlobObjectStore
-    from core.clouds.azure_queue import AzureQueueTaskQueue
-    from core.clouds.gcs import GcsObjectStore
-    from core.clouds.pubsub import PubSubTaskQueue
-    from core.names import JOBS
-    from migrate.cutover import Sides
-
-    return Sides(source_at, dest_at, GcsObjectStore(source_at.container), AzureBlobObjectStore(dest_at.container),
-                 PubSubTaskQueue(JOBS), AzureQueueTaskQueue(JOBS), source, dest)  # fmt: skip
-
-
 def step_command(args: argparse.Namespace, run: Callable[..., Any], ok: Callable[[Any], bool], *given: Any) -> int:
     """Run one use case of ``migrate.cutover``: its progress printed, its result as the last line with ``--json``;
     exit 0 when ``ok(result)``, 1 when it could not end or a cloud failed (run it again), 2 when refused."""
@@ -521,14 +509,14 @@ def cutover_command(args: argparse.Namespace, source: Any, dest: Any, source_at:
                   f"`verify` for the list", file=sys.stderr)  # fmt: skip
         return bool(result.ok)
 
-    return step_command(args, run, ok, sides(source_at, dest_at, source, dest))
+    return step_command(args, run, ok, open_sides(source_at, dest_at, ends=True))
 
 
 def abort_command(args: argparse.Namespace, source_at: Location, dest_at: Location) -> int:
     """Before the switch: unfreeze GCP and accept there what it left; Azure stays a replica."""
     from migrate import cutover
 
-    return step_command(args, cutover.abort, lambda result: result.aborted, sides(source_at, dest_at))
+    return step_command(args, cutover.abort, lambda result: result.aborted, open_sides(source_at, dest_at))
 
 
 def rollback_command(args: argparse.Namespace, source_at: Location, dest_at: Location) -> int:
@@ -538,14 +526,14 @@ def rollback_command(args: argparse.Namespace, source_at: Location, dest_at: Loc
     def run(ports: Any, **given: Any) -> Any:
         return cutover.rollback(ports, timeout=args.timeout, **given)
 
-    return step_command(args, run, lambda result: result.rolled_back, sides(source_at, dest_at))
+    return step_command(args, run, lambda result: result.rolled_back, open_sides(source_at, dest_at))
 
 
 def finish_command(args: argparse.Namespace, source_at: Location, dest_at: Location) -> int:
     """After a cutover or an abort: end replication and the way back."""
     from migrate import cutover
 
-    return step_command(args, cutover.finish, lambda result: True, sides(source_at, dest_at))
+    return step_command(args, cutover.finish, lambda result: True, open_sides(source_at, dest_at))
 
 
 OUTCOME = {"cutover": "switch", "abort": "aborted", "rollback": "rolled_back", "finish": "finished"}

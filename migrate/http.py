@@ -4,6 +4,9 @@
   plans a run and enqueues its batches for the fan-out functions; 202 with the run and ``Location``.
 - ``POST {base}/migrations/check`` with ``{"source", "dest"}``: the preflight (``migrate.check``);
   200 with ``{"ok": bool, "missing": [{"side", "permission", "role", "message"}]}``; 400 / 404 / 503.
+- ``POST {base}/migrations/{run_id}/cutover|abort|rollback|finish[?container=C]`` with ``{}`` or
+  ``{"timeout": S}`` (cutover: also ``"final_verify": true``): the step runs as a queued task (``migrate.steps``);
+  202 with ``Location``, the run, whose ``steps`` shows it. 409 where this side may not write the bucket (Azure).
 - ``GET {base}/migrations/{run_id}[?container=C]``: the run's status (the container defaults to
   ``MIGRATE_CONTAINER``, then ``AZURE_STORAGE_CONTAINER``); 200 / 404.
 """
@@ -111,6 +114,32 @@ def routes(queue_factory: Callable[[], TaskQueue], *, writes_source: bool = True
         except NotFound:
             raise NotFound(f"no migration run {match['run_id']!r} in container {container!r}") from None
 
+    def step(request: Request, match: re.Match[str]) -> Response:
+        from core.clouds.azure_blob import AzureBlobObjectStore
+        from migrate import steps
+
+        container, name, run_id = _container(request), match["step"], match["run_id"]
+        records = AzureBlobObjectStore(container)
+        try:
+            run = runs.load_run(records, run_id)
+        except NotFound:
+            raise NotFound(f"no migration run {run_id!r} in container {container!r}") from None
+        if not writes_source:
+            # Every step writes the bucket's markers; this side's identity may only read GCS.
+            raise Conflict(f"the {name} writes {run.source}, which this function may only read: run `python -m "
+                           f"migrate {name} {run.source} {run.dest}` as the operator")  # fmt: skip
+        try:
+            body = json.loads(read_capped(request, 64 * 1024) or b"{}")
+            options = {"timeout": float(body["timeout"])} if body.get("timeout") is not None else {}
+            if name == "cutover":
+                options["final_verify"] = bool(body.get("final_verify", False))
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise BadRequest(f'{exc}; send {{}} or {{"timeout": SECONDS}}') from exc
+        if steps.request(records, run_id, name, by=actor.from_request(request.header, request.query), options=options):
+            queue_factory().send({"step": name, "run_id": run_id, "container": container})
+        location = f"{request.base_url}/migrations/{run_id}?container={container}"
+        return json_response(202, {"run_id": run_id, "step": name, "state": "queued"}, Location=location)
+
     def listing(request: Request, match: re.Match[str]) -> Response:
         from core.clouds.azure_blob import AzureBlobObjectStore
 
@@ -120,6 +149,7 @@ def routes(queue_factory: Callable[[], TaskQueue], *, writes_source: bool = True
         return json_response(200, {"container": container, "runs": runs.runs(AzureBlobObjectStore(container))})
 
     return [
+        ("POST", re.compile(r"/migrations/(?P<run_id>[^/]+)/(?P<step>cutover|abort|rollback|finish)/?"), step),
         ("POST", re.compile(r"/migrations/check/?"), check),
         ("POST", re.compile(r"/migrations/?"), start),
         ("GET", re.compile(r"/migrations/?"), listing),

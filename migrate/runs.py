@@ -105,6 +105,8 @@ def status(records: ObjectStore, run_id: str) -> dict[str, Any]:
              "batches": run.batches, "batches_done": done, "batches_failed": failed, "batches_pending": pending,
              "objects": run.objects, "planned_bytes": run.bytes, **totals, "errors": errors,
              "started_by": run.started_by}  # fmt: skip
+    found["steps"] = {info.key.rsplit("/", 1)[-1].removesuffix(".json"): json.loads(records.get(info.key).data)
+                      for info in records.list(run_key(run_id, "steps/"))}  # fmt: skip
     if run.live:
         found["replication"] = replication(records, run_id)
         for step in REPORTS:  # a cutover after a rollback removes rollback.json

@@ -17,7 +17,7 @@ from core.clouds.azure_destination import AzureBlobDestination
 from core.clouds.gcs_source import GcsSource
 from core.errors import BadRequest, NotFound
 from core.ports import TaskQueue
-from migrate import fanout, runs
+from migrate import fanout, runs, steps
 from migrate.copy import existing_blob
 
 log = logging.getLogger("migrate.worker")
@@ -32,18 +32,30 @@ def _batch(payload: object) -> tuple[Mapping[str, Any], str]:
 
 
 def handle(payload: object, queue: TaskQueue) -> dict[str, Any]:
-    """Copy the batch; ``queue`` is where held batches are released (the queue the message came from)."""
+    """Copy the batch, or run the step (``migrate.steps``); ``queue`` is where held batches are released."""
     message, container = _batch(payload)
     records = AzureBlobObjectStore(container)
+    if "step" in message:
+        return steps.handle(message, records, _sides)
     run = runs.load_run(records, str(message.get("run_id")))
     bucket = run.source.split("://", 1)[1].split("/", 1)[0]
     dest = AzureBlobDestination(container)
     return fanout.process_batch(message, GcsSource(bucket), dest, records, queue, existing_blob(dest))
 
 
+def _sides(run: runs.Run) -> Any:
+    from migrate.locations import parse_location
+    from migrate.wiring import open_sides
+
+    return open_sides(parse_location(run.source, "gs"), parse_location(run.dest, "az"), ends=True)
+
+
 def handle_poison(payload: object, reason: str, queue: TaskQueue | None = None) -> None:
     """The batch the platform gave up on is recorded failed; with ``queue`` its lane goes on (``max_batches``)."""
     message, container = _batch(payload)
+    if "step" in message:
+        steps.give_up(message, AzureBlobObjectStore(container), reason)
+        return
     fanout.mark_failed(AzureBlobObjectStore(container), message, reason, queue)
 
 
@@ -60,7 +72,8 @@ def handle_message(payload: object, queue: TaskQueue, *, message_id: str = "") -
         log.error("dropped migration message %s: %s", message_id, exc)
         return None
     run_id = payload.get("run_id") if isinstance(payload, Mapping) else None
-    log.info("batch %s of run %s: %s", state["batch"], run_id, state["state"])
+    if "batch" in state:
+        log.info("batch %s of run %s: %s", state["batch"], run_id, state["state"])
     return state
 
 

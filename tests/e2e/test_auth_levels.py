@@ -20,12 +20,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.emulator]
 HOST_KEY = "host-key-never-handed-out"
 PAGE_KEY = "upload-page-key"  # api_upload's own key: the one the page is opened with (#code=)
 OPERATOR_KEY = "operator-key"  # the migration functions' own key, for one operator
-MIGRATION_FUNCTIONS = ("api_migrations", "api_migration_check", "api_migration_list", "api_migration_status")
+MIGRATION_FUNCTIONS = (
+    "api_migrations", "api_migration_check", "api_migration_list", "api_migration_status", "api_migration_step",
+)  # fmt: skip
 RUN = "20261206T000000Z-abcdef"
 PATHS = [
     "migrations", "migrations/", "migrations/check", f"migrations/{RUN}", "MIGRATIONS", f"Migrations/{RUN}",
     f"migrations%2F{RUN}", f"migrations%252F{RUN}", "migrations%2Fcheck", "%6Digrations", "./migrations",
-    f"jobs/..%2Fmigrations%2F{RUN}", "migrations?container=x",
+    f"jobs/..%2Fmigrations%2F{RUN}", "migrations?container=x", f"migrations/{RUN}/cutover",
+    f"migrations%2F{RUN}%2Ffinish", f"MIGRATIONS/{RUN}/Rollback",
 ]  # fmt: skip
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
 

@@ -170,3 +170,52 @@ def test_a_batch_dead_lettered_on_gcp_fails_the_run(clouds: tuple[GcpStack, Azur
             break
         time.sleep(0.3)
     assert (found["state"], found["batches_failed"]) == ("failed", 1), found
+
+
+def test_the_four_steps_run_over_http_as_queued_tasks_on_gcp_and_are_refused_on_azure(
+    clouds: tuple[GcpStack, AzureStack],
+) -> None:
+    """A live run of the stacks' own bucket (the one replication listens to), stepped through cutover, rollback,
+    abort and finish by ``POST /migrations/{run}/{step}``: each answers 202 with a Location, a task on the fan-out's
+    queue runs it, and the run's ``steps`` shows its result. Last in this module: it leaves the container a replica."""
+    from migrate import live
+
+    gcp, azure = clouds
+    bucket = GcsObjectStore(gcp.bucket)
+    for index in range(5):
+        bucket.put(f"data/step-{index}.txt", f"object {index}".encode(), content_type="text/plain")
+    body = json.dumps({"source": f"gs://{gcp.bucket}", "dest": f"az://{azure.container}", "live": True}).encode()
+    status, run = http_json("POST", f"{gcp.migrations_url}/migrations", body, {"Content-Type": "application/json"})
+    assert status == 202, run
+    query = f"?container={urllib.parse.quote(azure.container)}"
+    status_url = f"{gcp.migrations_url}/migrations/{run['run_id']}{query}"
+    deadline = time.monotonic() + 60
+    while http_json("GET", status_url)[1]["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.3)
+    for step in ("cutover", "abort", "rollback", "finish"):  # Azure's identity may only read the bucket
+        status, refused = http_json("POST", f"{azure.api_url}/migrations/{run['run_id']}/{step}{query}", b"{}")
+        assert status == 409 and f"python -m migrate {step} gs://{gcp.bucket}" in refused["message"], refused
+
+    def step(name: str, body: bytes = b"{}") -> dict[str, object]:
+        url = f"{gcp.migrations_url}/migrations/{run['run_id']}/{name}{query}"
+        status, queued = http_json("POST", url, body, {"Content-Type": "application/json"})
+        assert status == 202 and queued["state"] == "queued", queued
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline:
+            found = http_json("GET", status_url)[1]["steps"].get(name, {})
+            if found.get("state") in ("done", "refused", "failed"):
+                return dict(found)
+            time.sleep(0.3)
+        raise AssertionError(f"the {name} did not end: {found}")
+
+    cut = step("cutover", b'{"timeout": 60}')
+    assert cut["state"] == "done" and cut["ok"] and cut["result"]["switch"], cut  # type: ignore[index]
+    back = step("rollback")
+    assert back["state"] == "done" and back["result"]["rolled_back"], back  # type: ignore[index]
+    aborted = step("abort")
+    assert aborted["state"] == "done" and aborted["result"]["aborted"], aborted  # type: ignore[index]
+    finished = step("finish")
+    assert finished["state"] == "done" and finished["result"]["after"] == "abort", finished  # type: ignore[index]
+    assert live.live_run(bucket) is None  # replication has ended
+    late = step("rollback")
+    assert late["state"] == "refused" and "finished" in str(late["error"]), late

@@ -34,6 +34,7 @@ def test_the_app_has_exactly_these_functions() -> None:
     assert set(functions()) == {
         "on_upload", "process_job", "on_poison", "api_upload", "api_read", "migrate_batch", "migrate_batch_poison",
         "api_migrations", "api_migration_status", "api_migration_check", "api_retry", "api_migration_list",
+            "api_migration_step",
     }  # fmt: skip
 
 

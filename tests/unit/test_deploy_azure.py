@@ -75,6 +75,12 @@ def test_two_identities_each_on_its_own_stores_only() -> None:
     assert data == {("Storage Blob Data Contributor", "${STORAGE_ID}/blobServices/default/containers/grayscale")} | {
         ("Storage Queue Data Contributor", f"${{STORAGE_ID}}/queueServices/default/queues/{q}") for q in queues
     }
+    writer = {(role, scope) for who, role, scope in roles if who == "WRITER_PRINCIPAL"}
+    assert writer == {
+        ("Storage Blob Data Contributor", "${STORAGE_ID}/blobServices/default/containers/grayscale"),
+        ("Storage Blob Delegator", "${STORAGE_ID}"),
+        ("Storage Queue Data Message Sender", "${STORAGE_ID}/queueServices/default/queues/grayscale-jobs"),
+    }
     on_whole_account = {
         who for who, role, scope in roles if scope == "${STORAGE_ID}" and role != "Storage Blob Delegator"
     }
