@@ -134,6 +134,13 @@ def test_the_migration_page_shows_a_running_live_migration_and_its_cutover(azure
         assert "GCS answered 403" in page.inner_text("#errors")
         assert "lag p50 0.90 s" in page.inner_text("#replication")
         assert "Azure is a replica" in page.inner_text("#cutover")
+        assert page.eval_on_selector_all("#actions button", "bs => bs.map(b => b.textContent)") == ["Cut over", "Abort"]
+        asked: list[str] = []
+        page.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+        page.click("text=Cut over")  # Azure may only read the bucket: it names the command instead
+        page.wait_for_selector('#notice[data-state="error"]', timeout=10_000)
+        assert asked and "GCP freezes" in asked[0]
+        assert f"python -m migrate cutover gs://page-src az://{azure_stack.container}" in page.inner_text("#notice")
         width = page.eval_on_selector("#objects-bar", "e => parseFloat(e.style.width)")
         assert 30 < width < 40, width
         ARTIFACTS.mkdir(exist_ok=True)
@@ -145,6 +152,11 @@ def test_the_migration_page_shows_a_running_live_migration_and_its_cutover(azure
         page.wait_for_function("() => document.querySelector('#cutover').textContent.includes('frozen 1.25 s')",
                                timeout=15_000)  # fmt: skip
         assert "10 of 12" in page.inner_text("#objects-text")  # the failed batch's 2 objects never moved
+        page.wait_for_selector("#actions button:text('Roll back')", timeout=10_000)  # the next steps: back, or end
+        assert page.eval_on_selector_all("#actions button", "bs => bs.map(b => b.textContent)") == [
+            "Roll back",
+            "Finish",
+        ]
         page.screenshot(path=str(ARTIFACTS / "migration-cut-over.png"), full_page=True)
         back = {**cut, "rolled_back": True, "copied_back": 3, "frozen_seconds": 4.5}
         records.put(run_key(run.run_id, "rollback.json"), jsonlib.dumps(back).encode())
