@@ -462,3 +462,31 @@ def test_blob_and_queue_clients_come_from_one_chooser(monkeypatch: pytest.Monkey
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "UseDevelopmentStorage=true")
     assert make_queue_client("jobs").url.startswith("http://127.0.0.1:10001/devstoreaccount1/jobs")
     assert make_service_client().url.startswith("http://127.0.0.1:10000/devstoreaccount1")
+
+
+def test_the_federated_credentials_name_the_real_google_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The defaults, not the doubles' URLs: STS, and IAM Credentials' generateAccessToken (the documented
+    impersonation endpoint: ``iam.googleapis.com`` has none), for the service account that reads the bucket."""
+    monkeypatch.setenv("GCP_WORKLOAD_IDENTITY_PROVIDER", PROVIDER)
+    monkeypatch.setenv("GCP_SERVICE_ACCOUNT", READER)
+    info = identity.gcp_credentials().info
+    assert info["token_url"] == "https://sts.googleapis.com/v1/token"
+    assert info["service_account_impersonation_url"] == (
+        f"https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{READER}:generateAccessToken"
+    )
+    assert info["audience"] == f"//iam.googleapis.com/{PROVIDER}"
+
+
+def test_every_gcs_client_uses_the_federated_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pipeline's store and the migration's source both get them (not ADC, which Azure does not have)."""
+    from google.auth import identity_pool
+
+    from core.clouds import gcs
+    from core.clouds.gcs_source import GcsSource
+
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+    monkeypatch.setenv("GCP_WORKLOAD_IDENTITY_PROVIDER", PROVIDER)
+    monkeypatch.setenv("GCP_SERVICE_ACCOUNT", READER)
+    for client in (gcs.make_client(), GcsSource("b").client):
+        assert isinstance(client._credentials, identity_pool.Credentials)
+        assert client._credentials.service_account_email == READER
