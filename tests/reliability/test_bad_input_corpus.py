@@ -79,9 +79,10 @@ def test_every_bad_input_ends_4xx_or_failed(request: pytest.FixtureRequest, clou
             key = f"uploads/bad-{time.monotonic_ns()}-{name}"
             stack.store().put(key, data)
             waiting[f"store:{name}"] = job_id_for(key, hashlib.md5(data).hexdigest())
-    results = [info.key for info in stack.store().list("results/")]
-    for label, job_id in waiting.items():
-        job = wait_for_job(stack.api_url, job_id, timeout=60)
+    jobs = {label: wait_for_job(stack.api_url, job_id, timeout=60) for label, job_id in waiting.items()}
+    results = [info.key for info in stack.store().list("results/")]  # listed once every job has ended
+    assert any(job["status"] == "DONE" for job in jobs.values()) and results, "the listing sees the DONE results"
+    for label, job in jobs.items():
         # Still images, so DONE is right: a flipped byte in pixel data; a huge EXIF block (dropped from
         # the output); a broken ICC profile (the plain CMYK conversion is used instead).
         renderable = "corrupt" in label or "huge-exif" in label or "broken-icc" in label
