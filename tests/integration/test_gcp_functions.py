@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -133,14 +135,50 @@ def test_a_notification_delivered_three_times_is_one_job(svc: Services) -> None:
     target = client("on_upload")
     for _ in range(3):
         assert post(target, notification(store, "uploads/dup.jpg")) == 200
-    ids = set(queued(svc))
-    assert len(ids) == 1
+    # One job; its message sent again while it is PENDING (a crash may have come between record and message).
+    job_id = job_id_for("uploads/dup.jpg", hashlib.md5(JPEG).hexdigest())
+    assert queued(svc) == [job_id] * 3
+    renders = []
+    render = svc.render
+    svc.render = lambda data: (renders.append(1), render(data))[1]  # type: ignore[method-assign]
     process = client("process_job")
-    for job_id in ids:
-        for _ in range(3):
-            assert post(process, pubsub_event({"job_id": job_id})) == 200
-    assert [i.key for i in store.list("jobs/")] == [f"jobs/{ids.pop()}.json"]
-    assert [i.key for i in store.list("results/")] == ["results/dup.jpg"]
+    assert [post(process, pubsub_event({"job_id": job_id})) for _ in range(3)] == [200, 200, 200]
+    assert len(renders) == 1 and svc.jobs.get(job_id).attempts == 1
+    assert [i.key for i in store.list("jobs/")] == [f"jobs/{job_id}.json"]
+
+
+def test_a_job_message_delivered_again_while_it_renders_renders_once(svc: Services) -> None:
+    """Duplicates that overlap the first delivery (answered 500 Busy: Pub/Sub delivers them again) and duplicates
+    after DONE (acknowledged): one render, one result, one job record."""
+    store, job_id = accepted(svc, "uploads/overlap.jpg", JPEG)
+    rendering, rendered = threading.Event(), threading.Event()
+    renders = []
+    render = svc.render
+
+    def slow(data: bytes) -> Any:
+        rendering.set()
+        time.sleep(0.5)
+        renders.append(1)
+        try:
+            return render(data)
+        finally:
+            rendered.set()
+
+    svc.render = slow  # type: ignore[method-assign]
+    process = client("process_job")
+    first: list[int] = []
+    worker = threading.Thread(target=lambda: first.append(post(process, pubsub_event({"job_id": job_id}))))
+    worker.start()
+    assert rendering.wait(10)
+    during = [post(client("process_job"), pubsub_event({"job_id": job_id})) for _ in range(2)]
+    overlapped = not rendered.is_set()  # both answered while the first was still rendering
+    worker.join()
+    assert overlapped and during == [500, 500] and first == [200]
+    after = [post(process, pubsub_event({"job_id": job_id})) for _ in range(3)]  # the redeliveries, after DONE
+    assert after == [200, 200, 200] and len(renders) == 1
+    assert svc.jobs.get(job_id).status is Status.DONE and svc.jobs.get(job_id).attempts == 1
+    assert [i.key for i in store.list("jobs/")] == [f"jobs/{job_id}.json"]
+    assert [i.key for i in store.list("results/")] == ["results/overlap.jpg"]
 
 
 @pytest.mark.parametrize("key", ["results/x.jpg", "jobs/x.json", "uploads/"])
@@ -166,10 +204,19 @@ def test_on_upload_ignores_other_notification_types(svc: Services) -> None:
     [{"message": "nope"}, {"message": {"data": "!!not base64!!", "attributes": {"eventType": "OBJECT_FINALIZE"}}}, {}],
     ids=["no-message", "bad-base64", "empty"],
 )
-def test_malformed_events_are_acknowledged_not_retried(svc: Services, data: dict[str, Any]) -> None:
+def test_malformed_events_are_acknowledged_not_retried(
+    svc: Services, data: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Acknowledged (200, so Pub/Sub does not retry what can never work) on the drop path, which says so in the log;
+    and nothing is queued although an upload waits in the bucket."""
+    svc.store.put("uploads/waiting.jpg", JPEG)
     event = CloudEvent({"type": PUBLISHED, "source": "//pubsub.googleapis.com/x"}, data)
-    assert post(client("on_upload"), event) == 200
-    assert post(client("process_job"), event) == 200
+    with caplog.at_level("WARNING"):
+        assert post(client("on_upload"), event) == 200
+        assert post(client("process_job"), event) == 200
+    dropped = [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert any("ignored a malformed storage event" in m for m in dropped), dropped  # on_upload
+    assert any("dropped a malformed job message" in m for m in dropped), dropped  # process_job
     assert queued(svc) == []
 
 
