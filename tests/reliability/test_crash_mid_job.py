@@ -119,3 +119,8 @@ def test_a_job_left_processing_by_a_dead_worker_is_taken_back_after_the_lease(st
     print(f"\nFIGURE lease: a job left PROCESSING by a dead worker was taken back and finished in "
           f"{time.monotonic() - started:.1f} s (lease {LEASE} s), attempts {done['attempts']}")  # fmt: skip
     assert done["status"] == "DONE" and done["attempts"] == 2
+    # Taken back only once the dead worker's lease ran out, counted from the time its record says it started.
+    from datetime import datetime
+
+    finished = datetime.fromisoformat(done["updated"].replace("Z", "+00:00"))
+    assert (finished - orphan.updated).total_seconds() >= LEASE, (orphan.updated, done["updated"])
