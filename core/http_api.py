@@ -24,6 +24,7 @@ import functools
 import json
 import logging
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -145,6 +146,12 @@ def handle(
     except Exception:  # the last guard: a JSON 500, never a framework error page
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(500, "internal", "the server failed to answer; the error is in its log")
+
+
+def decoded_path(raw: str) -> str:
+    """A request path as both hosts match routes: each segment decoded once, an encoded ``/`` kept as ``%2F`` (it
+    never makes a segment of its own, as in ASP.NET Core under the Functions host), nothing decoded twice."""
+    return "/".join(urllib.parse.unquote(segment).replace("/", "%2F") for segment in raw.split("/"))
 
 
 def _route(services: Callable[[], Services], request: Request) -> Response:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import urllib.parse
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -42,9 +43,16 @@ def neutral_request(request: Any) -> Any:
     """``core.http_api.Request`` from a Flask request."""
     from core import http_api
 
+    # The raw path (gunicorn's RAW_URI, werkzeug's REQUEST_URI), decoded as the Azure host does: werkzeug's own
+    # ``request.path`` decodes ``%2F`` into a segment separator, so the two clouds would route it apart.
+    raw = (request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or "").split("?", 1)[0]
+    raw = raw.removeprefix(request.environ.get("SCRIPT_NAME") or "")
+    path = http_api.decoded_path(raw)
+    if urllib.parse.unquote(path) != request.path:  # not the same request line (a proxy rewrote it): as given
+        path = request.path
     return http_api.Request(
         method=request.method,
-        path=request.path,
+        path=path,
         headers=dict(request.headers),
         body=request.stream,
         base_url=request.url_root.rstrip("/"),

@@ -19,6 +19,8 @@ from typing import IO, Any
 
 import azure.functions as func
 
+from core import http_api
+
 log = logging.getLogger("devhost")
 MAX_BODY_BYTES = 100 * 1024 * 1024  # the host's own limit on HTTP request bodies
 TOO_LARGE = b'{"error": "payload_too_large", "message": "the request body is over the host\'s 100 MB limit"}'
@@ -105,12 +107,6 @@ class Keys:
         return route.auth_level == "function" and presented in self.functions.get(route.name, frozenset())
 
 
-def host_path(raw: str) -> str:
-    """The path as the Functions host matches it: each segment decoded once, an encoded ``/`` kept as ``%2F``
-    (it never makes a segment of its own), nothing decoded twice."""
-    return "/".join(urllib.parse.unquote(segment).replace("/", "%2F") for segment in raw.split("/"))
-
-
 @dataclass
 class HttpFront:
     """Dispatches a request to the host's webhooks (by path) or to the first route that matches."""
@@ -132,7 +128,7 @@ class HttpFront:
         prefix = "/" + self.route_prefix
         if not (split.path == prefix or split.path.startswith(prefix + "/")):
             return 404, {}, b""
-        relative = host_path(split.path[len(prefix) + 1 :])
+        relative = http_api.decoded_path(split.path[len(prefix) + 1 :])
         query = dict(urllib.parse.parse_qsl(split.query))
         for route in self.routes:
             match = route.pattern.match(relative)

@@ -56,39 +56,42 @@ def values(status: int, body: Any) -> tuple[int, Any]:
 
 def scenarios(api: str) -> dict[str, tuple[int, Any]]:
     seen: dict[str, tuple[int, Any]] = {}
+
+    def record(name: str, status: int, answer: Any) -> None:
+        """Its shape (checked against EXPECTED) and its values, messages included (equal across clouds)."""
+        seen[name] = shape(status, answer)
+        seen[f"{name}, its values"] = values(status, answer)  # type: ignore[assignment]
+
     status, job = http_json("POST", f"{api}/jobs", JPEG, {"Content-Type": "image/jpeg"})
-    seen["upload raw"] = shape(status, job)
+    record("upload raw", status, job)
     body, content_type = multipart(encode(hopper().rotate(90), "JPEG"), "form photo.jpg")
-    seen["upload multipart"] = shape(*http_json("POST", f"{api}/jobs", body, {"Content-Type": content_type}))
-    seen["upload empty"] = shape(*http_json("POST", f"{api}/jobs", b"", {"Content-Type": "image/jpeg"}))
-    seen["upload text"] = shape(*http_json("POST", f"{api}/jobs", b"hello", {"Content-Type": "image/png"}))
-    seen["upload too large"] = shape(*http_json("POST", f"{api}/jobs", b"\xff" * 1_200_000))
+    record("upload multipart", *http_json("POST", f"{api}/jobs", body, {"Content-Type": content_type}))
+    record("upload empty", *http_json("POST", f"{api}/jobs", b"", {"Content-Type": "image/jpeg"}))
+    record("upload text", *http_json("POST", f"{api}/jobs", b"hello", {"Content-Type": "image/png"}))
+    record("upload too large", *http_json("POST", f"{api}/jobs", b"\xff" * 1_200_000))
     chunked = chunked_post(f"{api}/jobs", encode(hopper().rotate(45), "JPEG"))
-    seen["upload chunked"] = shape(*chunked)
-    seen["upload chunked, its values"] = values(*chunked)  # type: ignore[assignment]
-    seen["upload chunked too large"] = shape(*chunked_post(f"{api}/jobs", b"\xff" * 2_000_000))
-    seen["upload pixel bomb"] = shape(*http_json("POST", f"{api}/jobs", png_bytes(40_000, 40_000, 8, 2)))
-    seen["unknown job"] = shape(*http_json("GET", f"{api}/jobs/{'0' * 32}"))
-    seen["unknown result"] = shape(*http_json("GET", f"{api}/jobs/{'0' * 32}/result"))
-    seen["odd id"] = shape(*http_json("GET", f"{api}/jobs/..%2F..%2Fjobs"))
-    seen["wrong method"] = shape(*http_json("DELETE", f"{api}/jobs/{job['id']}"))
+    record("upload chunked", *chunked)
+    record("upload chunked too large", *chunked_post(f"{api}/jobs", b"\xff" * 2_000_000))
+    record("upload pixel bomb", *http_json("POST", f"{api}/jobs", png_bytes(40_000, 40_000, 8, 2)))
+    record("unknown job", *http_json("GET", f"{api}/jobs/{'0' * 32}"))
+    record("unknown result", *http_json("GET", f"{api}/jobs/{'0' * 32}/result"))
+    record("odd id", *http_json("GET", f"{api}/jobs/..%2F..%2Fjobs"))
+    record("wrong method", *http_json("DELETE", f"{api}/jobs/{job['id']}"))
     done = wait_for_job(api, job["id"])
-    seen["job done"] = shape(200, done)
-    seen["job done, its values"] = values(200, done)  # type: ignore[assignment]
+    record("job done", 200, done)
     status, failing = http_json("POST", f"{api}/jobs", JPEG[: len(JPEG) - 200], {"Content-Type": "image/jpeg"})
     failed = wait_for_job(api, failing["id"])
-    seen["failed job"] = shape(200, failed)
-    seen["failed job, its values"] = values(200, failed)  # type: ignore[assignment]
-    seen["result of failed"] = shape(*http_json("GET", f"{api}/jobs/{failing['id']}/result"))
+    record("failed job", 200, failed)
+    record("result of failed", *http_json("GET", f"{api}/jobs/{failing['id']}/result"))
     status, retried = http_json("POST", f"{api}/jobs/{failing['id']}/retry")
-    seen["retry failed"] = shape(status, retried)
+    record("retry failed", status, retried)
     seen["retry counts afresh"] = (retried.get("attempts"), retried.get("error"))  # type: ignore[assignment]
     again = wait_for_job(api, failing["id"])
-    seen["retried job ends"] = shape(200, again)
+    record("retried job ends", 200, again)
     seen["retried attempts"] = (again["attempts"], again["error"] is not None)  # type: ignore[assignment]
-    seen["retry done"] = shape(*http_json("POST", f"{api}/jobs/{job['id']}/retry"))
-    seen["retry unknown"] = shape(*http_json("POST", f"{api}/jobs/{'0' * 32}/retry"))
-    seen["retry wrong method"] = shape(*http_json("GET", f"{api}/jobs/{job['id']}/retry"))
+    record("retry done", *http_json("POST", f"{api}/jobs/{job['id']}/retry"))
+    record("retry unknown", *http_json("POST", f"{api}/jobs/{'0' * 32}/retry"))
+    record("retry wrong method", *http_json("GET", f"{api}/jobs/{job['id']}/retry"))
     return seen
 
 

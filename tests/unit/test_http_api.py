@@ -338,3 +338,14 @@ def test_the_page_route_serves_the_migration_shell_by_view_and_nothing_else(serv
         assert "{{" not in body and body.startswith("<!doctype html>")
     assert "?view=migrations" in upload.body.decode()
     assert_error(call(services, "GET", "/", query={"view": "../migrate"}), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [("/jobs/abc", "/jobs/abc"), ("/jobs/..%2F..%2Fjobs", "/jobs/..%2F..%2Fjobs"), ("/a%20b/%252F", "/a b/%2F"),
+     ("/migrations%2Fx", "/migrations%2Fx"), ("/%6Aobs", "/jobs")],
+)  # fmt: skip
+def test_a_path_is_decoded_once_and_an_encoded_slash_makes_no_segment(raw: str, path: str) -> None:
+    from core.http_api import decoded_path
+
+    assert decoded_path(raw) == path
