@@ -194,7 +194,9 @@ def test_cutover_and_abort_need_a_live_run_and_say_so(
     assert main(["abort", f"gs://{bucket}", f"az://{container}"]) == 2
     assert "is not a replica" in capsys.readouterr().err
     assert main(["rollback", f"gs://{bucket}", f"az://{container}"]) == 2
-    assert "there was no cutover to roll back" in capsys.readouterr().err
+    assert "no live run replicates" in capsys.readouterr().err
+    assert main(["finish", f"gs://{bucket}", f"az://{container}"]) == 2
+    assert "nothing to finish" in capsys.readouterr().err
     assert "_cutover/frozen.json" not in {i.key for i in GcsObjectStore(bucket).list("_cutover/")}, "nothing frozen"
 
 
