@@ -210,3 +210,22 @@ def upload_event(stack: Any, key: str, info: ObjectInfo) -> None:
     webhook = f"http://127.0.0.1:{stack.devhost.port}/runtime/webhooks/blobs?functionName=Host.Functions.on_upload"
     status, _ = http_json("POST", webhook, json.dumps(event).encode(), {"aeg-event-type": "Notification"})
     assert status == 200
+
+
+def renders(stack: Any) -> dict[str, int]:
+    """How many times the stack's hosts rendered each job, from their own log lines (``rendered ... into ...``):
+    a second render of one job, which the result key (overwritten) and the record (one) cannot show."""
+    from collections import Counter
+
+    functions = getattr(stack, "functions", None)
+    logs = [host.log for host in functions.values()] if functions else [stack.devhost.log]
+    found: Counter[str] = Counter()
+    for path in logs:
+        for line in Path(path).read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and str(entry.get("message", "")).startswith("rendered "):
+                found[str(entry.get("job_id"))] += 1
+    return dict(found)

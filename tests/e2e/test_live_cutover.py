@@ -34,6 +34,7 @@ from migrate import live
 from migrate.cli import main
 from migrate.runs import status
 from tests.helper import encode, hopper, http_json, require_pubsub_emulator, unique_name
+from tests.helper import renders as helper_renders
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator, pytest.mark.pubsub]
 
@@ -268,17 +269,11 @@ class ApiUploads(Background):
 
 
 def renders(gcp: GcpStack, azure: AzureStack) -> Counter[tuple[str, str]]:
-    """How many times each cloud rendered each job, from the hosts' own log lines (``rendered ... into ...``)."""
-    logs = [("gcp", host.log) for host in gcp.functions.values()]
-    assert azure.devhost is not None
-    logs.append(("azure", azure.devhost.log))
+    """How many times each cloud rendered each job, from the hosts' own log lines (``tests.helper.renders``)."""
     found: Counter[tuple[str, str]] = Counter()
-    for cloud, path in logs:
-        for line in path.read_text(errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                entry = json.loads(line)
-                if isinstance(entry, dict) and str(entry.get("message", "")).startswith("rendered "):
-                    found[(cloud, entry["job_id"])] += 1
+    for cloud, stack in (("gcp", gcp), ("azure", azure)):
+        for job_id, count in helper_renders(stack).items():
+            found[(cloud, job_id)] += count
     return found
 
 

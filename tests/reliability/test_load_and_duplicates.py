@@ -15,7 +15,7 @@ from PIL import Image
 from core.jobs import JsonJobStore, job_id_for
 from devstack.azure import AzureStack
 from devstack.gcp import GcpStack
-from tests.helper import http_json, upload_event, wait_for_job
+from tests.helper import http_json, renders, upload_event, wait_for_job
 
 pytestmark = [pytest.mark.reliability, pytest.mark.emulator]
 
@@ -61,11 +61,13 @@ def deliver_three_times(stack: GcpStack | AzureStack, cloud: str) -> dict[str, i
     time.sleep(3)  # let the duplicates land
     records = [jobs.get(job_id) for job_id in ids.values()]
     results = [i.key for i in store.list(prefix.replace("uploads/", "results/"))]
+    rendered = renders(stack)
     return {
         "uploads": UPLOADS,
         "done": sum(r.status.value == "DONE" for r in records),
         "results": len(results),
         "max_attempts": max(r.attempts for r in records),
+        "renders": sorted({rendered.get(job_id, 0) for job_id in ids.values()}),  # [1]: each rendered once
     }
 
 
@@ -75,7 +77,7 @@ def test_each_upload_delivered_three_times_gives_one_result(request: pytest.Fixt
     figures = deliver_three_times(stack, cloud)
     print(f"\nFIGURE duplicates {cloud}: {figures['uploads']} uploads x 3 deliveries -> "
           f"{figures['results']} results, {figures['done']} DONE, max attempts {figures['max_attempts']}")  # fmt: skip
-    assert figures == {"uploads": UPLOADS, "done": UPLOADS, "results": UPLOADS, "max_attempts": 1}
+    assert figures == {"uploads": UPLOADS, "done": UPLOADS, "results": UPLOADS, "max_attempts": 1, "renders": [1]}
 
 
 @pytest.mark.parametrize("cloud", ["gcp", "azure"])
