@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core import crc32c
-from core.errors import BadRequest, Conflict, NotFound
+from core.errors import BadRequest, Conflict, Forbidden, NotFound
 from core.ports import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_PAGE_SIZE,
@@ -137,6 +137,26 @@ class InMemoryTaskQueue:
         with self._lock:
             taken, self.messages = self.messages, []
             return taken
+
+
+class InMemoryFeed:
+    """A ``ReplicationFeed`` that only remembers whether it is open; ``refuse`` makes ``open`` raise ``Forbidden``."""
+
+    def __init__(self, *, refuse: bool = False) -> None:
+        self.opened, self.refuse = False, refuse
+
+    def open(self) -> bool:
+        if self.refuse:
+            raise Forbidden("making a bucket notification needs storage.buckets.update")
+        made, self.opened = not self.opened, True
+        return made
+
+    def close(self) -> bool:
+        removed, self.opened = self.opened, False
+        return removed
+
+    def is_open(self) -> bool:
+        return self.opened
 
 
 class CallbackTaskQueue:

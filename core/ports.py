@@ -151,6 +151,21 @@ class TaskQueue(Protocol):
 
 
 @runtime_checkable
+class ReplicationFeed(Protocol):
+    """What delivers a bucket's changes to live replication: a bucket notification on GCP (locally, a subscription
+    on the emulator's one notification topic). Open only while a migration is live: when idle it costs nothing.
+
+    - ``open`` makes it, unless it exists; True when this call made it. ``Forbidden`` when this identity may not
+      (a bucket notification needs ``storage.buckets.update``).
+    - ``close`` removes it, if it exists; True when this call removed it.
+    """
+
+    def open(self) -> bool: ...
+    def close(self) -> bool: ...
+    def is_open(self) -> bool: ...
+
+
+@runtime_checkable
 class JobStore(Protocol):
     """Job records, one per job, updated without lost writes.
 

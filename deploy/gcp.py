@@ -280,15 +280,10 @@ class Plan:
                       f"--topic={NOTIFICATIONS_TOPIC}", "--event-types=OBJECT_FINALIZE", "--object-prefix=uploads/",
                       "--payload-format=json", *p]  # fmt: skip
             run.append(_unless_listed(listed, NOTIFICATIONS_TOPIC, create))
-        # Live sync's own notification: every prefix, finalize and delete (replication ignores _cutover/ itself).
+        # Live sync's topic may take the bucket's notifications; the notification itself is made by `plan --live`
+        # (the operator) and removed by `finish`, so an idle bucket pays no replication invocation per change.
         run.append(["gcloud", "pubsub", "topics", "add-iam-policy-binding", REPLICATION_TOPIC,
                     f"--member={gcs_agent}", "--role=roles/pubsub.publisher", *p])  # fmt: skip
-        listed = ["gcloud", "storage", "buckets", "notifications", "list", f"gs://{self.bucket}",
-                  "--format=value(topic)", *p]  # fmt: skip
-        create = ["gcloud", "storage", "buckets", "notifications", "create", f"gs://{self.bucket}",
-                  f"--topic={REPLICATION_TOPIC}", "--event-types=OBJECT_FINALIZE,OBJECT_DELETE",
-                  "--payload-format=json", *p]  # fmt: skip
-        run.append(_unless_listed(listed, REPLICATION_TOPIC, create))
         # The source as deployed: .gcloudignore's files, with requirements.lock (pinned, hashed) as requirements.txt.
         run.append([f'"${{PYTHON:-python3}}" -m deploy.package --gcp-source {SOURCE}'])
         for fn in self.functions():

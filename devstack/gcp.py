@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core import names
-from core.clouds import pubsub
+from core.clouds import pubsub, replication_feed
 from core.clouds.gcs import GcsObjectStore
 from devstack.emulators import (
     HOST,
@@ -62,10 +62,17 @@ SUBSCRIPTIONS = (  # (push subscription, topic, function, its dead-letter topic)
     ("on-dead-letter", DEAD_LETTER_TOPIC, "on_dead_letter", None),
     ("migrate-batch", BATCH_TOPIC, "migrate_batch", BATCH_DEAD_LETTER_TOPIC),
     ("migrate-batch-dead-letter", BATCH_DEAD_LETTER_TOPIC, "migrate_batch_dead_letter", None),
-    # Live replication: deployed, a notification of its own (topic migrate-replication); locally fake-gcs-server
-    # publishes to one topic, so replication subscribes to the processing notifications.
-    ("migrate-replicate", NOTIFICATIONS_TOPIC, "migrate_replicate", REPLICATION_DEAD_LETTER_TOPIC),
     ("migrate-replicate-dead-letter", REPLICATION_DEAD_LETTER_TOPIC, "migrate_replicate_dead_letter", None),
+)
+# Live replication's feed: deployed, a bucket notification of its own (topic migrate-replication); locally
+# fake-gcs-server publishes to one topic, so it is a subscription on the processing notifications. Either way
+# `plan --live` makes it and `finish` removes it (core.clouds.replication_feed); the forwarder pushes it while
+# it exists.
+REPLICATION_FEED = (
+    replication_feed.SUBSCRIPTION,
+    NOTIFICATIONS_TOPIC,
+    "migrate_replicate",
+    REPLICATION_DEAD_LETTER_TOPIC,
 )
 API_PORT = 8080
 
@@ -176,7 +183,7 @@ class GcpStack(Stack):
             self.note = "; ".join(filter(None, [self.note, busy]))
         wanted = [("api", "http", api_port), ("migrations", "http", None)]
         if self.pubsub:
-            wanted += [(target, "cloudevent", None) for _, _, target, _ in SUBSCRIPTIONS]
+            wanted += [(target, "cloudevent", None) for _, _, target, _ in (*SUBSCRIPTIONS, REPLICATION_FEED)]
         env = self.env()
         self._stack.callback(self._stop_functions)
         for target, signature, port in wanted:
@@ -210,7 +217,10 @@ class GcpStack(Stack):
                 )
                 endpoint, concurrency = self._endpoint(target, topic), self.functions[target].concurrency
                 targets.append(PushTarget(path, endpoint, concurrency, ack_deadline, bool(dead_letter_topic)))
-            self.push = self._stack.enter_context(PubSubPush(targets))
+            name, topic, target, _ = REPLICATION_FEED
+            feed = PushTarget(pubsub.subscription_path(name, PROJECT), self._endpoint(target, topic),
+                              self.functions[target].concurrency, 60, True)  # fmt: skip
+            self.push = self._stack.enter_context(PubSubPush(targets, watched=[feed]))
 
     def _endpoint(self, target: str, topic: str) -> str:
         # functions-framework reads the topic from this path when it converts a raw push to a CloudEvent.

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -92,25 +93,56 @@ class PubSubPush:
     """Push every target's messages while started; ``with PubSubPush(targets):`` stops it on exit."""
 
     targets: list[PushTarget]
+    watched: list[PushTarget] = field(default_factory=list)
+    """Subscriptions made and deleted while the stack runs (live replication's, by ``plan --live`` and ``finish``):
+    each is pushed while it exists, as Pub/Sub pushes a subscription from when it is made."""
     _stream: Stream | None = field(default=None, repr=False)
+    _watching: threading.Event = field(default_factory=threading.Event, repr=False)
     last_post: dict[str, float] = field(default_factory=dict)
     """Subscription -> when its last post ended (``time.monotonic()``): how tests see a backlog drained."""
+    posts: dict[str, int] = field(default_factory=dict)
+    """Subscription -> messages posted so far: how tests see that nothing reached a function."""
 
     def start(self) -> None:
         self._stream = Stream()
         for target in self.targets:
-            self._stream.subscribe(
-                target.subscription,
-                lambda message, target=target: self._post(target, message),  # type: ignore[misc]
-                concurrency=target.concurrency,
-                max_lease_seconds=max(10, int(target.ack_deadline)),
-            )
+            self._subscribe(target)
+        if self.watched:
+            threading.Thread(target=self._watch, name="pubsub-push-watch", daemon=True).start()
+
+    def _subscribe(self, target: PushTarget) -> None:
+        assert self._stream is not None
+        self._stream.subscribe(
+            target.subscription,
+            lambda message, target=target: self._post(target, message),  # type: ignore[misc]
+            concurrency=target.concurrency,
+            max_lease_seconds=max(10, int(target.ack_deadline)),
+        )
+
+    def _watch(self, every: float = 0.25) -> None:
+        pushing: set[str] = set()
+        while not self._watching.wait(every):
+            stream = self._stream
+            if stream is None:
+                return
+            for target in self.watched:
+                try:
+                    there = stream.exists(target.subscription)
+                except Exception:  # the emulator is stopping, or restarting: look again later
+                    continue
+                if there and target.subscription not in pushing:
+                    self._subscribe(target)
+                    pushing.add(target.subscription)
+                elif not there and target.subscription in pushing:
+                    stream.unsubscribe(target.subscription)
+                    pushing.discard(target.subscription)
 
     def _post(self, target: PushTarget, message: Delivery) -> bool:
         try:
             return post(target, message)
         finally:
             self.last_post[target.subscription] = time.monotonic()
+            self.posts[target.subscription] = self.posts.get(target.subscription, 0) + 1
 
     def wait_idle(self, subscription_suffix: str, quiet: float = 2.0, timeout: float = 300.0) -> float:
         """Wait until the subscription ending with ``subscription_suffix`` has posted nothing for ``quiet``
@@ -124,6 +156,7 @@ class PubSubPush:
         raise TimeoutError(f"{subscription_suffix} still busy after {timeout:.0f} s")
 
     def stop(self) -> None:
+        self._watching.set()
         if self._stream is not None:
             self._stream.close()
             self._stream = None

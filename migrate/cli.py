@@ -84,6 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="report",
         help="with --live: record deletes in the run (report, the default) or delete the blob too (replicate)",
     )
+    plan.add_argument(
+        "--feed",
+        choices=("make", "manual"),
+        default="make",
+        help="with --live: make the bucket's replication notification, and `finish` removes it (make, the default),"
+        " or it is managed elsewhere (manual)",
+    )
+    plan.add_argument(
+        "--probe-timeout", type=float, default=60.0, help="with --live: seconds for the feed's first delivery (60)"
+    )
     plan.add_argument("--max-rate", type=float, metavar="N", help="each batch copies at most N objects a second")
     plan.add_argument("--bwlimit", metavar="SIZE", help="each batch copies at most SIZE bytes a second, e.g. 10M")
     plan.add_argument(

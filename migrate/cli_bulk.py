@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
-from core.errors import CoreError
+from core.errors import CoreError, TransientError
 from core.ports import CAVEATS, ObjectDetails
 from migrate import actor, rules
 from migrate.locations import Location, UsageError
@@ -184,6 +184,7 @@ def plan_command(args: argparse.Namespace, source: Any, source_at: Location, des
     try:
         if args.live:
             from core.clouds.gcs import GcsObjectStore
+            from core.clouds.replication_feed import replication_feed
             from migrate import live
 
             bucket = GcsObjectStore(source_at.container)
@@ -191,7 +192,9 @@ def plan_command(args: argparse.Namespace, source: Any, source_at: Location, des
             if running is not None:
                 raise UsageError(f"{source_at} already replicates for run {running.run_id}: cut over or abort it first")
             settings = live.Live(run_id, dest_at.container, source_at.prefix, dest_at.prefix, args.live_deletes)
-            live.start(bucket, records, settings, str(source_at))  # before the listing: nothing falls between
+            feed = None if args.feed == "manual" else replication_feed(source_at.container)
+            # Before the listing, and proven by a probe: no change falls between the two.
+            live.go_live(bucket, records, feed, settings, str(source_at), timeout=args.probe_timeout)
         run = plan(
             source,
             records,
@@ -211,6 +214,9 @@ def plan_command(args: argparse.Namespace, source: Any, source_at: Location, des
             block_size=args.block_size,
             started_by=actor.of_cli(),
         )
+    except TransientError as exc:
+        print(f"the plan could not be made: {exc}. Run it again", file=sys.stderr)
+        return 1
     except CoreError as exc:
         raise UsageError(f"the plan could not be made: {exc}") from exc
     print(run.run_id)

@@ -27,7 +27,7 @@ from typing import Any
 
 from core.errors import Conflict, NotFound, Refused
 from core.pipeline import FREEZE_KEY, REPLICA_KEY, SWITCHED_KEY, Services
-from core.ports import Destination, ObjectInfo, ObjectStore, Source, TaskQueue
+from core.ports import Destination, ObjectInfo, ObjectStore, ReplicationFeed, Source, TaskQueue
 from migrate import live, runs
 from migrate.locations import Location
 
@@ -64,6 +64,8 @@ class Sides:
     azure_jobs: TaskQueue
     source: Source | None = None
     dest: Destination | None = None
+    feed: ReplicationFeed | None = None
+    """The bucket's replication feed: ``finish`` removes it when ``plan --live`` made it."""
 
     def gcp(self) -> Services:
         return Services.over(self.bucket, self.gcp_jobs)
@@ -345,12 +347,15 @@ class FinishResult:
     """``cutover`` (Azure is the primary) or ``abort`` (GCP is, and the container stays a replica)."""
     removed: int = 0
     """Bookkeeping blobs removed from the run record."""
+    feed_removed: bool = False
+    """The replication feed ``plan --live`` made is gone (a bucket notification on GCP)."""
     by: str = ""
     at: str = ""
     already: bool = False
 
     def record(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "after": self.after, "removed": self.removed, "by": self.by, "at": self.at}
+        return {"run_id": self.run_id, "after": self.after, "removed": self.removed,
+                "feed_removed": self.feed_removed, "by": self.by, "at": self.at}  # fmt: skip
 
 
 def finish(sides: Sides, *, by: str = "", progress: Progress = _quiet) -> FinishResult:
@@ -386,7 +391,10 @@ def finish(sides: Sides, *, by: str = "", progress: Progress = _quiet) -> Finish
     sides.bucket.put(FINISHED_KEY, json.dumps(marker).encode(), content_type="application/json")
     with contextlib.suppress(NotFound):
         sides.bucket.delete(live.LIVE_KEY)
-    progress(f"1. replication of {sides.source_at} into {sides.dest_at} has ended")
+    closed = running.feed == "made" and sides.feed is not None and sides.feed.close()
+    result = replace(result, feed_removed=bool(closed))
+    progress(f"1. replication of {sides.source_at} into {sides.dest_at} has ended"
+             + ("; its bucket notification is removed" if closed else ""))  # fmt: skip
     result = replace(result, removed=_remove_bookkeeping(sides.records, running.run_id))
     _report(sides.records, running.run_id, "finish", result.record())
     primary = sides.dest_at if switched else sides.source_at

@@ -42,37 +42,28 @@ def routes(queue_factory: Callable[[], TaskQueue], *, writes_source: bool = True
             max_rate = float(body["max_rate"]) if body.get("max_rate") is not None else None
             bwlimit = parse_size(str(body["bwlimit"])) if body.get("bwlimit") is not None else None
             max_batches = int(body["max_batches"]) if body.get("max_batches") is not None else None
-            is_live, deletes = bool(body.get("live")), str(body.get("live_deletes") or "report")
+            is_live = bool(body.get("live"))
         except (ValueError, AttributeError, UsageError) as exc:
             raise BadRequest(f'{exc}; send {{"source": "gs://BUCKET", "dest": "az://CONTAINER"}}') from exc
         allowed(source_at, dest_at)
+        if is_live:
+            # Going live makes the bucket's replication notification, which needs storage.buckets.update: the
+            # operator holds it, the functions do not (and should not). Refused before anything is written.
+            raise Conflict(
+                f"going live makes the replication notification of {source_at}, which needs storage.buckets.update "
+                f"(roles/storage.admin) that this function does not hold: run `python -m migrate plan {source_at} "
+                f"{dest_at} --live` as the operator"
+            )
         try:
             source, _ = open_ends(source_at, dest_at)
         except UsageError as exc:
             raise BadRequest(str(exc)) from exc
-        if is_live and not writes_source:
-            # Refused before anything is written: a replica marker without replication would stop Azure for nothing.
-            raise Conflict(
-                f"going live writes {source_at}, which this function may only read: run `python -m migrate plan "
-                f"{source_at} {dest_at} --live` as the operator"
-            )
         records, run_id = AzureBlobObjectStore(dest_at.container), runs.new_run_id()
-        if is_live:
-            from core.clouds.gcs import GcsObjectStore
-            from migrate import live
-
-            bucket = GcsObjectStore(source_at.container)
-            running = live.live_run(bucket)
-            if running is not None:
-                raise Conflict(f"{source_at} already replicates for run {running.run_id}: cut over or abort it first")
-            settings = live.Live(run_id, dest_at.container, source_at.prefix, dest_at.prefix, deletes)
-            live.start(bucket, records, settings, str(source_at))
         run = fanout.plan(
             source,
             records,
             queue_factory(),
             run_id=run_id,
-            live=is_live,
             source_uri=str(source_at),
             dest_uri=str(dest_at),
             source_prefix=source_at.prefix,

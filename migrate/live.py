@@ -32,7 +32,7 @@ from typing import Any
 from core import names
 from core.errors import BadRequest, NotFound, TransientError
 from core.pipeline import FREEZE_KEY, REPLICA_KEY, SWITCHED_KEY, Services, accept_deferred, is_upload
-from core.ports import Destination, ObjectDetails, ObjectStore, Source
+from core.ports import Destination, ObjectDetails, ObjectStore, ReplicationFeed, Source
 from migrate import rules
 from migrate.copy import Options, copy_entry, dest_key_for, existing_blob, fresh_details
 from migrate.runs import RUNS_PREFIX, exists, run_key
@@ -59,6 +59,8 @@ class Live:
     dest_prefix: str = ""
     deletes: str = "report"
     since: str = ""
+    feed: str = ""
+    """``made`` when ``plan --live`` made the replication feed (``finish`` removes it), else managed elsewhere."""
 
     def blob_name(self, key: str, options: Options) -> str | None:
         """The blob a source key is copied to (None for a name Azure would reject, without ``encode_names``)."""
@@ -93,6 +95,41 @@ def start(bucket: ObjectStore, records: ObjectStore, live: Live, source_uri: str
         # Nothing replicates: a replica marker left behind would make Azure refuse every upload for nothing.
         clear_orphaned_replica(bucket, records, run_id=live.run_id)
         raise
+
+
+def go_live(
+    bucket: ObjectStore,
+    records: ObjectStore,
+    feed: ReplicationFeed | None,
+    live: Live,
+    source_uri: str,
+    *,
+    timeout: float = 60.0,
+) -> Live:
+    """Open the replication feed, make the container a replica, turn replication on, then wait until a probe written
+    after all that has been replicated: from then on every change reaches replication, so the bulk listing that
+    follows leaves no gap (a new bucket notification may take a while to deliver). The live run as recorded.
+
+    ``feed`` None: it is managed elsewhere (made by hand, or by infrastructure code). Anything that fails undoes what
+    was done, so nothing is left half live: ``NotSettled`` when the probe did not arrive in ``timeout`` seconds.
+    """
+    made = feed.open() if feed is not None else False
+    live = replace(live, feed="made" if made else "")
+    try:
+        start(bucket, records, live, source_uri)
+        try:
+            drain(bucket, records, live.run_id, timeout=timeout)  # the probe is a barrier
+        except NotSettled as exc:
+            raise NotSettled(f"the replication feed delivered nothing in {timeout:.0f} s (is migrate_replicate "
+                             f"deployed and subscribed?); nothing was started") from exc  # fmt: skip
+    except BaseException:
+        with contextlib.suppress(NotFound):
+            bucket.delete(LIVE_KEY)
+        clear_orphaned_replica(bucket, records, run_id=live.run_id)
+        if made and feed is not None:
+            feed.close()
+        raise
+    return live
 
 
 def clear_orphaned_replica(bucket: ObjectStore, records: ObjectStore, *, run_id: str | None = None) -> bool:

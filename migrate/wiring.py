@@ -14,9 +14,11 @@ def open_sides(source_at: Location, dest_at: Location, *, ends: bool = False) ->
     from core.clouds.azure_queue import AzureQueueTaskQueue
     from core.clouds.gcs import GcsObjectStore
     from core.clouds.pubsub import PubSubTaskQueue
+    from core.clouds.replication_feed import replication_feed
     from core.names import JOBS
     from migrate.cutover import Sides
 
     source, dest = open_ends(source_at, dest_at, checked=False) if ends else (None, None)
     return Sides(source_at, dest_at, GcsObjectStore(source_at.container), AzureBlobObjectStore(dest_at.container),
-                 PubSubTaskQueue(JOBS), AzureQueueTaskQueue(JOBS), source, dest)  # fmt: skip
+                 PubSubTaskQueue(JOBS), AzureQueueTaskQueue(JOBS), source, dest,
+                 replication_feed(source_at.container))  # fmt: skip

@@ -120,6 +120,15 @@ def ensure_subscription(
     return path
 
 
+def subscription_exists(subscription: str, project: str | None = None, client: Any = None) -> bool:
+    """Whether the subscription exists (``client``: a ``SubscriberClient`` to reuse)."""
+    try:
+        (client or pubsub_v1.SubscriberClient()).get_subscription(subscription=subscription_path(subscription, project))
+    except gexc.NotFound:
+        return False
+    return True
+
+
 def publish_raw(topic: str, data: bytes, attributes: Mapping[str, str] | None = None) -> str:
     """Publish bytes with attributes as they are (tests that replay notifications)."""
     publisher = pubsub_v1.PublisherClient()
@@ -144,6 +153,7 @@ class Stream:
     def __init__(self) -> None:
         self._subscriber = pubsub_v1.SubscriberClient()
         self._futures: list[Any] = []
+        self._names: dict[Any, str] = {}
 
     def subscribe(
         self, subscription: str, handle: Callable[[Delivery], bool], *, concurrency: int, max_lease_seconds: int
@@ -165,14 +175,27 @@ class Stream:
 
         name = subscription.rsplit("/", 1)[-1]
         flow = pubsub_v1.types.FlowControl(max_messages=concurrency, max_lease_duration=max_lease_seconds)
-        self._futures.append(
-            self._subscriber.subscribe(
-                subscription_path(subscription),
-                callback=callback,
-                flow_control=flow,
-                scheduler=ThreadScheduler(ThreadPoolExecutor(concurrency, thread_name_prefix=name)),
-            )
+        future = self._subscriber.subscribe(
+            subscription_path(subscription),
+            callback=callback,
+            flow_control=flow,
+            scheduler=ThreadScheduler(ThreadPoolExecutor(concurrency, thread_name_prefix=name)),
         )
+        self._futures.append(future)
+        self._names[future] = subscription_path(subscription)
+
+    def exists(self, subscription: str) -> bool:
+        return subscription_exists(subscription, client=self._subscriber)
+
+    def unsubscribe(self, subscription: str) -> None:
+        """End the streaming pull of one subscription (it was deleted, or is no longer wanted)."""
+        path = subscription_path(subscription)
+        for future in [f for f, name in self._names.items() if name == path]:
+            future.cancel()
+            with contextlib.suppress(Exception):
+                future.result(timeout=10)
+            self._futures.remove(future)
+            del self._names[future]
 
     def close(self) -> None:
         for future in self._futures:
@@ -181,4 +204,5 @@ class Stream:
             with contextlib.suppress(Exception):  # a cancelled stream ends with whatever it was doing
                 future.result(timeout=10)
         self._futures.clear()
+        self._names.clear()
         self._subscriber.close()

@@ -129,18 +129,26 @@ def test_the_gcp_control_plane_serves_no_pipeline_route(clouds: tuple[GcpStack, 
         assert (status, body["error"]) == (404, "not_found"), (method, path, body)
 
 
-def test_going_live_on_azure_is_refused_up_front_and_azure_keeps_taking_uploads(
-    clouds: tuple[GcpStack, AzureStack],
+@pytest.mark.parametrize("cloud", ["gcp", "azure"])
+def test_going_live_over_http_is_refused_up_front_and_azure_keeps_taking_uploads(
+    clouds: tuple[GcpStack, AzureStack], cloud: str
 ) -> None:
-    """Azure's identity may only read GCS: it would write the replica marker, fail on the bucket, and be frozen."""
+    """Going live makes the bucket's replication notification, which only the operator may (storage.buckets.update):
+    both clouds refuse it before writing anything, naming the command. Azure, were it to try, would also write the
+    replica marker, fail on the bucket it may only read, and stay frozen."""
+    from core.clouds.replication_feed import EmulatorFeed
+    from migrate import live
+
     gcp, azure = clouds
+    api = gcp.migrations_url if cloud == "gcp" else azure.api_url
     body = json.dumps({"source": f"gs://{gcp.bucket}", "dest": f"az://{azure.container}", "live": True}).encode()
-    status, refused = http_json("POST", f"{azure.api_url}/migrations", body, {"Content-Type": "application/json"})
+    status, refused = http_json("POST", f"{api}/migrations", body, {"Content-Type": "application/json"})
     assert (status, refused["error"]) == (409, "conflict"), refused
     command = rf"`python -m migrate plan gs://{gcp.bucket}/? az://{azure.container}/? --live`"
-    assert re.search(command, refused["message"]), refused
+    assert re.search(command, refused["message"]) and "storage.buckets.update" in refused["message"], refused
     assert not list(AzureBlobObjectStore(azure.container).list("_cutover/")), "no replica marker"
     assert not list(AzureBlobObjectStore(azure.container).list("_migrations/")), "no run"
+    assert live.live_run(GcsObjectStore(gcp.bucket)) is None and not EmulatorFeed().is_open()
     status, job = http_json("POST", f"{azure.api_url}/jobs", encode(hopper(), "PNG"), {"Content-Type": "image/png"})
     assert status == 202, job
     assert wait_for_job(azure.api_url, job["id"])["status"] == "DONE"
@@ -172,21 +180,33 @@ def test_a_batch_dead_lettered_on_gcp_fails_the_run(clouds: tuple[GcpStack, Azur
     assert (found["state"], found["batches_failed"]) == ("failed", 1), found
 
 
+def replicated(gcp: GcpStack) -> int:
+    """Messages the local forwarder has posted to ``migrate_replicate`` so far."""
+    assert gcp.push is not None
+    return sum(n for subscription, n in gcp.push.posts.items() if subscription.endswith("/migrate-replicate"))
+
+
 def test_the_four_steps_run_over_http_as_queued_tasks_on_gcp_and_are_refused_on_azure(
-    clouds: tuple[GcpStack, AzureStack],
+    clouds: tuple[GcpStack, AzureStack], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A live run of the stacks' own bucket (the one replication listens to), stepped through cutover, rollback,
-    abort and finish by ``POST /migrations/{run}/{step}``: each answers 202 with a Location, a task on the fan-out's
+    """A live run of the stacks' own bucket, made by ``plan --live`` (which makes the replication feed: nothing
+    reached replication before it, nothing after ``finish``), stepped through cutover, rollback, abort and finish by
+    ``POST /migrations/{run}/{step}``: each answers 202 with a Location, a task on the fan-out's
     queue runs it, and the run's ``steps`` shows its result. Last in this module: it leaves the container a replica."""
+    from core.clouds.replication_feed import EmulatorFeed
     from migrate import live
+    from migrate.cli import main
 
     gcp, azure = clouds
     bucket = GcsObjectStore(gcp.bucket)
     for index in range(5):
         bucket.put(f"data/step-{index}.txt", f"object {index}".encode(), content_type="text/plain")
-    body = json.dumps({"source": f"gs://{gcp.bucket}", "dest": f"az://{azure.container}", "live": True}).encode()
-    status, run = http_json("POST", f"{gcp.migrations_url}/migrations", body, {"Content-Type": "application/json"})
-    assert status == 202, run
+    assert gcp.push is not None
+    time.sleep(1)  # the notifications of those writes are delivered by now: none reaches replication
+    assert replicated(gcp) == 0 and not EmulatorFeed().is_open()
+    assert main(["plan", f"gs://{gcp.bucket}", f"az://{azure.container}", "--live", "--json"]) == 0
+    run = {"run_id": json.loads(capsys.readouterr().out.strip().splitlines()[-1])["run_id"]}
+    assert EmulatorFeed().is_open() and replicated(gcp) >= 1  # the probe, at least
     query = f"?container={urllib.parse.quote(azure.container)}"
     status_url = f"{gcp.migrations_url}/migrations/{run['run_id']}{query}"
     deadline = time.monotonic() + 60
@@ -217,5 +237,11 @@ def test_the_four_steps_run_over_http_as_queued_tasks_on_gcp_and_are_refused_on_
     finished = step("finish")
     assert finished["state"] == "done" and finished["result"]["after"] == "abort", finished  # type: ignore[index]
     assert live.live_run(bucket) is None  # replication has ended
+    assert finished["result"]["feed_removed"] and not EmulatorFeed().is_open()  # type: ignore[index]
+    time.sleep(1)  # the forwarder lets the deleted subscription go
+    before = replicated(gcp)
+    bucket.put("data/after-finish.txt", b"late", content_type="text/plain")
+    time.sleep(1.5)
+    assert replicated(gcp) == before, "a change after finish reached replication"
     late = step("rollback")
     assert late["state"] == "refused" and "finished" in str(late["error"]), late

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import logging
+import threading
+from collections.abc import Iterator
 
 import pytest
 from azure.functions.queue import QueueMessage
@@ -207,10 +210,12 @@ def test_plan_live_makes_a_replica_refuses_a_second_live_run_and_cutover_checks_
     from migrate import live
 
     GcsObjectStore(bucket).put("data/a.txt", b"a")
-    run_id = plan(bucket, container, capsys, "--live")
+    with replicating(bucket, container):  # the go-live probe must reach a replicate function
+        run_id = plan(bucket, container, capsys, "--live", "--feed", "manual", "--probe-timeout", "20")
     assert AzureBlobObjectStore(container).head(REPLICA_KEY)
     found = live.live_run(GcsObjectStore(bucket))
     assert found is not None and (found.run_id, found.container, found.deletes) == (run_id, container, "report")
+    assert found.feed == "", "a feed managed elsewhere: finish leaves it alone"
     assert main(["plan", f"gs://{bucket}", f"az://{container}", "--live"]) == 2
     assert f"already replicates for run {run_id}" in capsys.readouterr().err
     assert main(["cutover", f"gs://{bucket}", f"az://{container}", "--run", "20990101T000000Z-000000"]) == 2
@@ -219,6 +224,41 @@ def test_plan_live_makes_a_replica_refuses_a_second_live_run_and_cutover_checks_
     assert "has not switched: nothing to roll back" in capsys.readouterr().err
     assert AzureBlobObjectStore(container).head(REPLICA_KEY), "still a replica"
     assert status(AzureBlobObjectStore(container), run_id)["replication"]["pending"] == 0
+
+
+@contextlib.contextmanager
+def replicating(bucket: str, container: str) -> Iterator[None]:
+    """What ``migrate_replicate`` does with the probe of ``plan --live``, from a thread (no function runs here)."""
+    from migrate import live
+
+    stop, store, records = threading.Event(), GcsObjectStore(bucket), AzureBlobObjectStore(container)
+
+    def work() -> None:
+        while not stop.wait(0.1):
+            running = live.live_run(store)
+            for barrier in list(store.list(live.BARRIER_PREFIX)) if running else []:
+                live.replicate(live.Change(barrier.key), store, GcsSource(bucket), AzureBlobDestination(container),
+                               records, running)  # fmt: skip
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join()
+
+
+def test_plan_live_whose_probe_never_arrives_starts_nothing(
+    bucket: str, container: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from core.pipeline import REPLICA_KEY
+    from migrate import live
+
+    code = main(["plan", f"gs://{bucket}", f"az://{container}", "--live", "--feed", "manual", "--probe-timeout", "1"])
+    assert code == 1 and "delivered nothing in 1 s" in capsys.readouterr().err
+    assert live.live_run(GcsObjectStore(bucket)) is None
+    assert REPLICA_KEY not in {i.key for i in AzureBlobObjectStore(container).list("_cutover/")}
 
 
 @pytest.mark.parametrize("body", [b"null", b"[1, 2]", b'"text"', b"{}", b"not json"])

@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from core.errors import NotFound, Refused, TransientError
-from core.memory import InMemoryDestination, InMemoryObjectStore, InMemorySource, InMemoryTaskQueue
+from core.memory import (
+    InMemoryDestination,
+    InMemoryFeed,
+    InMemoryObjectStore,
+    InMemorySource,
+    InMemoryTaskQueue,
+)
 from core.pipeline import FREEZE_KEY, REPLICA_KEY, SWITCHED_KEY
 from core.ports import ObjectDetails
 from migrate import cutover, fanout, live, runs
@@ -48,12 +54,15 @@ class World:
     def __init__(self, objects: int = 3) -> None:
         self.bucket, self.records = Flaky(), Flaky()
         self.source, self.dest = InMemorySource("b"), InMemoryDestination()
+        self.feed = InMemoryFeed()
         self.sides = cutover.Sides(SOURCE, DEST, self.bucket, self.records, InMemoryTaskQueue(), InMemoryTaskQueue(),
-                                   self.source, self.dest)  # fmt: skip
-        run = fanout.plan(self.source, self.records, InMemoryTaskQueue(), source_uri="gs://b", dest_uri="az://c",
-                          live=True)  # fmt: skip
-        self.run = live.Live(run.run_id, "c")
-        live.start(self.bucket, self.records, self.run, "gs://b")
+                                   self.source, self.dest, self.feed)  # fmt: skip
+        run_id = runs.new_run_id()
+        self.run = live.Live(run_id, "c")
+        with self.replicating():  # the probe of go_live reaches the replicate function
+            self.run = live.go_live(self.bucket, self.records, self.feed, self.run, "gs://b", timeout=5)
+        fanout.plan(self.source, self.records, InMemoryTaskQueue(), run_id=run_id, source_uri="gs://b",
+                    dest_uri="az://c", live=True)  # fmt: skip
         time.sleep(0.002)
         for index in range(objects):
             self.change(f"jobs/{index}.json", b"DONE %d" % index)
@@ -255,6 +264,7 @@ def test_finish_after_a_cutover_ends_replication_and_the_way_back() -> None:
     with pytest.raises(TransientError):
         cutover.finish(world.sides, by="ops")
     assert live.live_run(world.bucket) is None  # replication stopped before the failure
+    assert not world.feed.is_open()  # the bucket notification plan --live made is gone
     done = cutover.finish(world.sides, by="ops")  # the second run removes what the first left
     assert done.already and done.after == "cutover"
     assert list(world.records.list(runs.run_key(world.run.run_id, "replication/done/"))) == []
@@ -271,8 +281,10 @@ def test_finish_after_a_cutover_ends_replication_and_the_way_back() -> None:
 def test_finish_after_an_abort_keeps_gcp_the_primary_and_azure_a_replica() -> None:
     world = World()
     cutover.abort(world.sides)
+    assert world.feed.is_open()
     done = cutover.finish(world.sides)
-    assert done.after == "abort" and done.removed > 0 and not done.already
+    assert done.after == "abort" and done.removed > 0 and not done.already and done.feed_removed
+    assert not world.feed.is_open()
     assert world.exists(world.records, REPLICA_KEY) and not world.exists(world.bucket, FREEZE_KEY)
     assert cutover.finish(world.sides).already
     with pytest.raises(NotFound):

@@ -188,3 +188,16 @@ def test_the_rollback_write_grant_is_an_opt_in_for_one_member() -> None:
          "--dry-run"], capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
     assert refused.returncode == 2 and "must be an IAM member" in refused.stderr
+
+
+def test_the_replication_notification_is_made_by_plan_live_not_by_the_deploy() -> None:
+    """An idle bucket pays no replication invocation per change: the deploy makes live sync's topic, its function
+    and the GCS agent's right to publish there, but no notification on it (``plan --live`` does; ``finish`` and the
+    bucket's teardown remove it)."""
+    from core import names
+
+    deploy = "\n".join(dry_run())
+    assert "notifications create" in deploy and "--topic=gcs-notifications" in deploy  # the upload trigger's
+    assert f"--topic={names.REPLICATION} " not in deploy and f"--topic={names.REPLICATION}\n" not in deploy
+    assert f"--trigger-topic={names.REPLICATION}" in deploy
+    assert re.search(rf"topics add-iam-policy-binding {names.REPLICATION} .*roles/pubsub.publisher", deploy)

@@ -243,3 +243,62 @@ def test_the_verify_waits_for_a_replication_in_flight_and_not_for_a_real_differe
     late.join()
     assert (found["same"], found["different"]) == (1, 1), found
     assert [p["key"] for p in found["problems"]] == ["jobs/b.json"]
+
+
+def replicating_barriers(bucket: InMemoryObjectStore, source: InMemorySource, dest: InMemoryDestination,
+                         records: InMemoryObjectStore, stop: threading.Event) -> threading.Thread:  # fmt: skip
+    """The replicate function, taking each barrier (the go-live probe) once live.json names a run."""
+
+    def work() -> None:
+        while not stop.is_set():
+            running = live.live_run(bucket)
+            for barrier in list(bucket.list(live.BARRIER_PREFIX)) if running else []:
+                live.replicate(live.Change(barrier.key), bucket, source, dest, records, running)
+            time.sleep(0.01)
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    return worker
+
+
+def test_go_live_opens_the_feed_and_waits_for_its_probe_before_the_listing() -> None:
+    from core.memory import InMemoryFeed
+
+    bucket, source, dest, records = ends("golive")
+    feed, stop = InMemoryFeed(), threading.Event()
+    worker = replicating_barriers(bucket, source, dest, records, stop)
+    try:
+        recorded = live.go_live(bucket, records, feed, RUN, "gs://b", timeout=5)
+    finally:
+        stop.set()
+        worker.join()
+    assert feed.is_open() and recorded.feed == "made" and live.live_run(bucket).feed == "made"  # type: ignore[union-attr]
+    assert list(records.list(run_key(RUN.run_id, "replication/barriers/")))  # the probe went through replication
+    assert list(bucket.list(live.BARRIER_PREFIX)) == []
+
+
+def test_go_live_whose_probe_never_arrives_leaves_nothing_half_live() -> None:
+    from core.memory import InMemoryFeed
+
+    bucket, records, feed = InMemoryObjectStore(), InMemoryObjectStore(), InMemoryFeed()
+    with pytest.raises(live.NotSettled, match="delivered nothing in 0 s"):
+        live.go_live(bucket, records, feed, RUN, "gs://b", timeout=0.2)  # no replicate function
+    assert live.live_run(bucket) is None and not feed.is_open()
+    with pytest.raises(NotFound):
+        records.head(REPLICA_KEY)
+
+
+def test_go_live_refused_the_feed_writes_nothing_and_a_managed_feed_is_left_alone() -> None:
+    from core.memory import InMemoryFeed
+
+    bucket, records = InMemoryObjectStore(), InMemoryObjectStore()
+    with pytest.raises(Forbidden, match=r"storage\.buckets\.update"):
+        live.go_live(bucket, records, InMemoryFeed(refuse=True), RUN, "gs://b", timeout=0.2)
+    assert list(bucket.list()) == [] and list(records.list()) == []
+    source, dest, stop = InMemorySource("managed"), InMemoryDestination(), threading.Event()
+    worker = replicating_barriers(bucket, source, dest, records, stop)
+    try:
+        assert live.go_live(bucket, records, None, RUN, "gs://b", timeout=5).feed == ""  # finish will not remove it
+    finally:
+        stop.set()
+        worker.join()
