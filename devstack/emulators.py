@@ -11,6 +11,7 @@ the foreground until Ctrl-C and prints the variables that point clients at them.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import shutil
 import signal
@@ -366,7 +367,9 @@ class PubSubEmulator(_Process):
                     return
             except urllib.error.HTTPError:
                 return  # it answered
-            except OSError:
+            except (OSError, http.client.HTTPException):
+                # Not yet, or only its gRPC side so far: early on it answers an HTTP/1.1 GET with an HTTP/2 frame
+                # ("Unexpected HTTP/1.x request"), which urllib reads as a bad status line.
                 time.sleep(0.2)
         raise RuntimeError(f"Pub/Sub emulator on {self.host} did not answer; log: {self.log}")
 
