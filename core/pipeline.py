@@ -113,9 +113,20 @@ def submit_upload(
     md5 = hashlib.md5(data).hexdigest()
     key = f"{UPLOADS}{md5[:12]}-{safe_name(filename, info.format.lower())}"
     # A Conflict means it was uploaded before (same name, same leading hash); the job id checks the whole hash.
-    with contextlib.suppress(Conflict):
-        services.store.put(key, data, content_type=info.content_type, if_none_match=True)
-    # Frozen was checked above: _record skips the second read of the marker that accept_upload would make.
+    try:
+        written: ObjectInfo | None = services.store.put(key, data, content_type=info.content_type, if_none_match=True)
+    except Conflict:
+        written = None
+    # The hold may have landed between the check above and the write. Then, by accept_upload's rule, the upload
+    # is the other side's, and this side's storage event makes no message for it: a record made here would wait
+    # for ever (a rollback would wait for it in vain). So it is taken back and refused, as the check would have.
+    hold = _hold(services)
+    if written is not None and hold is not None and (written.updated is None or hold.updated is None
+                                                     or written.updated >= hold.updated):  # fmt: skip
+        with contextlib.suppress(NotFound):
+            services.store.delete(key)
+        raise Frozen(f"uploads were held for a move between the clouds while this one was written ({key}); "
+                     "upload it again, to the current cloud")  # fmt: skip
     return _record(services, key, md5, info.content_type, enqueue=not services.upload_events)
 
 

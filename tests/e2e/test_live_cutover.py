@@ -268,6 +268,23 @@ class ApiUploads(Background):
                 self.refused[f"{cloud} {code}"] += 1
 
 
+def stuck_jobs(gcp: GcpStack, azure: AzureStack, said: str) -> str:
+    """For a rollback that waited in vain: each named job's records on both clouds and the hosts' lines about it."""
+    import re
+
+    lines = []
+    for job_id in sorted(set(re.findall(r"\b[0-9a-f]{32}\b", said))):
+        for cloud, store in (("gcp", GcsObjectStore(gcp.bucket)), ("azure", AzureBlobObjectStore(azure.container))):
+            with contextlib.suppress(Exception):
+                found = store.get(f"jobs/{job_id}.json")
+                lines.append(f"{cloud} jobs/{job_id}.json {found.info.metadata}: {found.data.decode()[:400]}")
+        hosts = [host.log for host in gcp.functions.values()] + ([azure.devhost.log] if azure.devhost else [])
+        for path in hosts:
+            lines += [f"{path.name}: {line[:300]}" for line in path.read_text(errors="replace").splitlines()
+                      if job_id in line]  # fmt: skip
+    return "\n" + "\n".join(lines)
+
+
 def renders(gcp: GcpStack, azure: AzureStack) -> Counter[tuple[str, str]]:
     """How many times each cloud rendered each job, from the hosts' own log lines (``tests.helper.renders``)."""
     found: Counter[tuple[str, str]] = Counter()
@@ -311,7 +328,7 @@ def test_a_rollback_under_uploads_processes_every_upload_once_and_gcp_serves_the
             print(f"\nrollback stopped once (transient) and was run again: {first['error']}")
             code = main(["rollback", source, dest, "--json"])
             out, err = capsys.readouterr()
-        assert code == 0, out + err
+        assert code == 0, out + err + stuck_jobs(gcp, azure, out + err)
         result = json.loads(out.strip().splitlines()[-1])
         assert main(["rollback", source, dest, "--json"]) == 0, "idempotent"
         again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

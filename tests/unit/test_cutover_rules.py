@@ -109,3 +109,30 @@ def test_an_upload_journalled_as_the_hold_is_lifted_is_accepted_by_its_event() -
     late = gcp.store.put("uploads/late.jpg", JPEG, content_type="image/jpeg")
     job = pipeline.accept_upload(gcp, late.key, created=late.updated + timedelta(seconds=1))
     assert job is not None, "the look after the journal found the marker gone: the event takes it"
+
+
+class HeldWhileWritten(InMemoryObjectStore):
+    """A store whose hold marker lands just as an upload is written: after the API's check, before its write."""
+
+    def __init__(self, hold_key: str) -> None:
+        super().__init__()
+        self.hold_key = hold_key
+
+    def put(self, key: str, data: bytes, **kwargs: Any) -> Any:
+        if key.startswith("uploads/") and not list(self.list(self.hold_key)):
+            super().put(self.hold_key, b"{}")
+            time.sleep(0.002)
+        return super().put(key, data, **kwargs)
+
+
+@pytest.mark.parametrize("hold_key", [pipeline.FREEZE_KEY, REPLICA_KEY], ids=["freeze", "rollback hold"])
+def test_an_api_upload_that_the_hold_overtakes_is_refused_and_leaves_no_record_waiting(hold_key: str) -> None:
+    """Its storage event would leave it to the other side and send no message: a record made anyway would stay
+    PENDING for ever (a rollback waited for one in vain). So it is refused (503) and taken back, as the check
+    before the write would have refused it."""
+    services = Services.over(HeldWhileWritten(hold_key), InMemoryTaskQueue())
+    services.hold_key = hold_key
+    with pytest.raises(Frozen, match="upload it again"):
+        pipeline.submit_upload(services, JPEG, filename="late.jpg")
+    assert list(services.store.list("uploads/")) == [] and list(services.store.list("jobs/")) == []
+    assert services.queue.drain() == []  # type: ignore[attr-defined]
