@@ -121,8 +121,8 @@ def submit_upload(
     # is the other side's, and this side's storage event makes no message for it: a record made here would wait
     # for ever (a rollback would wait for it in vain). So it is taken back and refused, as the check would have.
     hold = _hold(services)
-    if written is not None and hold is not None and (written.updated is None or hold.updated is None
-                                                     or written.updated >= hold.updated):  # fmt: skip
+    replica = services.hold_key == REPLICA_KEY
+    if written is not None and hold is not None and not written_before(written.updated, hold.updated, replica):
         with contextlib.suppress(NotFound):
             services.store.delete(key)
         raise Frozen(f"uploads were held for a move between the clouds while this one was written ({key}); "
@@ -165,7 +165,7 @@ def accept_upload(
             return None
     if hold is not None:
         when = created or (info.updated if info else None)
-        before = when is not None and hold.updated is not None and when < hold.updated
+        before = written_before(when, hold.updated, replica)
         if before and not (replica and info and info.metadata.get(MIGRATED_KEY)):
             pass  # written here before the hold (a freeze, or a rollback's replica marker): ours, held or not
         elif replica and not (info and info.metadata.get(DEFERRED_KEY)):
@@ -180,6 +180,19 @@ def accept_upload(
         md5 = md5 or info.md5 or _content_digest(services, key, info)
         content_type = content_type or info.content_type
     return _record(services, key, md5, content_type, enqueue=enqueue)
+
+
+def written_before(when: datetime | None, hold: datetime | None, replica: bool) -> bool:
+    """Whether an upload written at ``when`` came before the hold marker written at ``hold``.
+
+    Azure's times have whole seconds. On a replica's hold (the rollback's) an upload of the same second counts as
+    before: it is processed where it was written, and the rollback waits for its job and copies it back with its
+    record. A GCS freeze keeps the strict rule: its times have milliseconds, and replication tags an upload for
+    Azure by the same rule (``created >= freeze``), so the two clouds never both take one.
+    """
+    if when is None or hold is None:
+        return False
+    return when <= hold if replica else when < hold
 
 
 def _hold(services: Services) -> ObjectInfo | None:

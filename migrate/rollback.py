@@ -41,6 +41,7 @@ from core.pipeline import (
     UPLOADS,
     Services,
     accept_upload,
+    written_before,
 )
 from core.ports import ObjectInfo, ObjectStore
 from migrate import live
@@ -97,7 +98,7 @@ def settle(azure: Services, since: datetime, held: datetime, *, timeout: float =
     began = time.monotonic()
     # Every upload written before the hold is in one listing made after it: accept them once.
     uploads = [i for i in azure.store.list(UPLOADS) if azure_own(i, since)]
-    before = [i.key for i in uploads if i.updated is None or i.updated < held]  # Azure's: before the hold
+    before = [i.key for i in uploads if i.updated is None or written_before(i.updated, held, replica=True)]
     with ThreadPoolExecutor(max_workers=16) as pool:  # idempotent: the job its event makes, or made
         jobs = [job for job in pool.map(lambda key: accept_upload(azure, key), before) if job is not None]
     ended: dict[str, str] = {}  # job record key -> the version read DONE or FAILED

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -69,19 +69,36 @@ def upload_until_claimed(store: ObjectStore) -> tuple[str, str]:
     return job_id, seen.status.value if seen else "not seen"
 
 
-def assert_killed_mid_job(store: ObjectStore, job_id: str, killed_at: str) -> None:
-    """The kill landed in the middle of the work: claimed before it, neither done nor failed after it."""
-    assert killed_at == "PROCESSING", f"the job was {killed_at} when the worker was killed"
+def killed_mid_job(store: ObjectStore, job_id: str, killed_at: str) -> bool:
+    """The kill landed in the middle of the work: claimed before it, neither done nor failed after it, no result."""
     after = JsonJobStore(store).get(job_id)
-    assert (after.status, after.attempts, after.result) == (Status.PROCESSING, 1, None)
-    assert not list(store.list(after.source.replace("uploads/", "results/", 1)))
+    return (
+        killed_at == "PROCESSING"
+        and (after.status, after.attempts, after.result) == (Status.PROCESSING, 1, None)
+        and not list(store.list(after.source.replace("uploads/", "results/", 1)))
+    )
+
+
+def kill_mid_job(store: ObjectStore, kill: Callable[[], None], restart: Callable[[], None]) -> tuple[str, str]:
+    """Upload, and kill the worker once it has claimed the job; again (a new upload) when the kill came after the
+    render had already written its result (a 16 MP render takes about a second, and a loaded machine varies).
+    The job id and its status at the kill."""
+    tried = []
+    for _ in range(3):
+        job_id, killed_at = upload_until_claimed(store)
+        kill()
+        if killed_mid_job(store, job_id, killed_at):
+            return job_id, killed_at
+        tried.append(f"{job_id}: {killed_at}, then {JsonJobStore(store).get(job_id).status.value}")
+        restart()
+    raise AssertionError(f"no kill landed in the middle of a job in 3 tries: {tried}")
 
 
 @pytest.mark.pubsub
 def test_sigkill_during_processing_then_redelivery_finishes(stack: GcpStack) -> None:
-    job_id, killed_at = upload_until_claimed(stack.store())
-    stack.kill("process_job")
-    assert_killed_mid_job(stack.store(), job_id, killed_at)
+    job_id, killed_at = kill_mid_job(
+        stack.store(), lambda: stack.kill("process_job"), lambda: stack.restart("process_job")
+    )
     stack.restart("process_job")
     done = wait_for_job(stack.api_url, job_id, timeout=60)
     print(f"\nFIGURE crash mid-job, GCP: SIGKILL with the job {killed_at}; after restart and redelivery: "
@@ -90,9 +107,7 @@ def test_sigkill_during_processing_then_redelivery_finishes(stack: GcpStack) -> 
 
 
 def test_sigkill_of_the_azure_host_during_processing_then_redelivery_finishes(azure: AzureStack) -> None:
-    job_id, killed_at = upload_until_claimed(azure.store())
-    azure.kill_host()
-    assert_killed_mid_job(azure.store(), job_id, killed_at)
+    job_id, killed_at = kill_mid_job(azure.store(), azure.kill_host, azure.restart_host)
     started = time.monotonic()
     azure.restart_host()
     done = wait_for_job(azure.api_url, job_id, timeout=60)
