@@ -4,6 +4,7 @@ checks for the fixtures, the HTTP calls of the e2e tests, and a check of printed
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import io
 import json
@@ -16,6 +17,7 @@ import urllib.error
 import urllib.request
 import uuid
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -229,3 +231,33 @@ def renders(stack: Any) -> dict[str, int]:
             if isinstance(entry, dict) and str(entry.get("message", "")).startswith("rendered "):
                 found[str(entry.get("job_id"))] += 1
     return dict(found)
+
+
+@contextlib.contextmanager
+def replicating_barriers(
+    bucket: Any, source: Any, dest: Any, records: Any, run: Any = None, on_barrier: Any = None
+) -> Iterator[None]:
+    """The replicate function for barriers (the go-live probe, the drain's), from a thread: each barrier written
+    into ``bucket`` is replicated into ``run`` (by default the live run ``_cutover/live.json`` names, once there is
+    one), after ``on_barrier()``."""
+    import threading
+
+    from migrate import live
+
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.wait(0.01):
+            running = run or live.live_run(bucket)
+            for barrier in list(bucket.list(live.BARRIER_PREFIX)) if running else []:
+                if on_barrier is not None:
+                    on_barrier()
+                live.replicate(live.Change(barrier.key), bucket, source, dest, records, running)
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join()

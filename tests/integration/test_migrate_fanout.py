@@ -7,8 +7,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import threading
-from collections.abc import Iterator
 
 import pytest
 from azure.functions.queue import QueueMessage
@@ -26,7 +24,7 @@ from migrate.cli import main
 from migrate.fanout import BATCH_QUEUE
 from migrate.runs import status
 from migrate.verify import run_verify
-from tests.helper import encode, hopper
+from tests.helper import encode, hopper, replicating_barriers
 from tests.integration.test_migrate import corpus
 
 pytestmark = pytest.mark.emulator
@@ -226,27 +224,12 @@ def test_plan_live_makes_a_replica_refuses_a_second_live_run_and_cutover_checks_
     assert status(AzureBlobObjectStore(container), run_id)["replication"]["pending"] == 0
 
 
-@contextlib.contextmanager
-def replicating(bucket: str, container: str) -> Iterator[None]:
+def replicating(bucket: str, container: str) -> contextlib.AbstractContextManager[None]:
     """What ``migrate_replicate`` does with the probe of ``plan --live``, from a thread (no function runs here)."""
-    from migrate import live
-
-    stop, store, records = threading.Event(), GcsObjectStore(bucket), AzureBlobObjectStore(container)
-
-    def work() -> None:
-        while not stop.wait(0.1):
-            running = live.live_run(store)
-            for barrier in list(store.list(live.BARRIER_PREFIX)) if running else []:
-                live.replicate(live.Change(barrier.key), store, GcsSource(bucket), AzureBlobDestination(container),
-                               records, running)  # fmt: skip
-
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        worker.join()
+    store = GcsObjectStore(bucket)
+    return replicating_barriers(
+        store, GcsSource(bucket), AzureBlobDestination(container), AzureBlobObjectStore(container)
+    )
 
 
 def test_plan_live_whose_probe_never_arrives_starts_nothing(

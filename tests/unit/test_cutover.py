@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -23,6 +21,7 @@ from core.pipeline import FREEZE_KEY, REPLICA_KEY, SWITCHED_KEY
 from core.ports import ObjectDetails
 from migrate import cutover, fanout, live, runs
 from migrate.locations import Location
+from tests.helper import replicating_barriers
 
 SOURCE, DEST = Location("gs", "b", ""), Location("az", "c", "")
 
@@ -77,27 +76,9 @@ class World:
         self.change(key, b"right")
         self.dest.put(ObjectDetails(key, 5), b"WRONG")
 
-    @contextmanager
-    def replicating(self, on_barrier: Any = None) -> Iterator[None]:
+    def replicating(self, on_barrier: Any = None) -> Any:
         """The replicate function in the background: it takes each drain's barrier (after ``on_barrier()``)."""
-        stop = threading.Event()
-
-        def work() -> None:
-            while not stop.is_set():
-                for barrier in list(self.bucket.list(live.BARRIER_PREFIX)):
-                    if on_barrier is not None:
-                        on_barrier()
-                    live.replicate(live.Change(barrier.key), self.bucket, self.source, self.dest, self.records,
-                                   self.run)  # fmt: skip
-                time.sleep(0.01)
-
-        worker = threading.Thread(target=work, daemon=True)
-        worker.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            worker.join()
+        return replicating_barriers(self.bucket, self.source, self.dest, self.records, self.run, on_barrier)
 
     def exists(self, store: InMemoryObjectStore, key: str) -> bool:
         return runs.exists(store, key)

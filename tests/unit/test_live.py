@@ -15,6 +15,7 @@ from core.pipeline import DEFERRED_PREFIX, REPLICA_KEY, SWITCHED_KEY, Services
 from migrate import live, runs
 from migrate.cutover import freeze
 from migrate.runs import run_key
+from tests.helper import replicating_barriers
 
 RUN = live.Live("20261128T000000Z-abcdef", "c")
 
@@ -245,33 +246,13 @@ def test_the_verify_waits_for_a_replication_in_flight_and_not_for_a_real_differe
     assert [p["key"] for p in found["problems"]] == ["jobs/b.json"]
 
 
-def replicating_barriers(bucket: InMemoryObjectStore, source: InMemorySource, dest: InMemoryDestination,
-                         records: InMemoryObjectStore, stop: threading.Event) -> threading.Thread:  # fmt: skip
-    """The replicate function, taking each barrier (the go-live probe) once live.json names a run."""
-
-    def work() -> None:
-        while not stop.is_set():
-            running = live.live_run(bucket)
-            for barrier in list(bucket.list(live.BARRIER_PREFIX)) if running else []:
-                live.replicate(live.Change(barrier.key), bucket, source, dest, records, running)
-            time.sleep(0.01)
-
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
-    return worker
-
-
 def test_go_live_opens_the_feed_and_waits_for_its_probe_before_the_listing() -> None:
     from core.memory import InMemoryFeed
 
     bucket, source, dest, records = ends("golive")
-    feed, stop = InMemoryFeed(), threading.Event()
-    worker = replicating_barriers(bucket, source, dest, records, stop)
-    try:
+    feed = InMemoryFeed()
+    with replicating_barriers(bucket, source, dest, records):
         recorded = live.go_live(bucket, records, feed, RUN, "gs://b", timeout=5)
-    finally:
-        stop.set()
-        worker.join()
     assert feed.is_open() and recorded.feed == "made" and live.live_run(bucket).feed == "made"  # type: ignore[union-attr]
     assert list(records.list(run_key(RUN.run_id, "replication/barriers/")))  # the probe went through replication
     assert list(bucket.list(live.BARRIER_PREFIX)) == []
@@ -295,10 +276,5 @@ def test_go_live_refused_the_feed_writes_nothing_and_a_managed_feed_is_left_alon
     with pytest.raises(Forbidden, match=r"storage\.buckets\.update"):
         live.go_live(bucket, records, InMemoryFeed(refuse=True), RUN, "gs://b", timeout=0.2)
     assert list(bucket.list()) == [] and list(records.list()) == []
-    source, dest, stop = InMemorySource("managed"), InMemoryDestination(), threading.Event()
-    worker = replicating_barriers(bucket, source, dest, records, stop)
-    try:
+    with replicating_barriers(bucket, InMemorySource("managed"), InMemoryDestination(), records):
         assert live.go_live(bucket, records, None, RUN, "gs://b", timeout=5).feed == ""  # finish will not remove it
-    finally:
-        stop.set()
-        worker.join()
