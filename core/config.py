@@ -19,6 +19,8 @@ JPEG_QUALITY_VAR = "GRAYSCALE_JPEG_QUALITY"
 PNG_COMPRESS_LEVEL_VAR = "GRAYSCALE_PNG_COMPRESS_LEVEL"
 LEASE_SECONDS_VAR = "GRAYSCALE_LEASE_SECONDS"
 UPLOAD_EVENTS_VAR = "GRAYSCALE_UPLOAD_EVENTS"
+FORMATS_VAR = "GRAYSCALE_FORMATS"
+OUTPUT_FORMAT_VAR = "GRAYSCALE_OUTPUT_FORMAT"
 
 DEFAULT_MAX_PIXELS = 64_000_000  # a 64 MP raster: 64 MB as L, 256 MB as RGBA while decoding
 DEFAULT_MAX_UPLOAD_BYTES = 32 * 1024 * 1024
@@ -31,6 +33,9 @@ A 128x128 frame's worth: 1,000 small frames fit the default budget."""
 # level 6 on photos, for files a few percent larger (bench/grayscale.py measures it).
 DEFAULT_PNG_COMPRESS_LEVEL = 1
 DEFAULT_LEASE_SECONDS = 120
+INPUT_FORMATS = ("jpeg", "png", "gif", "webp", "tiff", "bmp", "heic", "avif", "jxl")
+"""Every input format, by the name the job record and ``GRAYSCALE_FORMATS`` use."""
+OUTPUT_FORMATS = ("same", "jpeg", "png", "webp", "avif")
 
 
 def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
@@ -101,3 +106,27 @@ def upload_events() -> bool:
     if raw in ("0", "false", "no"):
         return False
     raise ConfigError(f"{UPLOAD_EVENTS_VAR} must be 1 or 0, got {raw!r}")
+
+
+def formats() -> frozenset[str]:
+    """The input formats accepted here: ``GRAYSCALE_FORMATS``, a comma-separated list, or all of them.
+
+    ``heif`` is another name for ``heic``; ``all`` means every format. Turning one off makes its uploads
+    ``InvalidImage`` (415 at the API, FAILED in a job) with a sentence naming the variable.
+    """
+    raw = os.environ.get(FORMATS_VAR, "").strip().lower()
+    if not raw or raw == "all":
+        return frozenset(INPUT_FORMATS)
+    names = {"heic" if name.strip() == "heif" else name.strip() for name in raw.split(",") if name.strip()}
+    unknown = sorted(names - set(INPUT_FORMATS))
+    if unknown or not names:
+        raise ConfigError(f"{FORMATS_VAR} must list formats among {', '.join(INPUT_FORMATS)} (or all), got {raw!r}")
+    return frozenset(names)
+
+
+def output_format() -> str:
+    """``same`` (the default: the output follows the input, DESIGN.md's grayscale contract), or a format for all."""
+    raw = os.environ.get(OUTPUT_FORMAT_VAR, "").strip().lower() or "same"
+    if raw not in OUTPUT_FORMATS:
+        raise ConfigError(f"{OUTPUT_FORMAT_VAR} must be one of {', '.join(OUTPUT_FORMATS)}, got {raw!r}")
+    return raw

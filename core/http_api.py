@@ -269,7 +269,13 @@ def result(services: Services, job: Job) -> Response:
     return Response(200, stored.data, headers)
 
 
-RESULT_TYPES = {".jpg": "image/jpeg", ".png": "image/png", ".gif": "image/gif", ".webp": "image/webp"}
+RESULT_TYPES = {
+    ".jpg": "image/jpeg",
+    ".png": "image/png",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".avif": "image/avif",
+}
 """The result types this service writes, by extension (``core.imaging.EXTENSIONS``, not imported: the page and
 the status answer without loading Pillow)."""
 

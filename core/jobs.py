@@ -78,16 +78,28 @@ class Job:
     """Key of the grayscale output, e.g. ``results/cat.jpg``, once DONE."""
     content_type: str | None
     """Content type of the upload: as stored until processed, then as sniffed from its bytes."""
+    input_format: str | None
+    """The upload's format as sniffed from its bytes (``jpeg``, ``heic``, ``avif``, ``jxl``, ...), once known."""
+    output_format: str | None
+    """The result's format (``jpeg``, ``png``, ``gif``, ``webp``, ``avif``), once DONE."""
     error: str | None
     attempts: int
     created: datetime
     updated: datetime
 
     @classmethod
-    def new(cls, job_id: str, source: str, content_type: str | None, *, now: datetime | None = None) -> Job:
+    def new(
+        cls,
+        job_id: str,
+        source: str,
+        content_type: str | None,
+        *,
+        input_format: str | None = None,
+        now: datetime | None = None,
+    ) -> Job:
         """A fresh PENDING record."""
         moment = now or utcnow()
-        return cls(job_id, Status.PENDING, source, None, content_type, None, 0, moment, moment)
+        return cls(job_id, Status.PENDING, source, None, content_type, input_format, None, None, 0, moment, moment)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready record, exactly the fields of DESIGN.md."""
@@ -109,6 +121,8 @@ class Job:
                 source=str(record["source"]),
                 result=record.get("result"),
                 content_type=record.get("content_type"),
+                input_format=record.get("input_format"),
+                output_format=record.get("output_format"),
                 error=record.get("error"),
                 attempts=int(record.get("attempts", 0)),
                 created=parse_time(record["created"]),
@@ -147,8 +161,16 @@ class Job:
             raise Busy(f"job {self.id} is being processed (attempt {self.attempts}); retry later")
         return replace(self, status=Status.PROCESSING, attempts=self.attempts + 1, error=None, updated=moment)
 
-    def complete(self, result_key: str, *, content_type: str | None = None, now: datetime | None = None) -> Job:
-        """Mark the job DONE with its result (and the upload's sniffed type); no-op if already terminal."""
+    def complete(
+        self,
+        result_key: str,
+        *,
+        content_type: str | None = None,
+        input_format: str | None = None,
+        output_format: str | None = None,
+        now: datetime | None = None,
+    ) -> Job:
+        """Mark the job DONE with its result (and the upload's sniffed type and formats); no-op if terminal."""
         if self.terminal:
             return self
         return replace(
@@ -156,6 +178,8 @@ class Job:
             status=Status.DONE,
             result=result_key,
             content_type=content_type or self.content_type,
+            input_format=input_format or self.input_format,
+            output_format=output_format,
             error=None,
             updated=now or utcnow(),
         )
@@ -164,7 +188,10 @@ class Job:
         """A FAILED job back to PENDING, its attempts counted afresh; ``self`` for any other status."""
         if self.status is not Status.FAILED:
             return self
-        return replace(self, status=Status.PENDING, result=None, error=None, attempts=0, updated=now or utcnow())
+        moment = now or utcnow()
+        return replace(
+            self, status=Status.PENDING, result=None, output_format=None, error=None, attempts=0, updated=moment
+        )
 
     def fail(self, reason: str, *, now: datetime | None = None) -> Job:
         """Mark the job FAILED with a human-readable reason; no-op if already terminal."""

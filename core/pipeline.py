@@ -111,7 +111,7 @@ def submit_upload(
         )
     info = imaging.probe(data)
     md5 = hashlib.md5(data).hexdigest()
-    key = f"{UPLOADS}{md5[:12]}-{safe_name(filename, info.format.lower())}"
+    key = f"{UPLOADS}{md5[:12]}-{safe_name(filename, info.name)}"
     # A Conflict means it was uploaded before (same name, same leading hash); the job id checks the whole hash.
     try:
         written: ObjectInfo | None = services.store.put(key, data, content_type=info.content_type, if_none_match=True)
@@ -127,7 +127,7 @@ def submit_upload(
             services.store.delete(key)
         raise Frozen(f"uploads were held for a move between the clouds while this one was written ({key}); "
                      "upload it again, to the current cloud")  # fmt: skip
-    return _record(services, key, md5, info.content_type, enqueue=not services.upload_events)
+    return _record(services, key, md5, info.content_type, enqueue=not services.upload_events, input_format=info.name)
 
 
 def accept_upload(
@@ -261,9 +261,12 @@ def _content_digest(services: Services, key: str, head: ObjectInfo) -> str:
         return f"version:{head.version}"
 
 
-def _record(services: Services, key: str, md5: str, content_type: str | None, *, enqueue: bool) -> Job:
+def _record(
+    services: Services, key: str, md5: str, content_type: str | None, *, enqueue: bool, input_format: str | None = None
+) -> Job:
     """The upload's job record, made if new, and its message while it is PENDING (unless ``enqueue`` is False)."""
-    job = services.jobs.create(Job.new(job_id_for(key, md5), key, content_type, now=services.clock()))
+    new = Job.new(job_id_for(key, md5), key, content_type, input_format=input_format, now=services.clock())
+    job = services.jobs.create(new)
     if job.status is Status.PENDING and enqueue:
         services.queue.send(job_message(job.id))
     return job
@@ -301,8 +304,16 @@ def process_job(services: Services, job_id: str) -> Job:
         metadata={"job_id": job.id, "source": job.source},
     )
     log.info("rendered %s into %s", job.source, result_key)  # once per job, barring a crash before the record
-    sniffed = rendered.source_type or None
-    return services.jobs.update(job.id, lambda j: j.complete(result_key, content_type=sniffed, now=services.clock()))
+    return services.jobs.update(
+        job.id,
+        lambda j: j.complete(
+            result_key,
+            content_type=rendered.source_type or None,
+            input_format=rendered.input_format or None,
+            output_format=rendered.output_format or None,
+            now=services.clock(),
+        ),
+    )
 
 
 def handle_job_message(services: Services, payload: Any) -> Job | None:

@@ -51,7 +51,18 @@ def noise(size: tuple[int, int] = (128, 96), mode: str = "RGB") -> Image.Image:
 
 
 def encode(im: Image.Image, fmt: str, **params: object) -> bytes:
+    """``im`` saved as ``fmt`` by the real encoder: Pillow's, pillow-heif's for ``HEIC`` (tests only: GPL x265),
+    libjxl's (pylibjxl) for ``JXL``."""
     buf = io.BytesIO()
+    if fmt == "HEIC":
+        import pillow_heif
+
+        pillow_heif.from_pillow(im).save(buf, **params)
+        return buf.getvalue()
+    if fmt == "JXL":
+        import pylibjxl
+
+        pylibjxl.register_pillow()
     im.save(buf, fmt, **params)
     return buf.getvalue()
 

@@ -221,7 +221,8 @@ class JobStoreContract:
         stored = store.get(f"jobs/{job.id}.json")
         record = json.loads(stored.data)
         assert set(record) == {
-            "id", "status", "source", "result", "content_type", "error", "attempts", "created", "updated"
+            "id", "status", "source", "result", "content_type", "input_format", "output_format", "error", "attempts",
+            "created", "updated",
         }  # fmt: skip
         assert record["status"] == "PENDING"
         assert record["created"].endswith("Z")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -69,7 +70,8 @@ def test_a_live_lease_makes_a_duplicate_busy() -> None:
 
 
 def test_json_round_trip_with_iso_utc_times() -> None:
-    job = pending().start(now=T0).complete("results/cat.jpg", now=T0 + timedelta(milliseconds=1500))
+    done = pending().start(now=T0).complete
+    job = done("results/cat.jpg", input_format="heic", output_format="jpeg", now=T0 + timedelta(milliseconds=1500))
     record = json.loads(job.to_json())
     assert record == {
         "id": job.id,
@@ -77,12 +79,29 @@ def test_json_round_trip_with_iso_utc_times() -> None:
         "source": "uploads/cat.jpg",
         "result": "results/cat.jpg",
         "content_type": "image/jpeg",
+        "input_format": "heic",
+        "output_format": "jpeg",
         "error": None,
         "attempts": 1,
         "created": "2026-11-27T06:00:00.000Z",
         "updated": "2026-11-27T06:00:01.500Z",
     }
     assert Job.from_json(job.to_json()) == job
+
+
+def test_a_record_from_before_the_format_fields_reads_as_unknown_formats() -> None:
+    """Records written before ``input_format``/``output_format`` existed (and migrated ones) still load."""
+    old = {k: v for k, v in pending().to_dict().items() if k not in ("input_format", "output_format")}
+    job = Job.from_dict(old)
+    assert (job.input_format, job.output_format) == (None, None)
+    assert job.retry() is job  # a PENDING record is not retried
+
+
+def test_a_retry_forgets_the_output_format_and_keeps_the_input_format() -> None:
+    job = pending().start(now=T0).complete("results/cat.jpg", input_format="jpeg", output_format="jpeg")
+    failed = replace(job, status=Status.FAILED, result=None)
+    again = failed.retry(now=T0)
+    assert (again.input_format, again.output_format, again.status) == ("jpeg", None, Status.PENDING)
 
 
 @pytest.mark.parametrize("data", [b"", b"[]", b"{}", b'{"id": "x", "status": "WEIRD"}', b"not json"], ids=str)

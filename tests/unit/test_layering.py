@@ -95,8 +95,9 @@ def test_cloud_sdks_only_in_core_clouds(module: str, path: Path) -> None:
 
 
 def test_pure_core_uses_only_the_standard_library_and_pillow() -> None:
-    # google_crc32c is a checksum, as hashlib is (a C extension, no network, no google.* package).
-    allowed = set(sys.stdlib_module_names) | {"PIL", "core", "google_crc32c"}
+    # google_crc32c is a checksum, as hashlib is (a C extension, no network, no google.* package);
+    # pi_heif and pylibjxl are Pillow plugins for HEIC and JPEG XL, loaded only when such bytes arrive.
+    allowed = set(sys.stdlib_module_names) | {"PIL", "core", "google_crc32c", "pi_heif", "pylibjxl"}
     for module, path in MODULES:
         if layer_of(module)[0] != "core":
             continue
