@@ -4,10 +4,12 @@ checks for the fixtures, the HTTP calls of the e2e tests, and a check of printed
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import contextlib
 import functools
 import io
 import json
+import multiprocessing
 import os
 import struct
 import subprocess
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
-from PIL import Image, ImageChops, ImageStat
+from PIL import ExifTags, Image, ImageChops, ImageCms, ImageOps, ImageStat
 
 from core.memory import InMemoryObjectStore
 from core.ports import ObjectInfo, StoredObject
@@ -53,12 +55,9 @@ def noise(size: tuple[int, int] = (128, 96), mode: str = "RGB") -> Image.Image:
 def encode(im: Image.Image, fmt: str, **params: object) -> bytes:
     """``im`` saved as ``fmt`` by the real encoder: Pillow's, pillow-heif's for ``HEIC`` (tests only: GPL x265),
     libjxl's (pylibjxl) for ``JXL``."""
-    buf = io.BytesIO()
     if fmt == "HEIC":
-        import pillow_heif
-
-        pillow_heif.from_pillow(im).save(buf, **params)
-        return buf.getvalue()
+        return encode_heic([im], **params)
+    buf = io.BytesIO()
     if fmt == "JXL":
         import pylibjxl
 
@@ -67,10 +66,100 @@ def encode(im: Image.Image, fmt: str, **params: object) -> bytes:
     return buf.getvalue()
 
 
+def encode_heic(images: list[Image.Image], **params: object) -> bytes:
+    """``images`` as one HEIF file by pillow-heif (the first is primary unless ``primary_index`` says otherwise).
+
+    In a process of its own: pillow-heif's libheif and pi-heif-decoder's (which the code under test loads) crash
+    the process they share (a segfault, seen here), so the encoder never meets the decoder."""
+    frozen = [(im.mode, im.size, im.tobytes(), dict(im.info)) for im in images]
+    return _heic_encoder().submit(_encode_heic, frozen, params).result(timeout=120)
+
+
+@functools.cache
+def _heic_encoder() -> concurrent.futures.ProcessPoolExecutor:
+    return concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+
+
+def _encode_heic(frozen: list[tuple[str, tuple[int, int], bytes, dict[str, Any]]], params: dict[str, Any]) -> bytes:
+    import pillow_heif
+
+    images = []
+    for mode, size, raw, info in frozen:
+        im = Image.frombytes(mode, size, raw)
+        im.info.update(info)
+        images.append(im)
+    heif = pillow_heif.from_pillow(images[0])
+    for im in images[1:]:
+        heif.add_from_pillow(im)
+    buf = io.BytesIO()
+    heif.save(buf, **params)
+    return buf.getvalue()
+
+
 def decode(data: bytes) -> Image.Image:
     im = Image.open(io.BytesIO(data))
     im.load()
     return im
+
+
+def upright(im: Image.Image, orientation: int) -> Image.Image:
+    """``im`` as a viewer shows it when its EXIF orientation is ``orientation``."""
+    copy = im.copy()
+    exif = copy.getexif()
+    exif[ExifTags.Base.Orientation] = orientation
+    copy.info["exif"] = exif.tobytes()
+    return ImageOps.exif_transpose(copy)
+
+
+def srgb_luma(im: Image.Image, profile: bytes) -> Image.Image:
+    """The luma of ``im``'s pixels read in ``profile`` and converted to sRGB by LittleCMS (``L``, or ``LA``)."""
+    source = ImageCms.ImageCmsProfile(io.BytesIO(profile))
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+    converted = ImageCms.profileToProfile(im.convert("RGB"), source, srgb, renderingIntent=ImageCms.Intent.PERCEPTUAL)
+    assert converted is not None
+    gray = converted.convert("L")
+    if "A" in im.mode:
+        gray.putalpha(im.getchannel("A"))
+    return gray
+
+
+def display_p3() -> bytes:
+    from core import icc
+
+    return icc.profile(icc.PRIMARIES[12], 13, "Display P3")
+
+
+PHONE_FORMATS = ("HEIC", "AVIF", "AVIF-animated", "JXL")
+
+
+def phone_photo(fmt: str, seed: int = 0) -> tuple[bytes, Image.Image, str]:
+    """A photo as phones and browsers make them, in one of ``PHONE_FORMATS``: turned by orientation 6, in Display P3,
+    with alpha (HEIC, AVIF); its expected grayscale from the pixels (first frame); the result's format.
+
+    ``AVIF-animated`` has two frames and no orientation: Pillow's encoder segfaults on EXIF with ``save_all``.
+    The JPEG XL one is a recompressed JPEG, which is how its codestream gets an orientation."""
+    profile = display_p3()
+    source = hopper("RGBA").rotate(seed)
+    source.putalpha(Image.linear_gradient("L").resize(source.size))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    if fmt == "HEIC":
+        data = encode(source, "HEIC", quality=-1, chroma=444, matrix_coefficients=0, exif=exif.tobytes(),
+                      icc_profile=profile)  # fmt: skip
+        return data, upright(srgb_luma(source, profile), 6), "png"
+    if fmt == "AVIF":
+        data = encode(source, "AVIF", quality=100, subsampling="4:4:4", exif=exif.tobytes(), icc_profile=profile)
+        return data, upright(srgb_luma(source, profile), 6), "avif"
+    if fmt == "AVIF-animated":
+        second = source.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        data = encode(source, "AVIF", quality=100, subsampling="4:4:4", icc_profile=profile, save_all=True,
+                      append_images=[second], duration=[120, 240])  # fmt: skip
+        return data, srgb_luma(source, profile), "avif"
+    import pylibjxl
+
+    opaque = source.convert("RGB")
+    jpeg = encode(opaque, "JPEG", quality=100, subsampling=0, exif=exif.tobytes(), icc_profile=profile)
+    return bytes(pylibjxl.jpeg_to_jxl(jpeg)), upright(srgb_luma(opaque, profile), 6), "jpeg"
 
 
 @functools.cache

@@ -17,7 +17,18 @@ from PIL import ExifTags, Image, ImageCms
 from core import formats, icc
 from core.errors import ConfigError, ImageTooLarge, InvalidImage
 from core.imaging import grayscale, probe
-from tests.helper import decode, encode, hopper, mean_abs_diff, noise
+from tests.helper import (
+    PHONE_FORMATS,
+    decode,
+    encode,
+    encode_heic,
+    hopper,
+    mean_abs_diff,
+    noise,
+    phone_photo,
+    srgb_luma,
+    upright,
+)
 
 SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 ADOBE_RGB = ((0.64, 0.33), (0.21, 0.71), (0.15, 0.06), icc.D65)
@@ -179,31 +190,17 @@ def test_orientation_is_applied_once(fmt: str, orientation: int) -> None:
     data = _oriented(source, orientation, fmt, **LOSSLESS.get(fmt, {}))
     if fmt == "JXL":
         assert formats.jxl_header(data).orientation == orientation
-    expected = _upright(source, orientation).convert("L")
+    expected = upright(source, orientation).convert("L")
     out = decode(grayscale(data).data)
     assert out.size == expected.size
     assert max_diff(out, expected) <= (6 if fmt == "JXL" else 1)  # the JXL one is a JPEG inside
-
-
-def _upright(im: Image.Image, orientation: int) -> Image.Image:
-    copy = im.copy()
-    exif = copy.getexif()
-    exif[ExifTags.Base.Orientation] = orientation
-    copy.info["exif"] = exif.tobytes()
-    from PIL import ImageOps
-
-    return ImageOps.exif_transpose(copy)
 
 
 def _in_profile(profile: bytes) -> tuple[Image.Image, Image.Image]:
     """Saturated synthetic pixels tagged with ``profile``, and their luma once converted to sRGB."""
     source = hopper()
     source.info["icc_profile"] = profile
-    as_srgb = ImageCms.profileToProfile(
-        source, ImageCms.ImageCmsProfile(io.BytesIO(profile)), SRGB, renderingIntent=ImageCms.Intent.PERCEPTUAL
-    )
-    assert as_srgb is not None
-    return source, as_srgb.convert("L")
+    return source, srgb_luma(source, profile)
 
 
 WIDE = {
@@ -277,13 +274,8 @@ def test_the_made_profiles_agree_with_littlecms_srgb() -> None:
 
 
 def test_the_primary_image_of_a_heif_collection_is_rendered() -> None:
-    import pillow_heif
-
-    heif = pillow_heif.from_pillow(Image.new("RGB", (32, 32), (255, 255, 255)))
-    heif.add_from_pillow(Image.new("RGB", (48, 16), (0, 0, 0)))
-    buf = io.BytesIO()
-    heif.save(buf, quality=-1, primary_index=1)
-    result = grayscale(buf.getvalue())
+    white, black = Image.new("RGB", (32, 32), (255, 255, 255)), Image.new("RGB", (48, 16), (0, 0, 0))
+    result = grayscale(encode_heic([white, black], quality=-1, primary_index=1))
     out = decode(result.data)
     assert (result.width, result.height, result.frames) == (48, 16, 1)
     assert out.getpixel((5, 5)) < 10
@@ -423,3 +415,15 @@ def test_importing_the_pipeline_loads_no_format_plugin() -> None:
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
+
+
+@pytest.mark.parametrize("fmt", PHONE_FORMATS)
+def test_a_phone_photo_of_each_format_comes_out_right(fmt: str) -> None:
+    """Orientation, Display P3 and, where the format has them, alpha and frames, all at once (as the e2e tests)."""
+    data, expected, output = phone_photo(fmt)
+    result = grayscale(data)
+    out = decode(result.data)
+    assert (result.output_format, out.size) == (output, expected.size)
+    assert out.mode == ("RGBA" if output == "avif" else expected.mode)  # AVIF's gray with alpha decodes as RGBA
+    assert mean_abs_diff(out.convert(expected.mode), expected) <= (0.5 if fmt == "HEIC" else 2.5)
+    assert result.frames == (2 if fmt == "AVIF-animated" else 1)
