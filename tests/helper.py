@@ -129,9 +129,33 @@ def display_p3() -> bytes:
     return icc.profile(icc.PRIMARIES[12], 13, "Display P3")
 
 
+class _BitWriter:
+    def __init__(self) -> None:
+        self.bits: list[int] = []
+
+    def u(self, n: int, value: int) -> _BitWriter:
+        self.bits += [(value >> i) & 1 for i in range(n)]
+        return self
+
+    def data(self) -> bytes:
+        padded = self.bits + [0] * (-len(self.bits) % 8)
+        return bytes(sum(padded[i + j] << j for j in range(8)) for i in range(0, len(padded), 8))
+
+
+def jxl_codestream(width: int, height: int, *, animated: bool = False, orientation: int = 1) -> bytes:
+    """A codestream's size header and metadata, written bit by bit as ISO/IEC 18181-1 lays them out."""
+    bits = _BitWriter().u(1, 0)  # not div8
+    bits.u(2, 3).u(30, height - 1)  # U32 selector 3: 1 + u(30)
+    bits.u(3, 0).u(2, 3).u(30, width - 1)  # no ratio; width likewise
+    bits.u(1, 0).u(1, 1).u(3, orientation - 1)  # metadata not all default; extra fields; orientation
+    bits.u(1, 0).u(1, 0).u(1, int(animated))  # no intrinsic size, no preview, animation
+    return b"\xff\x0a" + bits.data() + b"\0" * 64
+
+
 PHONE_FORMATS = ("HEIC", "AVIF", "AVIF-animated", "JXL")
 
 
+@functools.cache  # the same bytes each time: an animated AVIF's encoding is not deterministic
 def phone_photo(fmt: str, seed: int = 0) -> tuple[bytes, Image.Image, str]:
     """A photo as phones and browsers make them, in one of ``PHONE_FORMATS``: turned by orientation 6, in Display P3,
     with alpha (HEIC, AVIF); its expected grayscale from the pixels (first frame); the result's format.

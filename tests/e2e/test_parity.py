@@ -5,17 +5,29 @@ from __future__ import annotations
 import http.client
 import json
 import urllib.parse
+import urllib.request
 import uuid
 from typing import Any
 
 import pytest
 
 from core.imaging import grayscale
-from tests.helper import decode, encode, hopper, http_json, png_bytes, wait_for_job
+from tests.helper import (
+    PHONE_FORMATS,
+    decode,
+    encode,
+    hopper,
+    http_json,
+    jxl_codestream,
+    phone_photo,
+    png_bytes,
+    wait_for_job,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator]
 
-JOB_KEYS = {"id", "status", "source", "result", "content_type", "error", "attempts", "created", "updated"}
+JOB_KEYS = {"id", "status", "source", "result", "content_type", "input_format", "output_format", "error", "attempts",
+            "created", "updated"}  # fmt: skip
 JPEG = encode(hopper(), "JPEG", quality=90)
 
 
@@ -92,7 +104,22 @@ def scenarios(api: str) -> dict[str, tuple[int, Any]]:
     record("retry done", *http_json("POST", f"{api}/jobs/{job['id']}/retry"))
     record("retry unknown", *http_json("POST", f"{api}/jobs/{'0' * 32}/retry"))
     record("retry wrong method", *http_json("GET", f"{api}/jobs/{job['id']}/retry"))
+    for fmt in PHONE_FORMATS:  # the same bytes on both clouds: the same ids, keys, formats and messages
+        data = phone_photo(fmt, 7)[0]
+        status, sent = http_json("POST", f"{api}/jobs", data, {"Content-Type": "image/heic"})
+        record(f"upload {fmt}", status, sent)
+        record(f"{fmt} done", 200, wait_for_job(api, sent["id"], timeout=60))
+        seen[f"{fmt} result type"] = result_type(f"{api}/jobs/{sent['id']}/result")  # type: ignore[assignment]
+        body, content_type = multipart(data, f"phone.{fmt.lower()}")
+        record(f"upload {fmt} multipart", *http_json("POST", f"{api}/jobs", body, {"Content-Type": content_type}))
+    record("upload animated JXL", *http_json("POST", f"{api}/jobs", jxl_codestream(64, 48, animated=True)))
+    record("upload truncated HEIC", *http_json("POST", f"{api}/jobs", phone_photo("HEIC", 8)[0][:300]))
     return seen
+
+
+def result_type(url: str) -> tuple[int, str]:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.status, response.headers["Content-Type"]
 
 
 EXPECTED = {
@@ -118,6 +145,15 @@ EXPECTED = {
     "retry done": (409, (["error", "message", "status"], "not_failed", "DONE")),
     "retry unknown": (404, (["error", "message"], "not_found", None)),
     "retry wrong method": (405, (["error", "message"], "method_not_allowed", None)),
+    **{f"upload {fmt}": (202, (sorted(JOB_KEYS), None, "PENDING")) for fmt in PHONE_FORMATS},
+    **{f"upload {fmt} multipart": (202, (sorted(JOB_KEYS), None, "PENDING")) for fmt in PHONE_FORMATS},
+    **{f"{fmt} done": (200, (sorted(JOB_KEYS), None, "DONE")) for fmt in PHONE_FORMATS},
+    "HEIC result type": (200, "image/png"),  # type: ignore[dict-item]
+    "AVIF result type": (200, "image/avif"),  # type: ignore[dict-item]
+    "AVIF-animated result type": (200, "image/avif"),  # type: ignore[dict-item]
+    "JXL result type": (200, "image/jpeg"),  # type: ignore[dict-item]
+    "upload animated JXL": (415, (["error", "message"], "unsupported_media_type", None)),
+    "upload truncated HEIC": (415, (["error", "message"], "unsupported_media_type", None)),
 }
 
 
@@ -142,6 +178,15 @@ def test_both_clouds_answer_identically(answers: dict[str, dict[str, tuple[int, 
     assert done["status"] == "DONE" and done["result"].startswith("results/") and done["attempts"] == 1
     failed = answers["gcp"]["failed job, its values"][1]
     assert failed["status"] == "FAILED" and "truncated" in failed["error"] and failed["result"] is None
+    formats = {"HEIC": ("heic", "png", ".png"), "AVIF": ("avif", "avif", ".avif"), "JXL": ("jxl", "jpeg", ".jpg")}
+    for fmt, (name, output, extension) in formats.items():
+        sent, done = answers["gcp"][f"upload {fmt}, its values"][1], answers["gcp"][f"{fmt} done, its values"][1]
+        assert (sent["input_format"], sent["output_format"]) == (name, None)
+        assert (done["input_format"], done["output_format"], done["result"][-len(extension) :]) == (
+            name,
+            output,
+            extension,
+        )
 
 
 @pytest.mark.parametrize("stack", ["gcp_stack", "azure_stack"])

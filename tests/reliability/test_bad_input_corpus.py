@@ -16,7 +16,7 @@ from PIL import Image
 from core.jobs import job_id_for
 from devstack.azure import AzureStack
 from devstack.gcp import GcpStack
-from tests.helper import encode, http_json, noise, png_bytes, tiny_animation, wait_for_job
+from tests.helper import encode, http_json, jxl_codestream, noise, png_bytes, tiny_animation, wait_for_job
 from tests.unit.test_imaging import _samples
 
 pytestmark = [pytest.mark.reliability, pytest.mark.emulator]
@@ -40,6 +40,17 @@ def corpus() -> dict[str, bytes]:
     cmyk = Image.new("CMYK", (64, 48), (10, 200, 30, 5))
     bad["frames-3000.gif"] = tiny_animation(3_000)  # past the frame cap: bounded work, one attempt
     bad["cmyk-broken-icc.jpg"] = encode(cmyk, "JPEG", icc_profile=b"not an ICC profile at all" * 20)
+    for fmt in ("HEIC", "AVIF", "JXL"):  # the native decoders: libheif/libde265, libavif/dav1d, libjxl
+        data = encode(noise(), fmt)
+        bad[f"truncated-{fmt.lower()}"] = data[: len(data) // 2]
+        flipped = bytearray(data)
+        for position in range(len(flipped) // 3, len(flipped), max(1, len(flipped) // 40)):
+            flipped[position] ^= 0xFF
+        bad[f"corrupt-{fmt.lower()}"] = bytes(flipped)
+    heic = encode(noise(), "HEIC")
+    bad["heic-branded-avif"] = heic[:8] + b"avif" + heic[12:].replace(b"heic", b"avif").replace(b"heix", b"avif")
+    bad["animated.jxl"] = jxl_codestream(64, 48, animated=True)
+    bad["bomb.jxl"] = jxl_codestream(100_000, 100_000)  # a header only: refused before any decoding
     return bad
 
 

@@ -23,6 +23,7 @@ from tests.helper import (
     encode,
     encode_heic,
     hopper,
+    jxl_codestream,
     mean_abs_diff,
     noise,
     phone_photo,
@@ -105,43 +106,20 @@ def test_the_jxl_header_gives_the_size_and_alpha(size: tuple[int, int], mode: st
     assert (header.width, header.height, header.alpha, header.animated) == (*size, mode == "RGBA", False)
 
 
-class _BitWriter:
-    def __init__(self) -> None:
-        self.bits: list[int] = []
-
-    def u(self, n: int, value: int) -> _BitWriter:
-        self.bits += [(value >> i) & 1 for i in range(n)]
-        return self
-
-    def data(self) -> bytes:
-        padded = self.bits + [0] * (-len(self.bits) % 8)
-        return bytes(sum(padded[i + j] << j for j in range(8)) for i in range(0, len(padded), 8))
-
-
-def _jxl_codestream(width: int, height: int, *, animated: bool = False, orientation: int = 1) -> bytes:
-    """A codestream's size header and metadata, written bit by bit as ISO/IEC 18181-1 lays them out."""
-    bits = _BitWriter().u(1, 0)  # not div8
-    bits.u(2, 3).u(30, height - 1)  # U32 selector 3: 1 + u(30)
-    bits.u(3, 0).u(2, 3).u(30, width - 1)  # no ratio; width likewise
-    bits.u(1, 0).u(1, 1).u(3, orientation - 1)  # metadata not all default; extra fields; orientation
-    bits.u(1, 0).u(1, 0).u(1, int(animated))  # no intrinsic size, no preview, animation
-    return b"\xff\x0a" + bits.data() + b"\0" * 64
-
-
 def test_the_bit_writer_agrees_with_the_reader() -> None:
-    header = formats.jxl_header(_jxl_codestream(4912, 3264, orientation=6))
+    header = formats.jxl_header(jxl_codestream(4912, 3264, orientation=6))
     assert (header.width, header.height, header.orientation, header.animated) == (4912, 3264, 6, False)
 
 
 def test_an_animated_jxl_is_refused_with_a_sentence_before_decoding() -> None:
     with pytest.raises(InvalidImage, match="animated JPEG XL is not supported"):
-        grayscale(_jxl_codestream(64, 48, animated=True))
+        grayscale(jxl_codestream(64, 48, animated=True))
 
 
 def test_a_jxl_over_the_pixel_limit_is_refused_from_its_header() -> None:
     # Only a header: had the decoder run, this would be a damaged file, not one too large.
     with pytest.raises(ImageTooLarge, match=r"JXL image of 100000x100000 = 10,000,000,000 pixels"):
-        grayscale(_jxl_codestream(100_000, 100_000))
+        grayscale(jxl_codestream(100_000, 100_000))
 
 
 def test_a_truncated_jxl_header_is_invalid() -> None:

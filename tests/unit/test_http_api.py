@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import uuid
 from dataclasses import replace
 
@@ -208,6 +209,9 @@ def test_page_is_html_that_uses_the_api(services: Services) -> None:
     assert response.content_type.startswith("text/html")
     html = response.body.decode()
     assert "<form" in html and "fetch(" in html and "/result" in html
+    # The file picker offers phone formats by extension too: some systems map .heic or .jxl to no image/* type.
+    picker = re.search(r'<input id="file"[^>]*accept="([^"]+)"', html)
+    assert picker and set(picker[1].split(",")) >= {"image/*", ".heic", ".heif", ".avif", ".jxl"}
 
 
 @pytest.mark.parametrize(("method", "path"), [("DELETE", "/jobs/abc"), ("GET", "/jobs"), ("POST", "/")])
