@@ -13,12 +13,17 @@ import base64
 import contextlib
 import json
 import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
 
 from azure.functions.queue import QueueMessage
 from azure.storage.blob import BlobClient
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from core import formats
 from core.errors import BadRequest, InvalidImage
 from core.imaging import grayscale
 from core.memory import InMemoryObjectStore, InMemoryTaskQueue
@@ -26,7 +31,7 @@ from core.pipeline import Services
 from functions_azure import blueprint
 from functions_azure import services as azure_services
 from functions_gcp import events
-from tests.helper import encode, hopper
+from tests.helper import encode, hopper, noise
 
 settings.register_profile("ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("long", max_examples=20_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -55,6 +60,47 @@ def test_grayscale_of_mutated_images_raises_only_invalid_image(
     except InvalidImage:
         return
     assert result.data and result.content_type.startswith("image/")
+
+
+BMFF = [encode(hopper(), fmt) for fmt in ("HEIC", "AVIF")]
+JXL = encode(hopper(), "JXL", lossless=True)
+
+
+@given(st.sampled_from([*BMFF, JXL, b"\x00\x00\x00\x0cJXL \r\n\x87\n"]), st.binary(max_size=600), st.integers(0, 700))
+def test_the_sniffers_never_raise_and_the_jxl_header_raises_only_invalid_image(
+    seed: bytes, noise_bytes: bytes, keep: int
+) -> None:
+    data = seed[:keep] + noise_bytes  # the signature and the first boxes or bits kept, the rest arbitrary
+    assert formats.sniff(data) in (None, "HEIF", "AVIF", "JXL")
+    stated = formats.nclx(data)
+    assert stated is None or len(stated) == 2
+    with contextlib.suppress(InvalidImage):
+        header = formats.jxl_header(data)
+        assert header.width >= 1 and header.height >= 1
+
+
+def test_the_native_decoders_survive_mutated_files_in_a_process_with_limits(tmp_path: Path) -> None:
+    """A crash or a runaway allocation in libheif, libavif or libjxl fails here, naming the input, not pytest."""
+    seeds = []
+    for fmt, data in {"heic": encode(noise(), "HEIC"), "avif": encode(noise(), "AVIF"), "jxl": JXL}.items():
+        seeds.append(tmp_path / f"seed.{fmt}")
+        seeds[-1].write_bytes(data)
+    last = tmp_path / "last-input"
+
+    def limits() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # 2 GiB of address space
+        resource.setrlimit(resource.RLIMIT_CPU, (120, 120))
+
+    count = int(os.environ.get("NATIVE_FUZZ_COUNT", "150"))
+    child = subprocess.run(
+        [sys.executable, "-m", "tests.fuzz_native", *map(str, seeds), "--count", str(count), "--last", str(last)],
+        capture_output=True, text=True, timeout=600, preexec_fn=limits, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    crashed = f"exit {child.returncode}; the last input ({last}): {last.read_bytes()[:64]!r}...\n{child.stderr[-2000:]}"
+    assert child.returncode == 0, crashed
+    outcomes = json.loads(child.stdout.strip().splitlines()[-1])
+    assert outcomes["rendered"] + outcomes["invalid"] == 3 * count
+    assert outcomes["invalid"] > 0  # the mutations reached the decoders' error paths
 
 
 json_values = st.recursive(
