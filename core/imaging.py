@@ -33,14 +33,16 @@ from typing import cast
 
 from PIL import ExifTags, Image, ImageCms, UnidentifiedImageError
 
-from core import config, formats, icc
+from core import config
 from core.errors import ConfigError, ImageTooLarge, InvalidImage
 
 # The formats we accept (JPEG includes MPO). Pillow can open more (EPS, PSD, ...), but each opener
 # is attack surface, and these are what cameras, phones, browsers and scanners produce.
 CLASSIC = ("JPEG", "PNG", "GIF", "WEBP", "TIFF", "BMP")
-FORMATS = (*CLASSIC, formats.HEIF, formats.AVIF, formats.JXL)
-NAMES = {"MPO": "jpeg", formats.HEIF: "heic"} | {fmt: fmt.lower() for fmt in FORMATS if fmt != formats.HEIF}
+HEIF, AVIF, JXL = "HEIF", "AVIF", "JXL"
+"""Recognised by ``core.formats.sniff`` (imported when an image is opened: a cold start compiles no more)."""
+FORMATS = (*CLASSIC, HEIF, AVIF, JXL)
+NAMES = {"MPO": "jpeg", HEIF: "heic"} | {fmt: fmt.lower() for fmt in FORMATS if fmt != HEIF}
 """Pillow's format names to the names of ``GRAYSCALE_FORMATS`` and the job record's ``input_format``."""
 CONTENT_TYPES = {
     "JPEG": "image/jpeg",
@@ -50,9 +52,9 @@ CONTENT_TYPES = {
     "WEBP": "image/webp",
     "TIFF": "image/tiff",
     "BMP": "image/bmp",
-    formats.HEIF: "image/heic",
-    formats.AVIF: "image/avif",
-    formats.JXL: "image/jxl",
+    HEIF: "image/heic",
+    AVIF: "image/avif",
+    JXL: "image/jxl",
 }
 EXTENSIONS = {
     "image/jpeg": ".jpg",
@@ -61,10 +63,10 @@ EXTENSIONS = {
     "image/webp": ".webp",
     "image/avif": ".avif",
 }
-_ANIMATED_FORMATS = ("GIF", "WEBP", "PNG", formats.AVIF)
+_ANIMATED_FORMATS = ("GIF", "WEBP", "PNG", AVIF)
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
-_SELF_ORIENTED = (formats.HEIF, formats.JXL)
+_SELF_ORIENTED = (HEIF, JXL)
 """Formats whose decoders apply the file's own orientation; their EXIF orientation is not applied again."""
 AVIF_SPEED = 8
 """libavif's speed for AVIF output (0 slowest, 10 fastest); Pillow's default is 6 (bench/grayscale.py)."""
@@ -179,11 +181,13 @@ def _reason(exc: BaseException) -> str:
 def _open(data: bytes, limit: int) -> Image.Image:
     if not data:
         raise InvalidImage("empty input: 0 bytes is not an image")
+    from core import formats
+
     accepted = config.formats()
     sniffed = formats.sniff(data)
     if sniffed is not None:
         _turned_on(sniffed, accepted)
-        if sniffed == formats.JXL:
+        if sniffed == JXL:
             _check_jxl(data, limit)
         _load_plugin(sniffed)
     candidates = (sniffed,) if sniffed else CLASSIC
@@ -202,7 +206,7 @@ def _open(data: bytes, limit: int) -> Image.Image:
         raise InvalidImage(f"damaged or truncated {sniffed or 'image'} (unreadable header): {_reason(exc)}") from exc
     if not sniffed:
         _turned_on(im.format or "", accepted)
-    elif sniffed == formats.AVIF and "icc_profile" not in im.info and (stated := formats.nclx(data)):
+    elif sniffed == AVIF and "icc_profile" not in im.info and (stated := formats.nclx(data)):
         # Pillow's AVIF plugin does not expose nclx: the colours' primaries come from the file's own box.
         im.info["nclx_profile"] = {"color_primaries": stated[0], "transfer_characteristics": stated[1]}
     return im
@@ -219,18 +223,20 @@ def _turned_on(fmt: str, accepted: frozenset[str]) -> None:
 @functools.cache
 def _load_plugin(fmt: str) -> None:
     """Register the Pillow plugin for ``fmt`` the first time such bytes arrive (AVIF is Pillow's own)."""
-    if fmt == formats.HEIF:
+    if fmt == HEIF:
         from pi_heif import as_plugin  # LGPL libheif and libde265, decode only: no HEVC encoder (docs/formats.md)
 
         as_plugin.register_heif_opener()
-    elif fmt == formats.JXL:
+    elif fmt == JXL:
         import pylibjxl  # BSD libjxl; its plugin decodes on load(), not in open()
 
         pylibjxl.register_pillow()
 
 
 def _check_jxl(data: bytes, limit: int) -> None:
-    """The pixel limit and the animation check for JPEG XL, from its header: its plugin decodes in ``open``."""
+    """The pixel limit and the animation check for JPEG XL, from its header, before its decoder sees the bytes."""
+    from core import formats
+
     header = formats.jxl_header(data)
     if header.animated:
         raise InvalidImage(
@@ -249,7 +255,7 @@ def _frames(im: Image.Image, fmt: str) -> int:
     A GIF's ``n_frames`` reads every frame header: a million of them would take longer than the render.
     A HEIF collection's other images (thumbnails, bursts) are not frames: its primary image is the photo.
     """
-    if fmt == formats.HEIF:
+    if fmt == HEIF:
         return 1
     cap = config.max_frames()
     over = False
@@ -300,15 +306,17 @@ def _target(im: Image.Image, info: ImageInfo, data: bytes) -> str:
     chosen = config.output_format()
     if chosen != "same":
         return chosen.upper()
-    if info.format == formats.AVIF or info.animated:
-        return "AVIF" if info.format == formats.AVIF else info.format
+    if info.format == AVIF or info.animated:
+        return "AVIF" if info.format == AVIF else info.format
     if _has_alpha(im):
         return "PNG"
     if info.format in ("JPEG", "MPO"):
         return "JPEG"
-    if info.format == formats.HEIF:
+    if info.format == HEIF:
         return "JPEG"
-    if info.format == formats.JXL:
+    if info.format == JXL:
+        from core import formats
+
         return "JPEG" if formats.jxl_header(data).photo else "PNG"
     return "PNG"
 
@@ -451,6 +459,8 @@ def _profile_of(im: Image.Image) -> bytes | None:
     stated = im.info.get("nclx_profile")
     if not isinstance(stated, dict):
         return None
+    from core import icc
+
     primaries, transfer = int(stated.get("color_primaries", 2)), int(stated.get("transfer_characteristics", 2))
     chroma = None
     if "color_primary_red_x" in stated:  # pi_heif gives the primaries' values too

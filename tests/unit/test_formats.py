@@ -389,7 +389,8 @@ def test_a_wrongly_branded_file_is_invalid(fmt: str, brand: bytes) -> None:
 def test_importing_the_pipeline_loads_no_format_plugin() -> None:
     code = (
         "import sys, core.imaging, core.pipeline, core.http_api\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pi_heif', 'pylibjxl', 'numpy', 'pillow_heif')))"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('pi_heif', 'pylibjxl', 'numpy', 'pillow_heif')"
+        " or m in ('core.formats', 'core.icc')))"
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
@@ -405,3 +406,9 @@ def test_a_phone_photo_of_each_format_comes_out_right(fmt: str) -> None:
     assert out.mode == ("RGBA" if output == "avif" else expected.mode)  # AVIF's gray with alpha decodes as RGBA
     assert mean_abs_diff(out.convert(expected.mode), expected) <= (0.5 if fmt == "HEIC" else 2.5)
     assert result.frames == (2 if fmt == "AVIF-animated" else 1)
+
+
+def test_the_format_names_agree_between_the_sniffer_and_the_renderer() -> None:
+    from core import imaging
+
+    assert (imaging.HEIF, imaging.AVIF, imaging.JXL) == (formats.HEIF, formats.AVIF, formats.JXL)
