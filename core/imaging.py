@@ -69,7 +69,7 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 _SELF_ORIENTED = (HEIF, JXL)
 """Formats whose decoders apply the file's own orientation; their EXIF orientation is not applied again."""
 AVIF_SPEED = 8
-"""libavif's speed for AVIF output (0 slowest, 10 fastest); Pillow's default 6 took 2.2x as long (docs/performance.md)."""
+"""libavif's speed for AVIF output (0 slowest, 10 fastest); Pillow's default 6 takes 2.2x as long (performance.md)."""
 AVIF_QUALITY = 75
 
 # What Pillow raises on damaged input: OSError ("image file is truncated",
