@@ -77,6 +77,8 @@ def storage_change(event_type: str, data: Any) -> StorageObject | None:
         change = str(attributes.get("eventType"))
         if change not in ("OBJECT_FINALIZE", "OBJECT_DELETE"):
             return None  # OBJECT_METADATA_UPDATE, OBJECT_ARCHIVE: nothing to do
+        if change == "OBJECT_DELETE" and attributes.get("overwrittenByGeneration"):
+            return None  # an overwrite, not a delete: the new generation's OBJECT_FINALIZE says all there is
         resource = _decoded_json(message) if message.get("data") else {}
         resource = {"bucket": attributes.get("bucketId"), "name": attributes.get("objectId"), **resource}
     else:

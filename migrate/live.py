@@ -31,10 +31,11 @@ from typing import Any
 
 from core import names
 from core.errors import BadRequest, NotFound, TransientError
+from core.jobs import JOBS_PREFIX
 from core.pipeline import FREEZE_KEY, REPLICA_KEY, SWITCHED_KEY, Services, accept_deferred, is_upload
 from core.ports import Destination, ObjectDetails, ObjectStore, ReplicationFeed, Source
 from migrate import rules
-from migrate.copy import Options, copy_entry, dest_key_for, existing_blob, fresh_details
+from migrate.copy import Options, copy_entry, dest_key_for, existing_blob, fresh_details, is_current
 from migrate.runs import RUNS_PREFIX, exists, run_key
 from migrate.verify import compare_bytes, compare_properties
 
@@ -188,42 +189,62 @@ def replicate(
     else:
         obj = fresh_details(source, key)
     if obj is not None and change.change == "OBJECT_FINALIZE" and _older(change.generation, obj.generation):
-        return "superseded"  # a newer generation is there: its own notification copies it (job records: 3 writes)
+        return "superseded"  # a newer generation is there: its own notification copies it
+    if obj is not None and change.details is not None and key.startswith(JOBS_PREFIX) and _gone(source, obj):
+        return "superseded"  # a job record is written three times in a second: the later writes' notifications copy it
     message_id = change.message_id or uuid.uuid4().hex
     inflight = run_key(live.run_id, f"replication/inflight/{_safe(message_id)}")
-    records.put(inflight, key.encode(), content_type="text/plain")
     if obj is None:
+        records.put(inflight, key.encode(), content_type="text/plain")
         action = _deleted(change, dest, records, live)
-    else:
-        frozen_at = _freeze_time(bucket) if is_upload(key) else None
-        tags = {}
-        if frozen_at is not None and is_upload(key) and obj.created is not None and obj.created >= frozen_at:
-            tags[names.DEFERRED_KEY] = frozen_at.isoformat()  # written after the freeze: Azure processes it
-        options = Options(tags=tags)
-        target = live.blob_name(key, options)
-        current = existing_blob(dest)(target) if target else None
-        if current is not None and not current.metadata.get(rules.GENERATION_KEY):
-            if obj.metadata.get(names.RESTORED_KEY) != current.version:
-                # The target wrote it itself (it has switched): a late write on the source never overwrites it.
-                log.warning("kept %s: the target wrote it itself; the source's later write is not copied over it", key)
-                records.delete(inflight)
-                return "kept"
-            # A rollback copied this blob back: write its copy over it (the same bytes, now with the generation),
-            # so that the object's later writes reach it. The write is still conditional on the blob's ETag.
-            current = replace(current, md5=None)
-        outcome = copy_entry(source, dest, obj, lambda name: current if name == target else existing_blob(dest)(name),
-                             options, source_prefix=live.source_prefix, dest_prefix=live.dest_prefix)  # fmt: skip
-        if outcome.action == "failed":
-            now_obj = fresh_details(source, key)
-            if now_obj is not None and now_obj.generation == obj.generation:
-                raise TransientError(f"replicating {key} failed: {outcome.error}")  # the inflight marker stays
-            outcome.action = "superseded"  # rewritten or deleted meanwhile: that change's own notification copies it
-        action = outcome.action
+        records.delete(inflight)
+        return action
+    frozen_at = _freeze_time(bucket) if is_upload(key) else None
+    tags = {}
+    if frozen_at is not None and is_upload(key) and obj.created is not None and obj.created >= frozen_at:
+        tags[names.DEFERRED_KEY] = frozen_at.isoformat()  # written after the freeze: Azure processes it
+    options = Options(tags=tags)
+    target = live.blob_name(key, options)
+    current = existing_blob(dest)(target) if target else None
+    # What writes nothing is decided before the inflight marker, so it writes nothing at all: the drain waits only
+    # for replications that will write.
+    if current is not None and not current.metadata.get(rules.GENERATION_KEY):
+        if obj.metadata.get(names.RESTORED_KEY) != current.version:
+            # The target wrote it itself (it has switched): a late write on the source never overwrites it.
+            log.warning("kept %s: the target wrote it itself; the source's later write is not copied over it", key)
+            return "kept"
+        # A rollback copied this blob back: write its copy over it (the same bytes, now with the generation),
+        # so that the object's later writes reach it. The write is still conditional on the blob's ETag.
+        current = replace(current, md5=None)
+    elif (
+        current is not None and is_current(obj, current) and all(current.metadata.get(n) == v for n, v in tags.items())
+    ):
+        return "skipped"  # a duplicate notification, or a later generation got there first
+    records.put(inflight, key.encode(), content_type="text/plain")
+    outcome = copy_entry(source, dest, obj, lambda name: current if name == target else existing_blob(dest)(name),
+                         options, source_prefix=live.source_prefix, dest_prefix=live.dest_prefix)  # fmt: skip
+    if outcome.action == "failed":
+        now_obj = fresh_details(source, key)
+        if now_obj is not None and now_obj.generation == obj.generation:
+            raise TransientError(f"replicating {key} failed: {outcome.error}")  # the inflight marker stays
+        outcome.action = "superseded"  # rewritten or deleted meanwhile: that change's own notification copies it
+    if outcome.action != "superseded":
         lag_ms = max(0, int((now() - obj.created).total_seconds() * 1000)) if obj.created else 0
         minute = now().strftime("%Y%m%dT%H%M")
         records.put(run_key(live.run_id, f"replication/done/{minute}/{_safe(message_id)}~{lag_ms}"), key.encode())
     records.delete(inflight)
-    return action
+    return outcome.action
+
+
+def _gone(source: Source, obj: ObjectDetails) -> bool:
+    """Whether the object's generation has been overwritten (one byte read at that generation: GCS class B)."""
+    if not obj.generation or not obj.size:
+        return False
+    try:
+        source.read_range(obj.key, obj.generation, 0, 0)
+    except NotFound:
+        return True
+    return False
 
 
 def fail(change: Change, records: ObjectStore, live: Live, reason: str) -> None:

@@ -192,3 +192,7 @@ def test_a_delete_is_a_change_for_replication_and_nothing_for_processing() -> No
     assert published is not None and (published.change, published.generation) == ("OBJECT_DELETE", "5")
     metadata = {"attributes": {"eventType": "OBJECT_METADATA_UPDATE", "bucketId": "b", "objectId": "k"}}
     assert events.storage_change(events.PUBLISHED, {"message": metadata}) is None
+    # GCS also sends OBJECT_DELETE for the generation an overwrite replaced, with overwrittenByGeneration: not a
+    # delete to report or replicate (a job record's three writes would report two deletes), and no Azure write.
+    overwritten = {**message, "attributes": {**message["attributes"], "overwrittenByGeneration": "6"}}
+    assert events.storage_change(events.PUBLISHED, {"message": overwritten}) is None

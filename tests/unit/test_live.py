@@ -73,7 +73,39 @@ def test_duplicate_and_out_of_order_notifications_are_harmless() -> None:
     assert live.replicate(second, bucket, source, dest, records, RUN) == "skipped"  # a duplicate
     assert b"".join(dest.read_chunks("uploads/a.jpg")) == b"second"
     found = runs.replication(records, RUN.run_id)
-    assert (found["pending"], found["recent"]) == (0, 2) and found["lag_p50_s"] is not None  # m2 twice: one record
+    # Only the copy is recorded: a notification that writes nothing (late, or a duplicate) records nothing either.
+    assert (found["pending"], found["recent"]) == (0, 1) and found["lag_p50_s"] is not None
+
+
+class CountingStore(InMemoryObjectStore):
+    """Counts the writes (puts and deletes) made to the run's records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def put(self, key: str, data: bytes, **kwargs: Any) -> Any:
+        self.writes += 1
+        return super().put(key, data, **kwargs)
+
+    def delete(self, key: str, **kwargs: Any) -> None:
+        self.writes += 1
+        super().delete(key, **kwargs)
+
+
+def test_a_job_records_superseded_notifications_cost_no_azure_write() -> None:
+    """A job record is written three times in a second; notifications delivered after the third write copy once."""
+    bucket, source, dest, _ = ends("superseded-cost")
+    records = CountingStore()
+    generations = [source.add("jobs/j.json", body) for body in (b"PENDING", b"PROCESSING", b"DONE")]
+    changes = [live.Change(g.key, generation=g.generation, message_id=f"m{i}", details=g)
+               for i, g in enumerate(generations)]  # fmt: skip
+    actions = [live.replicate(change, bucket, source, dest, records, RUN) for change in changes]
+    assert actions == ["superseded", "superseded", "copied"]
+    assert records.writes == 3  # the copy's own bookkeeping: inflight marker, done record, marker removed
+    assert b"".join(dest.read_chunks("jobs/j.json")) == b"DONE"
+    again = [live.replicate(change, bucket, source, dest, records, RUN) for change in changes]  # redelivered
+    assert again == ["superseded", "superseded", "skipped"] and records.writes == 3
 
 
 def test_an_upload_written_after_the_freeze_is_tagged_for_the_target() -> None:
