@@ -1,6 +1,7 @@
 """Upload-to-DONE latency through the local function hosts, with the processing time as baseline.
 
     python bench/chain_latency.py [FOLDER] [--count 50] [--rate 7] [--cloud gcp|azure|both] [--way store|api|both]
+                                  [--stack alone|dev]
 
 For each cloud it starts the whole local stack (GCP: ``devstack.gcp``, fake-gcs-server,
 the Pub/Sub emulator and functions-framework; Azure: ``devstack.azure``, Azurite,
@@ -13,11 +14,17 @@ upload to accepted (the storage event) and accepted to DONE (the queue and the w
 it times ``core.imaging.grayscale`` on the same photos in this process, and
 prints p50 and p95 of both and their ratio: what the chain (notification,
 two Pub/Sub pushes, the record writes) adds on top of the work itself.
+
+``--stack dev`` starts both clouds together, as ``make dev`` does (one Azurite, Event Grid's stand-in
+shared), and measures each cloud in turn with the other up: what users run. It also prints p99 and,
+for the ten slowest jobs, the slower hop: upload to accepted (the storage event) or accepted to DONE
+(the queue and the render), with the photo's size.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -73,11 +80,12 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 def measure(stack: GcpStack | AzureStack, photos: list[bytes], count: int, interval: float, way: str) -> Any:
-    """Per job: (upload to DONE, upload to accepted) in milliseconds, for ``count`` uploads one ``way``."""
+    """Per job: (upload to DONE, upload to accepted, megapixels) in milliseconds, for ``count`` uploads one ``way``."""
     os.environ.update(stack.env())
     store = stack.store()
     jobs = JsonJobStore(store)
     uploaded: dict[str, datetime] = {}
+    sizes: dict[str, float] = {}
     run = uuid.uuid4().hex[:6]
     next_at = time.monotonic()
     for index in range(count):
@@ -100,9 +108,10 @@ def measure(stack: GcpStack | AzureStack, photos: list[bytes], count: int, inter
             with urllib.request.urlopen(request, timeout=60) as response:
                 job_id = json.loads(response.read())["id"]
         uploaded[job_id] = sent
+        sizes[job_id] = megapixels(data)
         next_at += interval
         time.sleep(max(0.0, next_at - time.monotonic()))
-    latencies: dict[str, tuple[float, float]] = {}
+    latencies: dict[str, tuple[float, float, float]] = {}
     deadline = time.monotonic() + 120
     while len(latencies) < len(uploaded) and time.monotonic() < deadline:
         for job_id, at in uploaded.items():
@@ -116,12 +125,36 @@ def measure(stack: GcpStack | AzureStack, photos: list[bytes], count: int, inter
                 latencies[job_id] = (
                     (job.updated - at).total_seconds() * 1000,
                     (job.created - at).total_seconds() * 1000,
+                    sizes[job_id],
                 )
         time.sleep(0.2)
     if len(latencies) < len(uploaded):
         print(f"only {len(latencies)} of {len(uploaded)} jobs finished in 120 s", file=sys.stderr)
         return None
     return list(latencies.values())
+
+
+def megapixels(data: bytes) -> float:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        return im.width * im.height / 1e6
+
+
+@contextlib.contextmanager
+def stacks(kind: str, cloud: str) -> Any:
+    """The stack to measure ``cloud`` on: alone, or both clouds up as ``make dev`` runs them."""
+    if kind == "alone":
+        with GcpStack() if cloud == "gcp" else AzureStack() as stack:
+            yield stack
+        return
+    from devstack.stacks import both_clouds
+
+    with contextlib.ExitStack() as exits:
+        gcp, azure = both_clouds(exits, bucket=f"bench-{uuid.uuid4().hex[:6]}", container="bench")
+        yield gcp if cloud == "gcp" else azure
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=7.0, help="uploads a second (default 7)")
     parser.add_argument("--cloud", choices=("gcp", "azure", "both"), default="both")
     parser.add_argument("--way", choices=("store", "api", "both"), default="both")
+    parser.add_argument("--stack", choices=("alone", "dev"), default="alone",
+                        help="each cloud's stack alone (default), or both up as make dev runs them")  # fmt: skip
     args = parser.parse_args(argv)
     shared = ROOT.parent / "shared" / "data" / "seed-photos"
     folder = args.folder or (shared if shared.is_dir() else ROOT / "samples")
@@ -154,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     for cloud in clouds:
         saved = dict(os.environ)
         try:
-            with GcpStack() if cloud == "gcp" else AzureStack() as stack:
+            with stacks(args.stack, cloud) as stack:
                 if isinstance(stack, GcpStack) and stack.pubsub is None:
                     print(f"  gcp: cannot measure the chain: {stack.note}")
                     status = 2
@@ -181,19 +216,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(
-    cloud: str, way: str, found: list[tuple[float, float]], b50: float, b95: float, baseline: list[float]
+    cloud: str, way: str, found: list[tuple[float, float, float]], b50: float, b95: float, baseline: list[float]
 ) -> None:
     chain, accepted = [f[0] for f in found], [f[1] for f in found]
-    p50, p95 = percentile(chain, 50), percentile(chain, 95)
+    p50, p95, p99 = percentile(chain, 50), percentile(chain, 95), percentile(chain, 99)
     host = "functions-framework chain" if cloud == "gcp" else "devhost"
     target = TARGET_P95_MS[cloud]
     print(f"  {cloud} {way:5} upload -> DONE ({host}): p50 {p50:7.1f} ms   p95 {p95:7.1f} ms   max {max(chain):7.1f} ms"
           f"   (target p95 <= {target} ms: {'met' if p95 <= target else 'NOT met'})")  # fmt: skip
     print(f"  {cloud} {way:5}   upload -> accepted: p50 {percentile(accepted, 50):7.1f} ms   p95 "
           f"{percentile(accepted, 95):7.1f} ms; accepted -> DONE: p50 "
-          f"{percentile([c - a for c, a in found], 50):7.1f} ms")  # fmt: skip
+          f"{percentile([f[0] - f[1] for f in found], 50):7.1f} ms")  # fmt: skip
     print(f"  {cloud} {way:5}   ratio to the baseline: p50 {p50 / b50:7.1f}x   p95 {p95 / b95:7.1f}x;"
-          f" mean overhead {statistics.mean(chain) - statistics.mean(baseline):.1f} ms")  # fmt: skip
+          f" mean overhead {statistics.mean(chain) - statistics.mean(baseline):.1f} ms; p99 {p99:7.1f} ms")  # fmt: skip
+    slowest = sorted(found, reverse=True)[:10]
+    hops = [("event" if a >= c - a else "queue+render", c, a, mp) for c, a, mp in slowest]
+    print(
+        f"  {cloud} {way:5}   ten slowest (total ms, slower hop, MP): "
+        + ", ".join(f"{c:.0f} {hop} ({mp:.1f})" for hop, c, _, mp in hops)
+    )
 
 
 if __name__ == "__main__":
