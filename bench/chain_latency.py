@@ -47,6 +47,8 @@ from devstack.azure import AzureStack  # noqa: E402
 from devstack.gcp import GcpStack  # noqa: E402
 
 TARGET_P95_MS = {"gcp": 350, "azure": 400}
+TARGET_DEV_P95_MS = 600
+"""With both clouds up (``--stack dev``), for either cloud."""
 
 
 def group_cpu_seconds(leader: int) -> float:
@@ -80,12 +82,13 @@ def percentile(values: list[float], pct: float) -> float:
 
 
 def measure(stack: GcpStack | AzureStack, photos: list[bytes], count: int, interval: float, way: str) -> Any:
-    """Per job: (upload to DONE, upload to accepted, megapixels) in milliseconds, for ``count`` uploads one ``way``."""
+    """Per job: (upload to DONE ms, upload to accepted ms, megapixels, its place in the sequence), ``count`` uploads."""
     os.environ.update(stack.env())
     store = stack.store()
     jobs = JsonJobStore(store)
     uploaded: dict[str, datetime] = {}
     sizes: dict[str, float] = {}
+    order: dict[str, int] = {}
     run = uuid.uuid4().hex[:6]
     next_at = time.monotonic()
     for index in range(count):
@@ -109,9 +112,10 @@ def measure(stack: GcpStack | AzureStack, photos: list[bytes], count: int, inter
                 job_id = json.loads(response.read())["id"]
         uploaded[job_id] = sent
         sizes[job_id] = megapixels(data)
+        order[job_id] = index
         next_at += interval
         time.sleep(max(0.0, next_at - time.monotonic()))
-    latencies: dict[str, tuple[float, float, float]] = {}
+    latencies: dict[str, tuple[float, float, float, int]] = {}
     deadline = time.monotonic() + 120
     while len(latencies) < len(uploaded) and time.monotonic() < deadline:
         for job_id, at in uploaded.items():
@@ -126,6 +130,7 @@ def measure(stack: GcpStack | AzureStack, photos: list[bytes], count: int, inter
                     (job.updated - at).total_seconds() * 1000,
                     (job.created - at).total_seconds() * 1000,
                     sizes[job_id],
+                    order[job_id],
                 )
         time.sleep(0.2)
     if len(latencies) < len(uploaded):
@@ -164,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=7.0, help="uploads a second (default 7)")
     parser.add_argument("--cloud", choices=("gcp", "azure", "both"), default="both")
     parser.add_argument("--way", choices=("store", "api", "both"), default="both")
+    parser.add_argument("--warmup", type=int, default=0, help="uploads sent and waited for before measuring")
     parser.add_argument("--stack", choices=("alone", "dev"), default="alone",
                         help="each cloud's stack alone (default), or both up as make dev runs them")  # fmt: skip
     args = parser.parse_args(argv)
@@ -198,11 +204,13 @@ def main(argv: list[str] | None = None) -> int:
                     processes = stack_processes(stack)
                     before = {name: group_cpu_seconds(pid) for name, pid in processes.items()}
                     own = time.process_time()
+                    if args.warmup:  # each host's first jobs pay its imports and its clients' first connections
+                        measure(stack, photos[-1:], args.warmup, interval, way)
                     found = measure(stack, photos, args.count, interval, way)
                     if found is None:
                         status = 1
                         continue
-                    report(cloud, way, found, b50, b95, baseline)
+                    report(args.stack == "dev", cloud, way, found, b50, b95, baseline)
                     spent = {name: group_cpu_seconds(pid) - before[name] for name, pid in processes.items()}
                     spent["this bench (uploads, Event Grid's stand-in)"] = time.process_time() - own
                     print(
@@ -216,12 +224,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report(
-    cloud: str, way: str, found: list[tuple[float, float, float]], b50: float, b95: float, baseline: list[float]
+    dev: bool,
+    cloud: str,
+    way: str,
+    found: list[tuple[float, float, float, int]],
+    b50: float,
+    b95: float,
+    baseline: list[float],
 ) -> None:
     chain, accepted = [f[0] for f in found], [f[1] for f in found]
     p50, p95, p99 = percentile(chain, 50), percentile(chain, 95), percentile(chain, 99)
     host = "functions-framework chain" if cloud == "gcp" else "devhost"
-    target = TARGET_P95_MS[cloud]
+    target = TARGET_DEV_P95_MS if dev else TARGET_P95_MS[cloud]
     print(f"  {cloud} {way:5} upload -> DONE ({host}): p50 {p50:7.1f} ms   p95 {p95:7.1f} ms   max {max(chain):7.1f} ms"
           f"   (target p95 <= {target} ms: {'met' if p95 <= target else 'NOT met'})")  # fmt: skip
     print(f"  {cloud} {way:5}   upload -> accepted: p50 {percentile(accepted, 50):7.1f} ms   p95 "
@@ -230,10 +244,10 @@ def report(
     print(f"  {cloud} {way:5}   ratio to the baseline: p50 {p50 / b50:7.1f}x   p95 {p95 / b95:7.1f}x;"
           f" mean overhead {statistics.mean(chain) - statistics.mean(baseline):.1f} ms; p99 {p99:7.1f} ms")  # fmt: skip
     slowest = sorted(found, reverse=True)[:10]
-    hops = [("event" if a >= c - a else "queue+render", c, a, mp) for c, a, mp in slowest]
+    hops = [("event" if a >= c - a else "queue+render", c, mp, n) for c, a, mp, n in slowest]
     print(
-        f"  {cloud} {way:5}   ten slowest (total ms, slower hop, MP): "
-        + ", ".join(f"{c:.0f} {hop} ({mp:.1f})" for hop, c, _, mp in hops)
+        f"  {cloud} {way:5}   ten slowest (total ms, slower hop, MP, #): "
+        + ", ".join(f"{c:.0f} {hop} ({mp:.1f}, #{n})" for hop, c, mp, n in hops)
     )
 
 
