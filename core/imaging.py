@@ -307,12 +307,10 @@ def _target(im: Image.Image, info: ImageInfo, data: bytes) -> str:
     if chosen != "same":
         return chosen.upper()
     if info.format == AVIF or info.animated:
-        return "AVIF" if info.format == AVIF else info.format
+        return info.format
     if _has_alpha(im):
         return "PNG"
-    if info.format in ("JPEG", "MPO"):
-        return "JPEG"
-    if info.format == HEIF:
+    if info.format in ("JPEG", "MPO", HEIF):
         return "JPEG"
     if info.format == JXL:
         from core import formats

@@ -143,7 +143,8 @@ def is_current(obj: ObjectDetails, existing: ObjectDetails | None) -> bool:
     return existing.size == obj.size and obj.md5 is not None and existing.md5 == obj.md5
 
 
-def _current(obj: ObjectDetails, existing: ObjectDetails | None, options: Options) -> bool:
+def up_to_date(obj: ObjectDetails, existing: ObjectDetails | None, options: Options) -> bool:
+    """``is_current``, and the blob carries every tag the copy would write: nothing to copy."""
     if not is_current(obj, existing):
         return False
     assert existing is not None
@@ -181,7 +182,7 @@ def copy_object(
         outcome.action, outcome.error = "failed", problem
         return outcome
     outcome.dest_key = target
-    if _current(obj, existing, options):
+    if up_to_date(obj, existing, options):
         outcome.action = "skipped"
         return outcome
     if "customer-supplied-key" in obj.caveats:
@@ -222,7 +223,7 @@ def copy_object(
             now = dest.head(target)
         except NotFound:
             now = None
-        if _current(obj, now, options):
+        if up_to_date(obj, now, options):
             outcome.action, outcome.bytes = "skipped", 0
             outcome.notes.append("another writer stored this generation or a newer one first")
         else:

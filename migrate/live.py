@@ -35,7 +35,7 @@ from core.jobs import JOBS_PREFIX
 from core.pipeline import FREEZE_KEY, REPLICA_KEY, SWITCHED_KEY, Services, accept_deferred, is_upload
 from core.ports import Destination, ObjectDetails, ObjectStore, ReplicationFeed, Source
 from migrate import rules
-from migrate.copy import Options, copy_entry, dest_key_for, existing_blob, fresh_details, is_current
+from migrate.copy import Options, copy_entry, dest_key_for, existing_blob, fresh_details, up_to_date
 from migrate.runs import RUNS_PREFIX, exists, run_key
 from migrate.verify import compare_bytes, compare_properties
 
@@ -216,9 +216,7 @@ def replicate(
         # A rollback copied this blob back: write its copy over it (the same bytes, now with the generation),
         # so that the object's later writes reach it. The write is still conditional on the blob's ETag.
         current = replace(current, md5=None)
-    elif (
-        current is not None and is_current(obj, current) and all(current.metadata.get(n) == v for n, v in tags.items())
-    ):
+    elif up_to_date(obj, current, options):
         return "skipped"  # a duplicate notification, or a later generation got there first
     records.put(inflight, key.encode(), content_type="text/plain")
     outcome = copy_entry(source, dest, obj, lambda name: current if name == target else existing_blob(dest)(name),
