@@ -76,12 +76,20 @@ def _boxes(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
     return found
 
 
+def _meta_boxes(data: bytes, ftyp_end: int) -> list[tuple[bytes, int, int]]:
+    """The boxes inside the file's top-level ``meta`` (a full box: version and flags first); none without one."""
+    meta = next((box for box in _boxes(data, ftyp_end, len(data)) if box[0] == b"meta"), None)
+    return _boxes(data, meta[1] + 4, meta[2]) if meta is not None else []
+
+
+def _inside(data: bytes, boxes: list[tuple[bytes, int, int]], kind: bytes) -> list[tuple[bytes, int, int]]:
+    """The boxes inside each box of ``kind`` among ``boxes``."""
+    return [child for found, start, end in boxes if found == kind for child in _boxes(data, start, end)]
+
+
 def _primary_item_type(data: bytes, ftyp_end: int) -> str | None:
     """The format of the primary item of a ``mif1``/``msf1`` file, from ``meta`` > ``pitm`` and ``iinf``."""
-    meta = next((box for box in _boxes(data, ftyp_end, len(data)) if box[0] == b"meta"), None)
-    if meta is None:
-        return None
-    children = _boxes(data, meta[1] + 4, meta[2])  # meta is a full box: version and flags first
+    children = _meta_boxes(data, ftyp_end)
     primary = None
     types: dict[int, bytes] = {}
     for kind, start, end in children:
@@ -111,19 +119,11 @@ def nclx(data: bytes) -> tuple[int, int] | None:
     if len(data) < 16 or data[4:8] != b"ftyp":
         return None
     ftyp_end = struct.unpack(">I", data[:4])[0]
-    meta = next((box for box in _boxes(data, ftyp_end, len(data)) if box[0] == b"meta"), None)
-    if meta is None:
-        return None
-    for kind, start, end in _boxes(data, meta[1] + 4, meta[2]):
-        if kind != b"iprp":
-            continue
-        for container, body, body_end in _boxes(data, start, end):
-            if container != b"ipco":
-                continue
-            for prop, at, prop_end in _boxes(data, body, body_end):
-                if prop == b"colr" and prop_end - at >= 11 and data[at : at + 4] == b"nclx":
-                    primaries, transfer = struct.unpack(">HH", data[at + 4 : at + 8])
-                    return primaries, transfer
+    properties = _inside(data, _inside(data, _meta_boxes(data, ftyp_end), b"iprp"), b"ipco")
+    for prop, at, prop_end in properties:
+        if prop == b"colr" and prop_end - at >= 11 and data[at : at + 4] == b"nclx":
+            primaries, transfer = struct.unpack(">HH", data[at + 4 : at + 8])
+            return primaries, transfer
     return None
 
 
