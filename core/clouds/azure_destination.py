@@ -14,7 +14,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import urllib3
@@ -33,6 +33,9 @@ from azure.storage.blob import (
 from core.clouds.azure_blob import AzureBlobObjectStore, translate_errors
 from core.errors import NotFound, TransientError, raise_for_status, transport_failure
 from core.ports import DEFAULT_PAGE_SIZE, ObjectDetails, check_key
+
+if TYPE_CHECKING:  # aiohttp is imported by the bulk copy only
+    from core.clouds import aio
 
 
 class AzureBlobDestination:
@@ -108,15 +111,23 @@ class AzureBlobDestination:
         return self.container.url.partition("?")[0]
 
     def _rest_put(self, key: str, query: str, body: bytes, headers: dict[str, str]) -> None:
-        # check_key: urllib3 resolves a '..' segment, so 'a/../b' would be written over 'b'.
-        url = f"{self.container_url}/{quote(check_key(key), safe='/')}?{query}{'&' if query else ''}{self._sas_token()}"
-        headers = {"x-ms-version": self.API_VERSION, "Content-Length": str(len(body)), **headers}
         try:
+            url, headers = self._url(key, query), self._headers(body, headers)
             response = self._http().request("PUT", url, body=body, headers=headers)
         except urllib3.exceptions.HTTPError as exc:
             raise TransientError(f"cannot reach Azure Storage for {key!r}: {transport_failure(exc)}") from exc
-        subject = f"{key!r} in container {self.container_name!r}"
-        raise_for_status(response.status, "Azure Storage", subject, response.headers.get("x-ms-error-code", ""))
+        self._check(response.status, key, response.headers.get("x-ms-error-code", ""))
+
+    def _url(self, key: str, query: str) -> str:
+        # check_key: urllib3 resolves a '..' segment, so 'a/../b' would be written over 'b'.
+        path = quote(check_key(key), safe="/")
+        return f"{self.container_url}/{path}?{query}{'&' if query else ''}{self._sas_token()}"
+
+    def _headers(self, body: bytes, headers: dict[str, str]) -> dict[str, str]:
+        return {"x-ms-version": self.API_VERSION, "Content-Length": str(len(body)), **headers}
+
+    def _check(self, status: int, key: str, code: str) -> None:
+        raise_for_status(status, "Azure Storage", f"{key!r} in container {self.container_name!r}", code)
 
     def _http(self) -> urllib3.HTTPConnectionPool:
         """The connection pool of the account's blob endpoint, made on first use."""
@@ -182,12 +193,15 @@ class AzureBlobDestination:
 
         Azure checks the body against Content-MD5 and refuses a corrupted one.
         """
-        headers = {"x-ms-blob-type": "BlockBlob", **_property_headers(details), **_conditions(if_match, if_none_match)}
-        md5 = details.md5 or hashlib.md5(data).hexdigest()
-        headers["Content-MD5"] = base64.b64encode(bytes.fromhex(md5)).decode()
-        if tier:
-            headers["x-ms-access-tier"] = tier
-        self._rest_put(details.key, "", data, headers)
+        self._rest_put(details.key, "", data, _put_headers(details, data, tier, if_match, if_none_match))
+
+    async def put_async(self, http: aio.Http, details: ObjectDetails, data: bytes, *, tier: str | None = None,
+                        if_match: str | None = None, if_none_match: bool = False) -> None:  # fmt: skip
+        """``put`` over the bulk copy's aiohttp session."""
+        headers = self._headers(data, _put_headers(details, data, tier, if_match, if_none_match))
+        what = f"cannot reach Azure Storage for {details.key!r}"
+        reply = await http.request("PUT", self._url(details.key, ""), headers=headers, body=data, what=what)
+        self._check(reply.status, details.key, reply.headers.get("x-ms-error-code", ""))
 
     def put_from_url(self, details: ObjectDetails, url: str, *, tier: str | None = None, if_match: str | None = None,
                      if_none_match: bool = False) -> None:  # fmt: skip
@@ -246,6 +260,17 @@ class AzureBlobDestination:
                 standard_blob_tier=StandardBlobTier(tier) if tier else None,
                 **condition,
             )
+
+
+def _put_headers(
+    details: ObjectDetails, data: bytes, tier: str | None, if_match: str | None, if_none_match: bool
+) -> dict[str, str]:
+    headers = {"x-ms-blob-type": "BlockBlob", **_property_headers(details), **_conditions(if_match, if_none_match)}
+    md5 = details.md5 or hashlib.md5(data).hexdigest()
+    headers["Content-MD5"] = base64.b64encode(bytes.fromhex(md5)).decode()
+    if tier:
+        headers["x-ms-access-tier"] = tier
+    return headers
 
 
 def _conditions(if_match: str | None, if_none_match: bool) -> dict[str, str]:

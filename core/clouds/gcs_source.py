@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import base64
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import google.auth.transport.requests
@@ -23,6 +23,9 @@ from core.clouds import identity
 from core.clouds.gcs import make_client, translate_errors
 from core.errors import Forbidden, NotFound, TransientError, raise_for_status, transport_failure
 from core.ports import DEFAULT_PAGE_SIZE, ObjectDetails
+
+if TYPE_CHECKING:  # aiohttp is imported by the bulk copy only
+    from core.clouds import aio
 
 SIGNED_URL_LIFETIME = timedelta(minutes=15)
 """Signed URLs live 15 minutes: long enough for one block to be fetched, short if one leaks."""
@@ -109,24 +112,38 @@ class GcsSource:
         deleted since it was listed (or the header is missing) is that generation read by name.
         """
         response = self._get(key, None, start, end)
-        if response.status in (200, 206) and (
-            generation is None or response.headers.get("x-goog-generation") == generation
-        ):
+        if _is_generation(response.status, response.headers, generation):
             return bytes(response.data)
         response = self._get(key, generation, start, end)
         raise_for_status(response.status, "GCS", f"object {key!r} at generation {generation}")
         return bytes(response.data)
 
+    async def read_range_async(self, http: aio.Http, key: str, generation: str | None, start: int, end: int) -> bytes:
+        """``read_range`` over the bulk copy's aiohttp session."""
+        what = f"cannot read {key!r} from GCS"
+        reply = await http.request("GET", self._url(key, None), headers=self._headers(start, end), what=what)
+        if _is_generation(reply.status, reply.headers, generation):
+            return reply.data
+        reply = await http.request("GET", self._url(key, generation), headers=self._headers(start, end), what=what)
+        raise_for_status(reply.status, "GCS", f"object {key!r} at generation {generation}")
+        return reply.data
+
     def _get(self, key: str, generation: str | None, start: int, end: int) -> urllib3.BaseHTTPResponse:
-        bucket, name = quote(self.bucket_name, safe=""), quote(key, safe="")
-        url = f"{self.client.api_endpoint}/download/storage/v1/b/{bucket}/o/{name}?alt=media"
-        url += f"&generation={generation}" if generation else ""
-        # Accept-Encoding: gzip keeps GCS from decompressing gzip-encoded objects on the way out.
-        headers = {"Range": f"bytes={start}-{end}", "Accept-Encoding": "gzip", **self._auth()}
         try:
-            return self._http().request("GET", url, headers=headers, decode_content=False, preload_content=True)
+            return self._http().request(
+                "GET", self._url(key, generation), headers=self._headers(start, end), decode_content=False
+            )
         except urllib3.exceptions.HTTPError as exc:
             raise TransientError(f"cannot read {key!r} from GCS: {transport_failure(exc)}") from exc
+
+    def _url(self, key: str, generation: str | None) -> str:
+        bucket, name = quote(self.bucket_name, safe=""), quote(key, safe="")
+        url = f"{self.client.api_endpoint}/download/storage/v1/b/{bucket}/o/{name}?alt=media"
+        return url + (f"&generation={generation}" if generation else "")
+
+    def _headers(self, start: int, end: int) -> dict[str, str]:
+        # Accept-Encoding: gzip keeps GCS from decompressing gzip-encoded objects on the way out.
+        return {"Range": f"bytes={start}-{end}", "Accept-Encoding": "gzip", **self._auth()}
 
     def _http(self) -> urllib3.HTTPConnectionPool:
         """The connection pool of the GCS endpoint, made on first use."""
@@ -176,6 +193,11 @@ class GcsSource:
             if not credentials.valid:
                 credentials.refresh(google.auth.transport.requests.Request())
             return {"Authorization": f"Bearer {credentials.token}"}
+
+
+def _is_generation(status: int, headers: Mapping[str, str], generation: str | None) -> bool:
+    """A read answered with the bytes of ``generation`` (any, when None)."""
+    return status in (200, 206) and (generation is None or headers.get("x-goog-generation") == generation)
 
 
 def details_from_resource(resource: dict[str, Any]) -> ObjectDetails | None:
