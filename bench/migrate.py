@@ -8,7 +8,8 @@ rounds, each into a fresh container: ours (``python -m migrate copy``, 32
 workers), rclone with its default flags, rclone tuned (``--transfers 32
 --checkers 32``), and the destination's ceiling: the same objects merely
 written to Azurite from Python, 16 threads, no source read, once with the Azure
-SDK and once with the REST puts our copier uses. Medians are printed: seconds,
+SDK and once with the REST puts our copier uses. Each of our rounds ends with a
+clean ``verify --download`` (not timed). Medians are printed: seconds,
 objects/s, MB/s, the ratios, and the CPU seconds each run cost the copier,
 fake-gcs-server and Azurite, all three sharing this machine's cores. Also the
 peak RSS of our copy of the large set.
@@ -98,19 +99,29 @@ def measure(action: Callable[[], dict[str, float] | None], gcs: FakeGcs, azurite
     return Sample(seconds, cpu, extra)
 
 
-def ours(bucket: str, workers: int) -> dict[str, float]:
-    """Run our CLI; its own copy-phase seconds (without start-up) and its peak RSS in KiB."""
+def ours(bucket: str, workers: int, containers: list[str]) -> dict[str, float]:
+    """Run our CLI; its own copy-phase seconds (without start-up) and its peak RSS in KiB. The container it
+    filled is appended to ``containers``."""
+    containers.append(fresh_container())
     code = (
         "import sys; from migrate.cli import main; rc = main(sys.argv[1:]);"
         "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')];"
         "print(hwm[0].split()[1] if hwm else 0, file=sys.stderr); sys.exit(rc)"
     )
-    argv = ["copy", f"gs://{bucket}", f"az://{fresh_container()}", "--workers", str(workers), "--json"]
+    argv = ["copy", f"gs://{bucket}", f"az://{containers[-1]}", "--workers", str(workers), "--json"]
     run = subprocess.run([sys.executable, "-c", code, *argv], cwd=ROOT, capture_output=True, text=True, check=False)
     if run.returncode != 0:
         raise SystemExit(f"our copy failed: {run.stdout}{run.stderr}")
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     return {"copy_phase": float(summary["seconds"]), "peak_kib": float(run.stderr.strip().splitlines()[-1])}
+
+
+def verify_download(bucket: str, container: str) -> None:
+    """Our copy, proven after the timed run: every blob downloaded and hashed against the source's MD5."""
+    argv = [sys.executable, "-m", "migrate", "verify", f"gs://{bucket}", f"az://{container}", "--download"]
+    run = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+    if run.returncode != 0:
+        raise SystemExit(f"verify --download of our copy failed: {run.stdout[-2000:]}{run.stderr[-2000:]}")
 
 
 def rclone_copy(bucket: str, flags: list[str], gcs: FakeGcs, azurite: Azurite) -> None:
@@ -138,8 +149,9 @@ def ceiling(count: int, size: int, rest: bool) -> None:
 def bench_set(label: str, count: int, size: int, rounds: int, gcs: FakeGcs, azurite: Azurite) -> dict[str, float]:
     bucket = f"bench-{uuid.uuid4().hex[:10]}"
     populate(bucket, count, size)
+    containers: list[str] = []
     contenders: dict[str, Callable[[], dict[str, float] | None]] = {
-        "ours": lambda: ours(bucket, 32),
+        "ours": lambda: ours(bucket, 32, containers),
         "rclone default": lambda: rclone_copy(bucket, [], gcs, azurite),
         "rclone tuned": lambda: rclone_copy(bucket, ["--transfers", "32", "--checkers", "32"], gcs, azurite),
         "ceiling (SDK)": lambda: ceiling(count, size, rest=False),
@@ -149,6 +161,8 @@ def bench_set(label: str, count: int, size: int, rounds: int, gcs: FakeGcs, azur
     for _ in range(rounds):  # interleaved, so a slow moment of the machine hits every contender
         for name, action in contenders.items():
             samples[name].append(measure(action, gcs, azurite))
+            if name == "ours":
+                verify_download(bucket, containers[-1])  # not timed: each round ends proven
     median = {name: statistics.median(s.seconds for s in runs) for name, runs in samples.items()}
     megabytes = count * size / 1e6
     print(f"\n{label}: {count} objects of {size // 1024} KiB ({megabytes:.0f} MB), median of {rounds} rounds")

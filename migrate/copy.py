@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import itertools
 import logging
 import queue
@@ -590,9 +591,9 @@ def run_copy(
 ) -> Summary:
     """Copy everything under the prefix; bounded memory: at most 2 x workers objects in flight.
 
-    Where both ends can (``AsyncReader``, ``AsyncWriter``) and the copy goes through this process
-    unthrottled, objects of one put are copied on an event loop (``copy_whole_async``) and larger ones
-    by threads; otherwise every object is copied by ``workers`` threads.
+    Where both ends can (``AsyncReader``, ``AsyncWriter``), aiohttp is installed and the copy goes through
+    this process unthrottled, objects of one put are copied on an event loop (``copy_whole_async``) and
+    larger ones by threads; otherwise every object is copied by ``workers`` threads.
     """
     options = options or Options()
     started = time.monotonic()
@@ -609,7 +610,7 @@ def run_copy(
         if on_outcome is not None:
             on_outcome(outcome)
 
-    on_loop = isinstance(source, AsyncReader) and isinstance(dest, AsyncWriter)
+    on_loop = isinstance(source, AsyncReader) and isinstance(dest, AsyncWriter) and _has_aiohttp()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy") as pool:
         if on_loop and options.throttle is None and not options.server_side:
 
@@ -627,6 +628,11 @@ def run_copy(
                 _run_threads(phase, task, record, pool, workers)
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _has_aiohttp() -> bool:
+    """aiohttp is installed (requirements-migrate.txt: the operator's machine, not the functions)."""
+    return importlib.util.find_spec("aiohttp") is not None
 
 
 def _run_threads(

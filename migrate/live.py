@@ -235,7 +235,8 @@ def replicate(
 
 
 def _gone(source: Source, obj: ObjectDetails) -> bool:
-    """Whether the object's generation has been overwritten (one byte read at that generation: GCS class B)."""
+    """Whether the object's generation has been overwritten: a one-byte read (GCS class B), checked by the
+    generation it answers with, and a second, pinned to that generation, when it answers with another."""
     if not obj.generation or not obj.size:
         return False
     try:

@@ -67,3 +67,10 @@ def test_both_deploys_install_the_lock(tmp_path: Path) -> None:
     assert (tmp_path / "gcp" / "requirements.txt").read_bytes() == lock
     assert "main.py" in held and any(name.startswith("functions_gcp/") for name in held)
     assert not [n for n in held if n.startswith(("tests/", "devstack/", "functions_azure/", ".venv", "docs/"))]
+
+
+def test_the_functions_do_not_ship_the_bulk_copys_aiohttp() -> None:
+    """azure-storage-blob imports aiohttp whenever it is installed: shipped, it would slow every cold start."""
+    shipped = {requirement.name for requirement in requirements(ROOT / "requirements.txt")}
+    assert "aiohttp" not in shipped and "aiohttp==" not in (ROOT / "requirements.lock").read_text()
+    assert any(r.name == "aiohttp" for r in requirements(ROOT / "requirements-migrate.txt"))
