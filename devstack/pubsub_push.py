@@ -102,6 +102,9 @@ class PubSubPush:
     """Subscription -> when its last post ended (``time.monotonic()``): how tests see a backlog drained."""
     posts: dict[str, int] = field(default_factory=dict)
     """Subscription -> messages posted so far: how tests see that nothing reached a function."""
+    redelivered: dict[str, int] = field(default_factory=dict)
+    """Subscription -> posts of a message posted before (nacked, or its lease lost): what benches count."""
+    _seen: dict[str, set[str]] = field(default_factory=dict, repr=False)
 
     def start(self) -> None:
         self._stream = Stream()
@@ -143,6 +146,10 @@ class PubSubPush:
         finally:
             self.last_post[target.subscription] = time.monotonic()
             self.posts[target.subscription] = self.posts.get(target.subscription, 0) + 1
+            seen = self._seen.setdefault(target.subscription, set())
+            if message.message_id in seen:
+                self.redelivered[target.subscription] = self.redelivered.get(target.subscription, 0) + 1
+            seen.add(message.message_id)
 
     def wait_idle(self, subscription_suffix: str, quiet: float = 2.0, timeout: float = 300.0) -> float:
         """Wait until the subscription ending with ``subscription_suffix`` has posted nothing for ``quiet``

@@ -109,11 +109,12 @@ def test_messages_are_posted_in_parallel_up_to_the_concurrency(topic: str, push:
     # The emulator's own push posts one message at a time: at most 1 at once.
     endpoint = Endpoint(lambda body: 204, delay=0.6)
     sub = pubsub.ensure_subscription(unique_name("sub"), topic)
-    push(PushTarget(sub, endpoint.url, concurrency=3, ack_deadline=10))
+    forwarder = push(PushTarget(sub, endpoint.url, concurrency=3, ack_deadline=10))
     for i in range(7):
         pubsub.publish_raw(topic, str(i).encode())
     wait_until(lambda: len(endpoint.bodies) == 7 and endpoint.in_flight == 0)
     assert endpoint.most_at_once == 3
+    assert forwarder.redelivered.get(sub, 0) == 0
     posted = sorted(base64.b64decode(b["message"]["data"]) for b in endpoint.bodies)
     assert posted == [str(i).encode() for i in range(7)]
     endpoint.close()
@@ -131,10 +132,11 @@ def test_a_failing_endpoint_is_retried_then_the_message_is_dead_lettered(topic: 
         min_backoff_seconds=0,
         max_backoff_seconds=1,
     )
-    push(PushTarget(sub, endpoint.url, concurrency=2, ack_deadline=10, dead_letter=True))
+    forwarder = push(PushTarget(sub, endpoint.url, concurrency=2, ack_deadline=10, dead_letter=True))
     pubsub.publish_raw(topic, b"doomed")
     wait_until(lambda: len(endpoint.bodies) >= 5)
     assert [events.delivery_attempts(b) for b in endpoint.bodies] == [1, 2, 3, 4, 5]
+    assert (forwarder.posts[sub], forwarder.redelivered[sub]) == (5, 4), "what a bench counts as redelivered"
     subscriber = pubsub_v1.SubscriberClient()
     received: list[Any] = []
     deadline = time.monotonic() + 30
