@@ -15,7 +15,7 @@ into the bucket from a thread at a steady rate.
    and p95 (target p95 <= 2 s), ``frozen_seconds`` (target <= 5 s), CPU seconds per upload of each process and
    the ratio to the baseline's (target <= 1.5: replication adds at most 50%; the bulk copy of what the R_max
    rounds left in the bucket runs in the same window), and the notifications replication got against the copies
-   it made (the run record's done records; a copy writes the blob and three bookkeeping blobs, the rest none).
+   it made (the run record's change records; a copy writes the blob and one bookkeeping blob, the rest none).
 """
 
 from __future__ import annotations
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         gcp.push.wait_idle("/migrate-replicate")
         notified = sum(n for sub, n in gcp.push.posts.items() if sub.endswith("migrate-replicate"))
         again = sum(n for sub, n in gcp.push.redelivered.items() if sub.endswith("migrate-replicate"))
-        done_before = sum(1 for _ in records.list(run_key(planned["run_id"], "replication/done/")))
+        done_before = sum(1 for _ in records.list(run_key(planned["run_id"], "replication/changes/")))
         before, own = cpu(processes), time.process_time()
         with Uploads(bucket, photos, rate) as uploads:
             time.sleep(args.seconds)
@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             after, own_after, count = cpu(processes), time.process_time(), len(uploads.sent)
             notifications = sum(n for sub, n in gcp.push.posts.items() if sub.endswith("migrate-replicate")) - notified
             redelivered = sum(n for s, n in gcp.push.redelivered.items() if s.endswith("migrate-replicate")) - again
-            copies = sum(1 for _ in records.list(run_key(planned["run_id"], "replication/done/"))) - done_before
+            copies = sum(1 for _ in records.list(run_key(planned["run_id"], "replication/changes/"))) - done_before
             cutover = cli("cutover", source, dest, "--no-final-verify", "--timeout", "240")
         spent = {name: (after[name] - before[name]) / count for name in processes}
         spent["this bench (uploads, push forwarder, Event Grid's stand-in)"] = (own_after - own) / count
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  all processes: {with_replication:.3f} s per upload against {pipeline:.3f} alone: {ratio:.2f}x "
               f"(target <= {TARGET_CPU_RATIO})")  # fmt: skip
         print(f"  migrate_replicate: {notifications} notifications ({notifications / count:.1f} per upload, "
-              f"{redelivered} of them redelivered), {copies} copies (each: the blob and 3 bookkeeping writes), "
+              f"{redelivered} of them redelivered), {copies} copies (each: the blob and 1 bookkeeping write), "
               f"{notifications - copies} that wrote nothing (duplicates, superseded, ignored)")  # fmt: skip
         frozen = cutover.get("frozen_seconds") or float("inf")
         met = lag95 is not None and lag95 <= TARGET_LAG_P95_S

@@ -75,7 +75,9 @@ def migrate_replicate(event: Any) -> None:
     from migrate import live
 
     known = details_from_resource(change.resource) if change.resource else None
-    action = live.replicate(live.Change(change.key, change.change, change.generation, event["id"], known), *ends)
+    attempt = events.delivery_attempts(event.data)  # 1: no earlier attempt can have left a pending marker
+    found = live.Change(change.key, change.change, change.generation, event["id"], known, attempt)
+    action = live.replicate(found, *ends)
     if action not in ("ignored",):
         log.info("replicated %s: %s", change.key, action)
 

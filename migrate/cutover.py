@@ -40,7 +40,7 @@ FROZEN_PATIENCE_S = 10.0
 """While frozen, how long the cutover compares again an object that differs (a change the drain did not cover)."""
 FINISHED_KEY = "_cutover/finished.json"
 """In the bucket: which run ``finish`` ended (a later ``plan --live`` removes it)."""
-BOOKKEEPING = ("replication/inflight/", "replication/done/", "replication/barriers/", "manifests/", "released")
+BOOKKEEPING = ("replication/inflight/", "replication/changes/", "replication/barriers/", "manifests/", "released")
 """What ``finish`` removes from the run record; the plan, the batches' outcomes, the reported deletes and failures,
 and the steps' reports stay."""
 
@@ -207,12 +207,14 @@ def cutover(
     result = replace(result, frozen=True)
     progress(f"1. frozen at {marker.updated}: the GCP API answers uploads 503; uploads written from now on are Azure's")
     try:
-        drained = live.drain(sides.bucket, sides.records, running.run_id, timeout=timeout)
+        settled = live.settled_by(sides.source, sides.dest, running)
+        drained = live.drain(sides.bucket, sides.records, running.run_id, timeout=timeout, since=checkpoint,
+                             settled=settled)  # fmt: skip
     except live.NotSettled as exc:
         progress(f"2. not drained: {exc}")
         return replace(result, reason=f"{exc}. GCP stays frozen: run cutover again, or `abort`")
     result = replace(result, drain_seconds=round(drained, 3))
-    progress(f"2. drained in {drained:.2f} s: the barrier was replicated and nothing before it is pending")
+    progress(f"2. drained in {drained:.2f} s: the barrier was replicated and every copy begun before it has landed")
     changed = live.changed_keys(sides.records, running.run_id, checkpoint)
     found = live.verify_keys(sides.source, sides.dest, changed, running, patience=min(timeout, FROZEN_PATIENCE_S))
     result = replace(_verified(result, found, same), verified_while_frozen=found["same"])

@@ -9,10 +9,12 @@ module moves the data and the markers (docs/migration.md):
 - ``_cutover/barrier/<id>`` in the bucket, written after the freeze: once its notification has been
   replicated and no replication that started before it is still running, replication has drained.
 
-The run record (``_migrations/<run_id>/`` in the container) gains ``replication/inflight/<message id>``
-(a replication under way; it stays if the delivery fails, until a retry or the dead letter ends it),
-``replication/done/<minute>/<message id>~<lag ms>`` (the last lags, read from the listing alone),
-``replication/barriers/<id>``, ``replication/deletes/`` (reported deletes) and ``replication/failed/``.
+The run record (``_migrations/<run_id>/`` in the container) gains
+``replication/changes/<minute>/<message id>~<lag ms>`` (key and generation: one write per copy, before it; the
+cutover verifies these keys, the status reads the lags from the listing alone, and the drain waits until Azure
+holds each generation), ``replication/inflight/<message id>`` (a copy that failed and waits for a retry, or a
+delete under way), ``replication/barriers/<id>``, ``replication/deletes/`` (reported deletes) and
+``replication/failed/``.
 """
 
 from __future__ import annotations
@@ -23,17 +25,17 @@ import logging
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core import names
 from core.errors import BadRequest, NotFound, TransientError
 from core.jobs import JOBS_PREFIX
 from core.pipeline import FREEZE_KEY, REPLICA_KEY, SWITCHED_KEY, Services, accept_deferred, is_upload
-from core.ports import Destination, ObjectDetails, ObjectStore, ReplicationFeed, Source
+from core.ports import Destination, ObjectDetails, ObjectInfo, ObjectStore, ReplicationFeed, Source
 from migrate import rules
 from migrate.copy import Options, copy_entry, dest_key_for, existing_blob, fresh_details, up_to_date
 from migrate.runs import RUNS_PREFIX, exists, run_key
@@ -43,6 +45,9 @@ log = logging.getLogger(__name__)
 
 LIVE_KEY = "_cutover/live.json"
 BARRIER_PREFIX = "_cutover/barrier/"
+CHANGES = "replication/changes/"
+"""Per copy, before it: ``<minute>/<message id>~<lag ms>``, its body the key and the generation on two lines."""
+INFLIGHT = "replication/inflight/"
 DELETES = ("report", "replicate")
 
 
@@ -80,6 +85,8 @@ class Change:
     message_id: str = ""
     details: ObjectDetails | None = None
     """The object as the notification described it (GCS sends its whole resource): no listing is needed."""
+    attempt: int | None = None
+    """Which delivery of the notification this is, when Pub/Sub says (1: the first, so no retry left a marker)."""
 
 
 def start(bucket: ObjectStore, records: ObjectStore, live: Live, source_uri: str) -> None:
@@ -193,7 +200,7 @@ def replicate(
     if obj is not None and change.details is not None and key.startswith(JOBS_PREFIX) and _gone(source, obj):
         return "superseded"  # a job record is written three times in a second: the later writes' notifications copy it
     message_id = change.message_id or uuid.uuid4().hex
-    inflight = run_key(live.run_id, f"replication/inflight/{_safe(message_id)}")
+    inflight = run_key(live.run_id, f"{INFLIGHT}{_safe(message_id)}")
     if obj is None:
         records.put(inflight, key.encode(), content_type="text/plain")
         action = _deleted(change, dest, records, live)
@@ -206,8 +213,7 @@ def replicate(
     options = Options(tags=tags)
     target = live.blob_name(key, options)
     current = existing_blob(dest)(target) if target else None
-    # What writes nothing is decided before the inflight marker, so it writes nothing at all: the drain waits only
-    # for replications that will write.
+    # What writes nothing is decided before the change record, so it writes nothing at all.
     if current is not None and not current.metadata.get(rules.GENERATION_KEY):
         if obj.metadata.get(names.RESTORED_KEY) != current.version:
             # The target wrote it itself (it has switched): a late write on the source never overwrites it.
@@ -218,19 +224,25 @@ def replicate(
         current = replace(current, md5=None)
     elif up_to_date(obj, current, options):
         return "skipped"  # a duplicate notification, or a later generation got there first
-    records.put(inflight, key.encode(), content_type="text/plain")
+    # The copy's one bookkeeping write, before it: what the cutover verifies, the lag (to the start of the copy), and
+    # for the drain a copy under way until Azure holds this generation (``settled``).
+    lag_ms = max(0, int((now() - obj.created).total_seconds() * 1000)) if obj.created else 0
+    body = f"{key}\n{obj.generation or ''}".encode()
+    minute = now().strftime("%Y%m%dT%H%M")
+    record = run_key(live.run_id, f"{CHANGES}{minute}/{_safe(message_id)}~{lag_ms}")
+    records.put(record, body, content_type="text/plain")
     outcome = copy_entry(source, dest, obj, lambda name: current if name == target else existing_blob(dest)(name),
                          options, source_prefix=live.source_prefix, dest_prefix=live.dest_prefix)  # fmt: skip
     if outcome.action == "failed":
         now_obj = fresh_details(source, key)
         if now_obj is not None and now_obj.generation == obj.generation:
-            raise TransientError(f"replicating {key} failed: {outcome.error}")  # the inflight marker stays
+            # Pending (the status counts it) until a retry copies it or the dead letter records it failed.
+            records.put(inflight, body, content_type="text/plain")
+            raise TransientError(f"replicating {key} failed: {outcome.error}")
         outcome.action = "superseded"  # rewritten or deleted meanwhile: that change's own notification copies it
-    if outcome.action != "superseded":
-        lag_ms = max(0, int((now() - obj.created).total_seconds() * 1000)) if obj.created else 0
-        minute = now().strftime("%Y%m%dT%H%M")
-        records.put(run_key(live.run_id, f"replication/done/{minute}/{_safe(message_id)}~{lag_ms}"), key.encode())
-    records.delete(inflight)
+    if change.attempt != 1:  # a retry (or a delivery that does not say): an earlier attempt may have left a marker
+        with contextlib.suppress(NotFound):
+            records.delete(inflight)
     return outcome.action
 
 
@@ -252,47 +264,120 @@ def fail(change: Change, records: ObjectStore, live: Live, reason: str) -> None:
     name = _safe(change.message_id or uuid.uuid4().hex)
     records.put(run_key(live.run_id, f"replication/failed/{name}.json"), json.dumps(record).encode())
     with contextlib.suppress(NotFound):
-        records.delete(run_key(live.run_id, f"replication/inflight/{name}"))
+        records.delete(run_key(live.run_id, f"{INFLIGHT}{name}"))
 
 
-def drain(bucket: ObjectStore, records: ObjectStore, run_id: str, *, timeout: float = 60.0) -> float:
+def drain(
+    bucket: ObjectStore,
+    records: ObjectStore,
+    run_id: str,
+    *,
+    timeout: float = 60.0,
+    since: datetime | None = None,
+    settled: Callable[[str, str], bool] | None = None,
+) -> float:
     """Write a barrier after the freeze and wait until replication has drained; the seconds it took.
 
-    Drained: the barrier's own notification has been replicated, and no replication that started
-    before the barrier was written is still under way (its inflight marker is older). An object whose
-    replication failed and waits for a retry keeps its marker, so it is waited for too.
-    ``TransientError`` after ``timeout`` seconds.
+    Drained: the barrier's own notification has been replicated, and every replication that started
+    before the barrier was written (and after ``since``) has ended: each change recorded then is
+    ``settled(key, generation)`` (Azure holds that generation or a newer one, or the source has moved on)
+    or given up (the dead letter recorded it failed), and no delete begun before it is still under way.
+    A copy that failed and waits for a retry is not settled, so it is waited for too. ``TransientError``
+    after ``timeout`` seconds. Without ``settled`` (going live: nothing is recorded before the barrier)
+    only the barrier and the deletes are waited for.
     """
     began = time.monotonic()
     barrier = uuid.uuid4().hex
     written = bucket.put(BARRIER_PREFIX + barrier, b"", content_type="text/plain").updated or datetime.now(UTC)
     reached = run_key(run_id, f"replication/barriers/{barrier}")
-    older: list[str] = []
-    while time.monotonic() - began < timeout:
-        arrived = exists(records, reached)
-        older = [
-            i.key for i in records.list(run_key(run_id, "replication/inflight/")) if (i.updated or written) < written
-        ]
-        if arrived and not older:
-            with contextlib.suppress(NotFound):
-                bucket.delete(BARRIER_PREFIX + barrier)
-            return time.monotonic() - began
-        time.sleep(0.05)
-    why = (f"{len(older)} replication(s) that started before it are still pending (failing and retried?)"
+    proven: set[str] = set()  # records found ended: not read again
+    waiting: list[str] = []
+    arrived = False
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        while time.monotonic() - began < timeout:
+            arrived = arrived or exists(records, reached)
+            if arrived:
+                waiting = _under_way(records, run_id, since or written, written, settled, proven, pool)
+                if not waiting:
+                    with contextlib.suppress(NotFound):
+                        bucket.delete(BARRIER_PREFIX + barrier)
+                    return time.monotonic() - began
+            time.sleep(0.05)
+    why = (f"{len(waiting)} replication(s) that started before it have not ended (failing and retried?)"
            if arrived else "its barrier was never replicated: is the replicate function running?")  # fmt: skip
     raise NotSettled(f"replication did not drain in {timeout:.0f} s: {why}")
+
+
+def _under_way(
+    records: ObjectStore,
+    run_id: str,
+    since: datetime,
+    before: datetime,
+    settled: Callable[[str, str], bool] | None,
+    proven: set[str],
+    pool: ThreadPoolExecutor,
+) -> list[str]:
+    """The records of replications begun in ``[since, before)`` that have not ended."""
+    infos = [i for i in _changes(records, run_id, since) if (i.updated or before) < before] if settled else []
+    infos += [i for i in records.list(run_key(run_id, INFLIGHT)) if (i.updated or before) < before]
+
+    def ended(info: ObjectInfo) -> bool:
+        try:
+            key, _, generation = records.get(info.key).data.decode().partition("\n")
+        except NotFound:
+            return True  # a marker removed: that replication ended
+        if not generation or settled is None:
+            return False  # a delete under way: its marker goes when it ends
+        if settled(key, generation):
+            return True
+        message = info.key.rsplit("/", 1)[-1].rpartition("~")[0] if CHANGES in info.key else info.key.rsplit("/")[-1]
+        return exists(records, run_key(run_id, f"replication/failed/{message}.json"))  # given up: recorded failed
+
+    todo = [info for info in infos if info.key not in proven]
+    waiting = []
+    for info, done in zip(todo, pool.map(ended, todo), strict=True):
+        if done:
+            proven.add(info.key)
+        else:
+            waiting.append(info.key)
+    return waiting
+
+
+def settled_by(source: Source, dest: Destination, live: Live) -> Callable[[str, str], bool]:
+    """``settled(key, generation)`` for ``drain``: Azure's blob holds that generation or a newer one, or the object
+    is gone or rewritten in the bucket since (that change is its own replication)."""
+
+    def settled(key: str, generation: str) -> bool:
+        target = live.blob_name(key, Options())
+        blob = existing_blob(dest)(target) if target else None
+        recorded = blob.metadata.get(rules.GENERATION_KEY) if blob is not None else None
+        if blob is not None and not recorded:
+            return True  # Azure wrote it itself: replication keeps it
+        if recorded and recorded.isdigit() and generation.isdigit() and int(recorded) >= int(generation):
+            return True
+        now = fresh_details(source, key)
+        return now is None or now.generation != generation
+
+    return settled
 
 
 def changed_keys(records: ObjectStore, run_id: str, since: datetime) -> set[str]:
     """The keys replicated since ``since``: what the cutover verifies (read from the run record, not the bucket)."""
     keys: set[str] = set()
     with ThreadPoolExecutor(max_workers=16) as pool:
-        infos = [i for i in records.list(run_key(run_id, "replication/done/"))
-                 if _minute(i.key) >= _floor(since) and (i.updated is None or i.updated >= since)]  # fmt: skip
+        infos = [i for i in _changes(records, run_id, since) if i.updated is None or i.updated >= since]
         for body in pool.map(lambda i: records.get(i.key).data, infos):
             if body:
-                keys.add(body.decode())
+                keys.add(body.decode().partition("\n")[0])
     return keys
+
+
+def _changes(records: ObjectStore, run_id: str, since: datetime) -> Iterator[ObjectInfo]:
+    """The change records of the minutes from ``since``'s to now, one listing per minute."""
+    minute, now = since.astimezone(UTC).replace(second=0, microsecond=0), datetime.now(UTC)
+    while minute <= now:
+        yield from records.list(run_key(run_id, f"{CHANGES}{minute.strftime('%Y%m%dT%H%M')}/"))
+        minute += timedelta(minutes=1)
 
 
 def verify_keys(
@@ -398,11 +483,3 @@ def _freeze_time(bucket: ObjectStore) -> datetime | None:
 
 def _safe(name: str) -> str:
     return urllib.parse.quote(name, safe="")[:200]
-
-
-def _minute(key: str) -> str:
-    return key.split("/replication/done/", 1)[-1].split("/", 1)[0]
-
-
-def _floor(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M")

@@ -2,7 +2,7 @@
 
 - ``run.json``: the plan (``Run``); ``_migrations/index/<run_id>``: one line per run for the listing.
 - ``batches/<n>.json``: each batch's outcome, written by the worker that copied it (``migrate.fanout``).
-- ``replication/``: live sync's bookkeeping (``migrate.live``): ``inflight/``, ``done/<minute>/<id>~<lag ms>``,
+- ``replication/``: live sync's bookkeeping (``migrate.live``): ``changes/<minute>/<id>~<lag ms>``, ``inflight/``,
   ``barriers/``, and its reports ``deletes/`` and ``failed/``.
 - ``cutover.json``, ``abort.json``, ``rollback.json``, ``finish.json``: each step's report (``migrate.cutover``).
 
@@ -122,12 +122,14 @@ def runs(records: ObjectStore) -> list[dict[str, Any]]:
 
 
 def replication(records: ObjectStore, run_id: str, *, now: datetime | None = None) -> dict[str, Any]:
-    """``{"lag_p50_s", "lag_p95_s", "pending", "failed"}`` over the objects replicated in the last two minutes."""
+    """``{"lag_p50_s", "lag_p95_s", "pending", "failed"}`` over the objects replicated in the last two minutes: the
+    lag from the write in GCS to the start of its copy; pending, the copies that failed and wait for a retry (and
+    the deletes under way)."""
     now = now or datetime.now(UTC)
     by_message: dict[str, float] = {}  # a duplicate delivery writes a second record: count the first
     minutes = {(now - timedelta(minutes=m)).strftime("%Y%m%dT%H%M") for m in range(int(LAG_WINDOW.seconds / 60) + 1)}
     for minute in sorted(minutes):
-        for info in records.list(run_key(run_id, f"replication/done/{minute}/")):
+        for info in records.list(run_key(run_id, f"replication/changes/{minute}/")):
             message, _, lag = info.key.rsplit("/", 1)[-1].rpartition("~")
             with contextlib.suppress(ValueError):
                 by_message.setdefault(message, int(lag) / 1000)

@@ -124,7 +124,7 @@ def test_the_migration_page_shows_a_running_live_migration_and_its_cutover(azure
         fanout.process_batch(message, source, dest, records, queue, head)
     fanout.mark_failed(records, messages[2], "gave up after 5 attempts: GCS answered 403")
     for lag_ms in (400, 900, 1600):
-        records.put(run_key(run.run_id, f"replication/done/{_minute()}/m{lag_ms}~{lag_ms}"), b"data/x")
+        records.put(run_key(run.run_id, f"replication/changes/{_minute()}/m{lag_ms}~{lag_ms}"), b"data/x")
     page = browser.new_page()  # type: ignore[attr-defined]
     try:
         page.goto(f"{azure_stack.api_url}/migrations/{run.run_id}?container={azure_stack.container}")

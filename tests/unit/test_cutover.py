@@ -239,7 +239,7 @@ def test_finish_after_a_cutover_ends_replication_and_the_way_back() -> None:
     with pytest.raises(Refused, match="frozen for a cutover"):
         cutover.finish(world.sides)
     cut(world)
-    bookkeeping = [i.key for i in world.records.list(runs.run_key(world.run.run_id, "replication/done/"))]
+    bookkeeping = [i.key for i in world.records.list(runs.run_key(world.run.run_id, "replication/changes/"))]
     assert bookkeeping
     world.records.fail = ("delete", bookkeeping[1])
     with pytest.raises(TransientError):
@@ -248,7 +248,7 @@ def test_finish_after_a_cutover_ends_replication_and_the_way_back() -> None:
     assert not world.feed.is_open()  # the bucket notification plan --live made is gone
     done = cutover.finish(world.sides, by="ops")  # the second run removes what the first left
     assert done.already and done.after == "cutover"
-    assert list(world.records.list(runs.run_key(world.run.run_id, "replication/done/"))) == []
+    assert list(world.records.list(runs.run_key(world.run.run_id, "replication/changes/"))) == []
     assert world.report("finish") == done.record() and done.by == "ops"
     kept = {i.key.rsplit("/", 1)[-1] for i in world.records.list(runs.run_key(world.run.run_id, ""))}
     assert {"run.json", "cutover.json"} <= kept

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -98,14 +99,27 @@ def test_a_job_records_superseded_notifications_cost_no_azure_write() -> None:
     bucket, source, dest, _ = ends("superseded-cost")
     records = CountingStore()
     generations = [source.add("jobs/j.json", body) for body in (b"PENDING", b"PROCESSING", b"DONE")]
-    changes = [live.Change(g.key, generation=g.generation, message_id=f"m{i}", details=g)
+    changes = [live.Change(g.key, generation=g.generation, message_id=f"m{i}", details=g, attempt=1)
                for i, g in enumerate(generations)]  # fmt: skip
     actions = [live.replicate(change, bucket, source, dest, records, RUN) for change in changes]
     assert actions == ["superseded", "superseded", "copied"]
-    assert records.writes == 3  # the copy's own bookkeeping: inflight marker, done record, marker removed
+    assert records.writes == 1  # the copy's one bookkeeping write: its change record
     assert b"".join(dest.read_chunks("jobs/j.json")) == b"DONE"
     again = [live.replicate(change, bucket, source, dest, records, RUN) for change in changes]  # redelivered
-    assert again == ["superseded", "superseded", "skipped"] and records.writes == 3
+    assert again == ["superseded", "superseded", "skipped"] and records.writes == 1
+
+
+def test_a_first_delivery_costs_one_bookkeeping_write_per_copy() -> None:
+    bucket, source, dest, _ = ends("one-write")
+    records = CountingStore()
+    objects = [source.add(f"data/{i}.bin", b"x" * i) for i in range(1, 6)]
+    for i, obj in enumerate(objects):
+        change = live.Change(obj.key, generation=obj.generation, message_id=f"m{i}", details=obj, attempt=1)
+        assert live.replicate(change, bucket, source, dest, records, RUN) == "copied"
+    assert records.writes == len(objects)
+    (record,) = [i for i in records.list(run_key(RUN.run_id, live.CHANGES)) if "/m0~" in i.key]
+    assert records.get(record.key).data == f"data/1.bin\n{objects[0].generation}".encode()
+    assert live.changed_keys(records, RUN.run_id, datetime.now(UTC) - timedelta(minutes=1)) == {o.key for o in objects}
 
 
 def test_an_upload_written_after_the_freeze_is_tagged_for_the_target() -> None:
@@ -152,6 +166,19 @@ def test_a_failed_replication_stays_pending_until_a_retry_or_the_dead_letter() -
     assert (runs.replication(records, RUN.run_id)["pending"], runs.replication(records, RUN.run_id)["failed"]) == (0, 1)
 
 
+def test_a_retry_that_copies_ends_the_pending_failure() -> None:
+    bucket, source, dest, records = ends("retry")
+    obj = source.add("data/x.bin", b"x")
+    failing = Failing("retry-src")
+    failing.add("data/x.bin", b"x")
+    with pytest.raises(TransientError):
+        live.replicate(live.Change(obj.key, message_id="m1", attempt=1), bucket, failing, dest, records, RUN)
+    assert runs.replication(records, RUN.run_id)["pending"] == 1
+    retried = live.Change(obj.key, message_id="m1", attempt=2)
+    assert live.replicate(retried, bucket, source, dest, records, RUN) == "copied"
+    assert runs.replication(records, RUN.run_id)["pending"] == 0
+
+
 def test_deletes_are_reported_or_replicated_as_the_run_says() -> None:
     bucket, source, dest, records = ends("del")
     obj = source.add("data/gone.txt", b"x")
@@ -184,6 +211,48 @@ def test_the_drain_waits_for_the_barrier_and_for_what_started_before_it() -> Non
     assert list(bucket.list(live.BARRIER_PREFIX)) == []
     with pytest.raises(live.NotSettled, match="did not drain"):
         live.drain(bucket, records, RUN.run_id, timeout=0.2)  # no replicate function: no barrier arrives
+
+
+@pytest.mark.parametrize("ends_as", ["copied", "superseded", "given up"])
+def test_the_drain_waits_for_a_copy_in_flight_when_the_barrier_lands(ends_as: str) -> None:
+    """A delivery whose change record was written before the barrier, and whose copy ends after the barrier was
+    replicated: drained only once Azure holds that generation (or the object moved on, or the dead letter took it)."""
+    copying, replicated = threading.Event(), threading.Event()
+
+    class Slow(InMemorySource):  # the copy's read waits until the barrier has been replicated
+        def read_range(self, *args: Any) -> bytes:
+            copying.set()
+            replicated.wait(10)
+            time.sleep(0.3)
+            if ends_as == "given up":
+                raise TransientError("GCS answered 503")
+            if ends_as == "superseded":
+                self.add("data/slow.bin", b"rewritten")  # a new generation: the copy in flight fails its proof
+            return super().read_range(*args)
+
+    bucket, _, dest, records = ends("inflight")
+    source = Slow(f"inflight-{ends_as.replace(' ', '-')}")
+    obj = source.add("data/slow.bin", b"slow")
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    change = live.Change(obj.key, generation=obj.generation, message_id="m9", details=obj, attempt=1)
+
+    def replicator() -> None:
+        try:
+            live.replicate(change, bucket, source, dest, records, RUN)
+        except TransientError:
+            live.fail(change, records, RUN, "gave up after 5 attempts")
+
+    worker = threading.Thread(target=replicator)
+    worker.start()
+    copying.wait(10)
+    with replicating_barriers(bucket, source, dest, records, RUN, on_barrier=replicated.set):
+        took = live.drain(bucket, records, RUN.run_id, timeout=10, since=since,
+                          settled=live.settled_by(source, dest, RUN))  # fmt: skip
+    worker.join()
+    assert took >= 0.3, "drained before the copy in flight when the barrier landed had ended"
+    outcome = {"copied": obj.generation, "superseded": None, "given up": None}[ends_as]
+    blob = next(iter(dest.list()), None)
+    assert (blob.metadata["gcs_generation"] if blob else None) == outcome
 
 
 def test_the_switch_names_its_freeze_lifts_the_marker_and_accepts_the_journal() -> None:
