@@ -362,7 +362,8 @@ def settled_by(source: Source, dest: Destination, live: Live) -> Callable[[str, 
 
 
 def changed_keys(records: ObjectStore, run_id: str, since: datetime) -> set[str]:
-    """The keys replicated since ``since``: what the cutover verifies (read from the run record, not the bucket)."""
+    """The keys whose replication began since ``since``: what the cutover verifies (read from the run record, not
+    the bucket)."""
     keys: set[str] = set()
     with ThreadPoolExecutor(max_workers=16) as pool:
         infos = [i for i in _changes(records, run_id, since) if i.updated is None or i.updated >= since]

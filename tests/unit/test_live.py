@@ -192,9 +192,9 @@ def test_deletes_are_reported_or_replicated_as_the_run_says() -> None:
     assert list(dest.list()) == []
 
 
-def test_the_drain_waits_for_the_barrier_and_for_what_started_before_it() -> None:
+def test_the_drain_waits_for_the_barrier_and_for_a_delete_begun_before_it() -> None:
     bucket, source, dest, records = ends("drain")
-    records.put(run_key(RUN.run_id, "replication/inflight/old"), b"data/slow.bin")  # started before the barrier
+    records.put(run_key(RUN.run_id, "replication/inflight/old"), b"data/slow.bin")  # a delete begun before the barrier
 
     def replicator() -> None:  # what the replicate function does with the barrier's notification, and the slow one
         while not (barriers := list(bucket.list(live.BARRIER_PREFIX))):
