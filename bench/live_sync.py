@@ -24,6 +24,7 @@ import argparse
 import contextlib
 import hashlib
 import io
+import itertools
 import json
 import sys
 import threading
@@ -118,16 +119,31 @@ def keeps_pace(found: list[float]) -> bool:
     return max(found) <= KEEPS_PACE_BACKLOG_S and percentile(found, 95) <= KEEPS_PACE_P95_S
 
 
+class Stamped(io.StringIO):
+    """Output that notes when each line was written (``time.monotonic()``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stamps: list[tuple[float, str]] = []
+
+    def write(self, text: str) -> int:
+        self.stamps += [(time.monotonic(), line) for line in text.splitlines() if line.strip()]
+        return super().write(text)
+
+
 def cli(*args: str) -> dict[str, Any]:
-    """``python -m migrate ARGS --json`` in this process; its last JSON line."""
+    """``python -m migrate ARGS --json`` in this process; its last JSON line, and ``steps``: the seconds from each
+    numbered progress line (``1. frozen ...``) to the next."""
     from migrate.cli import main
 
-    out = io.StringIO()
+    out = Stamped()
     with contextlib.redirect_stdout(out):
         code = main([*args, "--json"])
     lines = [line for line in out.getvalue().splitlines() if line.startswith("{")]
     result = json.loads(lines[-1]) if lines else {}
     result["exit"] = code
+    numbered = [(at, line.split(".", 1)[0]) for at, line in out.stamps if line[:1].isdigit()]
+    result["steps"] = {f"{a}->{b}": round(t2 - t1, 2) for (t1, a), (t2, b) in itertools.pairwise(numbered)}
     return result
 
 
@@ -222,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"live at {rate:.1f}/s (0.8 x R_max) for {args.seconds:.0f} s: {count} uploads")
         print(f"  replication lag p50 {replication.get('lag_p50_s')} s, p95 {lag95} s (target <= {TARGET_LAG_P95_S} s)")
         print(f"  cutover exit {cutover['exit']}: frozen {cutover.get('frozen_seconds')} s (target <= "
-              f"{TARGET_FROZEN_S} s), drain {cutover.get('drain_seconds')} s")  # fmt: skip
+              f"{TARGET_FROZEN_S} s), drain {cutover.get('drain_seconds')} s; seconds between its steps (1 frozen, "
+              f"2 drained, 3 verified, 4 switched): {cutover['steps']}")  # fmt: skip
         print(
             "  CPU s per upload with replication: " + ", ".join(f"{k} {v:.3f}" for k, v in spent.items() if v > 0.0005)
         )

@@ -386,7 +386,7 @@ def verify_keys(
 ) -> dict[str, Any]:
     """Compare each named object with its blob: bytes (size and checksums) and every property the copy keeps.
 
-    With ``patience``, a key that differs is compared again every second for up to that many seconds:
+    With ``patience``, a key that differs is compared again every quarter of a second for up to that many seconds:
     while uploads go on, an object changed a moment ago differs until its replication lands, and only a
     difference that outlasts the patience is one. ``same_keys`` names the objects found the same, ``problems`` at
     most 20 of those that differ.
@@ -394,7 +394,7 @@ def verify_keys(
     found = _verify_once(source, dest, keys, live)
     deadline = time.monotonic() + patience
     while found["problems"] and time.monotonic() < deadline:
-        time.sleep(1.0)
+        time.sleep(0.25)
         again = _verify_once(source, dest, [p["key"] for p in found["problems"]], live)
         found = {"same": found["same"] + again["same"], "same_keys": found["same_keys"] + again["same_keys"],
                  "different": again["different"], "problems": again["problems"]}  # fmt: skip
