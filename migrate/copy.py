@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from core import crc32c
 from core.errors import Conflict, CoreError, NotFound
@@ -613,11 +613,11 @@ def run_copy(
     on_loop = isinstance(source, AsyncReader) and isinstance(dest, AsyncWriter) and _has_aiohttp()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="copy") as pool:
         if on_loop and options.throttle is None and not options.server_side:
+            reader, writer, head = cast(AsyncReader, source), cast(AsyncWriter, dest), existing_blob(dest)
 
             async def whole(http: aio.Http, obj: ObjectDetails) -> Outcome:
-                assert isinstance(source, AsyncReader) and isinstance(dest, AsyncWriter)
                 return await copy_whole_async(
-                    source, dest, http, obj, existing.get, options, head=existing_blob(dest),
+                    reader, writer, http, obj, existing.get, options, head=head,
                     source_prefix=source_prefix, dest_prefix=dest_prefix,
                 )  # fmt: skip
 
