@@ -42,7 +42,9 @@ def gcp() -> Iterator[GcpStack]:
 
 @pytest.fixture(scope="module")
 def azure() -> Iterator[AzureStack]:
-    with AzureStack(persistent=True, retry_delay=1) as running, environment(running.env()):
+    # Five deliveries 10 s apart: a job's retries outlast the outage. Stopping Azurite and starting it again with
+    # its data keeps uploads waiting 17-21 s here; 1 s apart, a job was dead-lettered before it came back.
+    with AzureStack(persistent=True, retry_delay=10) as running, environment(running.env()):
         yield running
 
 
