@@ -44,7 +44,7 @@ from core.errors import NotFound  # noqa: E402
 from core.jobs import JsonJobStore, Status, job_id_for  # noqa: E402
 from devstack.environment import environment  # noqa: E402
 from devstack.stacks import both_clouds  # noqa: E402
-from migrate.runs import run_key  # noqa: E402
+from migrate.runs import CHANGES, run_key  # noqa: E402
 
 KEEPS_PACE_BACKLOG_S, KEEPS_PACE_P95_S = 2.0, 1.0
 TARGET_LAG_P95_S, TARGET_FROZEN_S, TARGET_CPU_RATIO = 2.0, 5.0, 1.5
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         gcp.push.wait_idle("/migrate-replicate")
         notified = sum(n for sub, n in gcp.push.posts.items() if sub.endswith("migrate-replicate"))
         again = sum(n for sub, n in gcp.push.redelivered.items() if sub.endswith("migrate-replicate"))
-        done_before = sum(1 for _ in records.list(run_key(planned["run_id"], "replication/changes/")))
+        done_before = sum(1 for _ in records.list(run_key(planned["run_id"], CHANGES)))
         before, own = cpu(processes), time.process_time()
         with Uploads(bucket, photos, rate) as uploads:
             time.sleep(args.seconds)
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             after, own_after, count = cpu(processes), time.process_time(), len(uploads.sent)
             notifications = sum(n for sub, n in gcp.push.posts.items() if sub.endswith("migrate-replicate")) - notified
             redelivered = sum(n for s, n in gcp.push.redelivered.items() if s.endswith("migrate-replicate")) - again
-            copies = sum(1 for _ in records.list(run_key(planned["run_id"], "replication/changes/"))) - done_before
+            copies = sum(1 for _ in records.list(run_key(planned["run_id"], CHANGES))) - done_before
             cutover = cli("cutover", source, dest, "--no-final-verify", "--timeout", "240")
         spent = {name: (after[name] - before[name]) / count for name in processes}
         spent["this bench (uploads, push forwarder, Event Grid's stand-in)"] = (own_after - own) / count

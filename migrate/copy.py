@@ -676,18 +676,18 @@ async def _run_async(
     from core.clouds import aio
 
     loop = asyncio.get_running_loop()
+
+    async def copier(http: aio.Http, todo: asyncio.Queue[ObjectDetails | None]) -> None:
+        while (obj := await todo.get()) is not None:
+            if obj.size <= block_size:
+                record(await whole(http, obj))
+            else:
+                record(await loop.run_in_executor(pool, task, obj))
+
     async with aio.Http(limit=workers) as http:
         for phase in phased:
             todo: asyncio.Queue[ObjectDetails | None] = asyncio.Queue(maxsize=2 * workers)
-
-            async def copier(todo: asyncio.Queue[ObjectDetails | None]) -> None:
-                while (obj := await todo.get()) is not None:
-                    if obj.size <= block_size:
-                        record(await whole(http, obj))
-                    else:
-                        record(await loop.run_in_executor(pool, task, obj))
-
-            copiers = [asyncio.create_task(copier(todo)) for _ in range(workers)]
+            copiers = [asyncio.create_task(copier(http, todo)) for _ in range(workers)]
             listed = iter(phase)
             try:
                 while chunk := await asyncio.to_thread(list, itertools.islice(listed, LISTED_AT_ONCE)):

@@ -40,7 +40,7 @@ FROZEN_PATIENCE_S = 10.0
 """While frozen, how long the cutover compares again an object that differs (a change the drain did not cover)."""
 FINISHED_KEY = "_cutover/finished.json"
 """In the bucket: which run ``finish`` ended (a later ``plan --live`` removes it)."""
-BOOKKEEPING = ("replication/inflight/", "replication/changes/", "replication/barriers/", "manifests/", "released")
+BOOKKEEPING = (runs.INFLIGHT, runs.CHANGES, "replication/barriers/", "manifests/", "released")
 """What ``finish`` removes from the run record; the plan, the batches' outcomes, the reported deletes and failures,
 and the steps' reports stay."""
 

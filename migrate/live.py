@@ -37,17 +37,14 @@ from core.jobs import JOBS_PREFIX
 from core.pipeline import FREEZE_KEY, REPLICA_KEY, SWITCHED_KEY, Services, accept_deferred, is_upload
 from core.ports import Destination, ObjectDetails, ObjectInfo, ObjectStore, ReplicationFeed, Source
 from migrate import rules
-from migrate.copy import Options, copy_entry, dest_key_for, existing_blob, fresh_details, up_to_date
-from migrate.runs import RUNS_PREFIX, exists, run_key
+from migrate.copy import Options, copy_entry, dest_key_for, existing_blob, fresh_details, is_current, up_to_date
+from migrate.runs import CHANGES, FAILED, INFLIGHT, RUNS_PREFIX, change_name, exists, run_key
 from migrate.verify import compare_bytes, compare_properties
 
 log = logging.getLogger(__name__)
 
 LIVE_KEY = "_cutover/live.json"
 BARRIER_PREFIX = "_cutover/barrier/"
-CHANGES = "replication/changes/"
-"""Per copy, before it: ``<minute>/<message id>~<lag ms>``, its body the key and the generation on two lines."""
-INFLIGHT = "replication/inflight/"
 DELETES = ("report", "replicate")
 
 
@@ -262,7 +259,7 @@ def fail(change: Change, records: ObjectStore, live: Live, reason: str) -> None:
     """The dead letter: the replication is recorded failed, and no longer pending."""
     record = {"key": change.key, "reason": reason}
     name = _safe(change.message_id or uuid.uuid4().hex)
-    records.put(run_key(live.run_id, f"replication/failed/{name}.json"), json.dumps(record).encode())
+    records.put(run_key(live.run_id, f"{FAILED}{name}.json"), json.dumps(record).encode())
     with contextlib.suppress(NotFound):
         records.delete(run_key(live.run_id, f"{INFLIGHT}{name}"))
 
@@ -330,8 +327,8 @@ def _under_way(
             return False  # a delete under way: its marker goes when it ends
         if settled(key, generation):
             return True
-        message = info.key.rsplit("/", 1)[-1].rpartition("~")[0] if CHANGES in info.key else info.key.rsplit("/")[-1]
-        return exists(records, run_key(run_id, f"replication/failed/{message}.json"))  # given up: recorded failed
+        message = change_name(info.key)[0] if CHANGES in info.key else info.key.rsplit("/", 1)[-1]
+        return exists(records, run_key(run_id, f"{FAILED}{message}.json"))  # given up: recorded failed
 
     todo = [info for info in infos if info.key not in proven]
     waiting = []
@@ -350,10 +347,9 @@ def settled_by(source: Source, dest: Destination, live: Live) -> Callable[[str, 
     def settled(key: str, generation: str) -> bool:
         target = live.blob_name(key, Options())
         blob = existing_blob(dest)(target) if target else None
-        recorded = blob.metadata.get(rules.GENERATION_KEY) if blob is not None else None
-        if blob is not None and not recorded:
+        if blob is not None and not blob.metadata.get(rules.GENERATION_KEY):
             return True  # Azure wrote it itself: replication keeps it
-        if recorded and recorded.isdigit() and generation.isdigit() and int(recorded) >= int(generation):
+        if is_current(ObjectDetails(key, 0, generation=generation), blob):  # that generation or a newer one
             return True
         now = fresh_details(source, key)
         return now is None or now.generation != generation

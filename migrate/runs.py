@@ -28,6 +28,12 @@ DEFAULT_PART_BYTES = 512 * 1024 * 1024
 """An object above this is copied in parts of about this size, one batch each (a few seconds each)."""
 REPORTS = ("cutover", "abort", "rollback", "finish")
 """The steps' reports, ``<step>.json`` in the run record (a cutover after a rollback removes ``rollback.json``)."""
+CHANGES = "replication/changes/"
+"""Per copy, before it: ``<minute>/<message id>~<lag ms>``, its body the key and the generation on two lines."""
+INFLIGHT = "replication/inflight/"
+"""``<message id>``: a copy that failed and waits for a retry, or a delete under way."""
+FAILED = "replication/failed/"
+"""``<message id>.json``: a replication the dead letter ended."""
 LAG_WINDOW = timedelta(minutes=2)
 """``replication`` in the run record reports the lags of the objects replicated in the last two minutes."""
 
@@ -129,16 +135,22 @@ def replication(records: ObjectStore, run_id: str, *, now: datetime | None = Non
     by_message: dict[str, float] = {}  # a duplicate delivery writes a second record: count the first
     minutes = {(now - timedelta(minutes=m)).strftime("%Y%m%dT%H%M") for m in range(int(LAG_WINDOW.seconds / 60) + 1)}
     for minute in sorted(minutes):
-        for info in records.list(run_key(run_id, f"replication/changes/{minute}/")):
-            message, _, lag = info.key.rsplit("/", 1)[-1].rpartition("~")
+        for info in records.list(run_key(run_id, f"{CHANGES}{minute}/")):
+            message, lag = change_name(info.key)
             with contextlib.suppress(ValueError):
                 by_message.setdefault(message, int(lag) / 1000)
     lags = list(by_message.values())
-    pending = sum(1 for _ in records.list(run_key(run_id, "replication/inflight/")))
-    failed = sum(1 for _ in records.list(run_key(run_id, "replication/failed/")))
+    pending = sum(1 for _ in records.list(run_key(run_id, INFLIGHT)))
+    failed = sum(1 for _ in records.list(run_key(run_id, FAILED)))
     p50 = statistics.median(lags) if lags else None
     p95 = statistics.quantiles(lags, n=20)[-1] if len(lags) >= 2 else (lags[0] if lags else None)
     return {"lag_p50_s": p50, "lag_p95_s": p95, "pending": pending, "failed": failed, "recent": len(lags)}
+
+
+def change_name(key: str) -> tuple[str, str]:
+    """(message id, lag ms) from a change record's name (``CHANGES``)."""
+    message, _, lag = key.rsplit("/", 1)[-1].rpartition("~")
+    return message, lag
 
 
 def exists(records: ObjectStore, key: str) -> bool:

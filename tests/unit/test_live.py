@@ -117,7 +117,7 @@ def test_a_first_delivery_costs_one_bookkeeping_write_per_copy() -> None:
         change = live.Change(obj.key, generation=obj.generation, message_id=f"m{i}", details=obj, attempt=1)
         assert live.replicate(change, bucket, source, dest, records, RUN) == "copied"
     assert records.writes == len(objects)
-    (record,) = [i for i in records.list(run_key(RUN.run_id, live.CHANGES)) if "/m0~" in i.key]
+    (record,) = [i for i in records.list(run_key(RUN.run_id, runs.CHANGES)) if "/m0~" in i.key]
     assert records.get(record.key).data == f"data/1.bin\n{objects[0].generation}".encode()
     assert live.changed_keys(records, RUN.run_id, datetime.now(UTC) - timedelta(minutes=1)) == {o.key for o in objects}
 
