@@ -216,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         bulk = status(records, planned["run_id"])
         print(f"  bulk copy: {bulk['objects']} objects, {bulk['state']} in {time.monotonic() - started:.0f} s")
         gcp.push.wait_idle("/migrate-replicate")
-        notified = sum(n for sub, n in gcp.push.posts.items() if sub.endswith("migrate-replicate"))
-        again = sum(n for sub, n in gcp.push.redelivered.items() if sub.endswith("migrate-replicate"))
+        notified = gcp.push.posted("migrate-replicate")
+        again = gcp.push.posted("migrate-replicate", again=True)
         done_before = sum(1 for _ in records.list(run_key(planned["run_id"], CHANGES)))
         before, own = cpu(processes), time.process_time()
         with Uploads(bucket, photos, rate) as uploads:
@@ -225,8 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             replication = status(records, planned["run_id"])["replication"]
             # Everything per upload is taken at this one moment: the cutover below goes on under uploads.
             after, own_after, count = cpu(processes), time.process_time(), len(uploads.sent)
-            notifications = sum(n for sub, n in gcp.push.posts.items() if sub.endswith("migrate-replicate")) - notified
-            redelivered = sum(n for s, n in gcp.push.redelivered.items() if s.endswith("migrate-replicate")) - again
+            notifications = gcp.push.posted("migrate-replicate") - notified
+            redelivered = gcp.push.posted("migrate-replicate", again=True) - again
             copies = sum(1 for _ in records.list(run_key(planned["run_id"], CHANGES))) - done_before
             cutover = cli("cutover", source, dest, "--no-final-verify", "--timeout", "240")
         spent = {name: (after[name] - before[name]) / count for name in processes}

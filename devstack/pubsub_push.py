@@ -105,6 +105,7 @@ class PubSubPush:
     redelivered: dict[str, int] = field(default_factory=dict)
     """Subscription -> posts of a message posted before (nacked, or its lease lost): what benches count."""
     _seen: dict[str, set[str]] = field(default_factory=dict, repr=False)
+    _counting: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def start(self) -> None:
         self._stream = Stream()
@@ -144,12 +145,20 @@ class PubSubPush:
         try:
             return post(target, message)
         finally:
-            self.last_post[target.subscription] = time.monotonic()
-            self.posts[target.subscription] = self.posts.get(target.subscription, 0) + 1
-            seen = self._seen.setdefault(target.subscription, set())
-            if message.message_id in seen:
-                self.redelivered[target.subscription] = self.redelivered.get(target.subscription, 0) + 1
-            seen.add(message.message_id)
+            with self._counting:  # posts end on several threads at once
+                self.last_post[target.subscription] = time.monotonic()
+                self.posts[target.subscription] = self.posts.get(target.subscription, 0) + 1
+                seen = self._seen.setdefault(target.subscription, set())
+                if message.message_id in seen:
+                    self.redelivered[target.subscription] = self.redelivered.get(target.subscription, 0) + 1
+                seen.add(message.message_id)
+
+    def posted(self, subscription_suffix: str, *, again: bool = False) -> int:
+        """Posts so far to the subscriptions whose names end with ``subscription_suffix``; with ``again``, only
+        the posts of a message posted before."""
+        with self._counting:
+            counts = self.redelivered if again else self.posts
+            return sum(n for s, n in counts.items() if s.endswith(subscription_suffix))
 
     def wait_idle(self, subscription_suffix: str, quiet: float = 2.0, timeout: float = 300.0) -> float:
         """Wait until the subscription ending with ``subscription_suffix`` has posted nothing for ``quiet``

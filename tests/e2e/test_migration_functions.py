@@ -183,7 +183,7 @@ def test_a_batch_dead_lettered_on_gcp_fails_the_run(clouds: tuple[GcpStack, Azur
 def replicated(gcp: GcpStack) -> int:
     """Messages the local forwarder has posted to ``migrate_replicate`` so far."""
     assert gcp.push is not None
-    return sum(n for subscription, n in gcp.push.posts.items() if subscription.endswith("/migrate-replicate"))
+    return gcp.push.posted("/migrate-replicate")
 
 
 def test_the_four_steps_run_over_http_as_queued_tasks_on_gcp_and_are_refused_on_azure(
