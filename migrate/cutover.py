@@ -213,12 +213,13 @@ def cutover(
     except live.NotSettled as exc:
         progress(f"2. not drained: {exc}")
         return replace(result, reason=f"{exc}. GCP stays frozen: run cutover again, or `abort`")
-    result = replace(result, drain_seconds=round(drained, 3))
-    progress(f"2. drained in {drained:.2f} s: the barrier was replicated and every copy begun before it has landed")
-    changed = live.changed_keys(sides.records, running.run_id, checkpoint)
-    found = live.verify_keys(sides.source, sides.dest, changed, running, patience=min(timeout, FROZEN_PATIENCE_S))
+    result = replace(result, drain_seconds=round(drained.seconds, 3))
+    progress(f"2. drained in {drained.seconds:.2f} s: the barrier was replicated and every copy begun before it has "
+             f"landed")  # fmt: skip
+    found = live.verify_keys(sides.source, sides.dest, drained.keys, running, patience=min(timeout, FROZEN_PATIENCE_S))
     result = replace(_verified(result, found, same), verified_while_frozen=found["same"])
-    progress(f"3. verify of what replication copied since: {found['same']} same, {found['different']} different")
+    progress(f"3. verify of what replication copied before the barrier: {found['same']} same, {found['different']} "
+             f"different")  # fmt: skip
     if found["different"]:
         return replace(result, reason="replicated objects differ while frozen: GCP stays frozen; fix them and run "
                                       "cutover again, or `abort`")  # fmt: skip

@@ -227,7 +227,8 @@ def replicate(
     body = f"{key}\n{obj.generation or ''}".encode()
     minute = now().strftime("%Y%m%dT%H%M")
     record = run_key(live.run_id, f"{CHANGES}{minute}/{_safe(message_id)}~{lag_ms}")
-    records.put(record, body, content_type="text/plain")
+    # The key and generation also as metadata: the cutover and the drain read them from one listing.
+    records.put(record, body, content_type="text/plain", metadata={"key": key, "generation": obj.generation or ""})
     outcome = copy_entry(source, dest, obj, lambda name: current if name == target else existing_blob(dest)(name),
                          options, source_prefix=live.source_prefix, dest_prefix=live.dest_prefix)  # fmt: skip
     if outcome.action == "failed":
@@ -264,6 +265,28 @@ def fail(change: Change, records: ObjectStore, live: Live, reason: str) -> None:
         records.delete(run_key(live.run_id, f"{INFLIGHT}{name}"))
 
 
+@dataclass(frozen=True)
+class Drained:
+    seconds: float
+    keys: frozenset[str]
+    """The keys whose replication began before the barrier (and after ``since``): what the cutover verifies while
+    frozen. A change after the barrier is an upload left for Azure, or a job GCP ends meanwhile: replication
+    goes on after the switch and copies it."""
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    """A replication recorded in the run record: a change record (``CHANGES``) or a pending marker (``INFLIGHT``)."""
+
+    name: str
+    key: str
+    generation: str
+
+    @property
+    def message(self) -> str:
+        return change_name(self.name)[0] if CHANGES in self.name else self.name.rsplit("/", 1)[-1]
+
+
 def drain(
     bucket: ObjectStore,
     records: ObjectStore,
@@ -272,8 +295,8 @@ def drain(
     timeout: float = 60.0,
     since: datetime | None = None,
     settled: Callable[[str, str], bool] | None = None,
-) -> float:
-    """Write a barrier after the freeze and wait until replication has drained; the seconds it took.
+) -> Drained:
+    """Write a barrier after the freeze and wait until replication has drained.
 
     Drained: the barrier's own notification has been replicated, and every replication that started
     before the barrier was written (and after ``since``) has ended: each change recorded then is
@@ -282,23 +305,29 @@ def drain(
     A copy that failed and waits for a retry is not settled, so it is waited for too. ``TransientError``
     after ``timeout`` seconds. Without ``settled`` (going live: nothing is recorded before the barrier)
     only the barrier and the deletes are waited for.
+
+    The change records are listed once, when the barrier has arrived (a record written later has a later time),
+    and of each key only the newest generation is waited for: once it has settled, so have the older ones.
     """
     began = time.monotonic()
     barrier = uuid.uuid4().hex
     written = bucket.put(BARRIER_PREFIX + barrier, b"", content_type="text/plain").updated or datetime.now(UTC)
     reached = run_key(run_id, f"replication/barriers/{barrier}")
     proven: set[str] = set()  # records found ended: not read again
+    recorded: list[_Recorded] | None = None
     waiting: list[str] = []
     arrived = False
     with ThreadPoolExecutor(max_workers=16) as pool:
         while time.monotonic() - began < timeout:
             arrived = arrived or exists(records, reached)
             if arrived:
-                waiting = _under_way(records, run_id, since or written, written, settled, proven, pool)
+                if recorded is None:
+                    recorded = _recorded(records, run_id, since or written, written, pool) if settled else []
+                waiting = _under_way(records, run_id, _newest(recorded), written, settled, proven, pool)
                 if not waiting:
                     with contextlib.suppress(NotFound):
                         bucket.delete(BARRIER_PREFIX + barrier)
-                    return time.monotonic() - began
+                    return Drained(time.monotonic() - began, frozenset(r.key for r in recorded))
             time.sleep(0.05)
     why = (f"{len(waiting)} replication(s) that started before it have not ended (failing and retried?)"
            if arrived else "its barrier was never replicated: is the replicate function running?")  # fmt: skip
@@ -308,36 +337,67 @@ def drain(
 def _under_way(
     records: ObjectStore,
     run_id: str,
-    since: datetime,
+    changes: list[_Recorded],
     before: datetime,
     settled: Callable[[str, str], bool] | None,
     proven: set[str],
     pool: ThreadPoolExecutor,
 ) -> list[str]:
-    """The records of replications begun in ``[since, before)`` that have not ended."""
-    infos = [i for i in _changes(records, run_id, since) if (i.updated or before) < before] if settled else []
-    infos += [i for i in records.list(run_key(run_id, INFLIGHT)) if (i.updated or before) < before]
+    """The records of replications begun before ``before`` that have not ended: of ``changes``, and the pending
+    markers (a failed copy waiting for its retry, a delete under way), listed each time."""
+    markers = [i.key for i in records.list(run_key(run_id, INFLIGHT)) if (i.updated or before) < before]
 
-    def ended(info: ObjectInfo) -> bool:
+    def ended(item: _Recorded | str) -> bool:
+        if isinstance(item, str):
+            try:
+                key, _, generation = records.get(item).data.decode().partition("\n")
+            except NotFound:
+                return True  # a marker removed: that replication ended
+            if not generation or settled is None:
+                return False  # a delete under way: its marker goes when it ends
+            item = _Recorded(item, key, generation)
+        if settled is not None and settled(item.key, item.generation):
+            return True
+        return exists(records, run_key(run_id, f"{FAILED}{item.message}.json"))  # given up: recorded failed
+
+    todo = [c for c in changes if c.name not in proven] + [m for m in markers if m not in proven]
+    waiting = []
+    for item, done in zip(todo, pool.map(ended, todo), strict=True):
+        name = item if isinstance(item, str) else item.name
+        if done:
+            proven.add(name)
+        else:
+            waiting.append(name)
+    return waiting
+
+
+def _recorded(
+    records: ObjectStore, run_id: str, since: datetime, before: datetime | None, pool: ThreadPoolExecutor
+) -> list[_Recorded]:
+    """The change records written in ``[since, before)``, with the key and generation from the listing (a record
+    without them in its metadata is read)."""
+    infos = [i for i in _changes(records, run_id, since)
+             if i.updated is None or (i.updated >= since and (before is None or i.updated < before))]  # fmt: skip
+
+    def read(info: ObjectInfo) -> _Recorded | None:
+        if "key" in info.metadata:
+            return _Recorded(info.key, info.metadata["key"], info.metadata.get("generation", ""))
         try:
             key, _, generation = records.get(info.key).data.decode().partition("\n")
         except NotFound:
-            return True  # a marker removed: that replication ended
-        if not generation or settled is None:
-            return False  # a delete under way: its marker goes when it ends
-        if settled(key, generation):
-            return True
-        message = change_name(info.key)[0] if CHANGES in info.key else info.key.rsplit("/", 1)[-1]
-        return exists(records, run_key(run_id, f"{FAILED}{message}.json"))  # given up: recorded failed
+            return None
+        return _Recorded(info.key, key, generation)
 
-    todo = [info for info in infos if info.key not in proven]
-    waiting = []
-    for info, done in zip(todo, pool.map(ended, todo), strict=True):
-        if done:
-            proven.add(info.key)
-        else:
-            waiting.append(info.key)
-    return waiting
+    return [r for r in pool.map(read, infos) if r is not None and r.key]
+
+
+def _newest(recorded: Iterable[_Recorded]) -> list[_Recorded]:
+    """Of each key, the change record of its newest generation."""
+    newest: dict[str, _Recorded] = {}
+    for one in recorded:
+        if one.key not in newest or _older(newest[one.key].generation, one.generation):
+            newest[one.key] = one
+    return list(newest.values())
 
 
 def settled_by(source: Source, dest: Destination, live: Live) -> Callable[[str, str], bool]:
@@ -360,13 +420,8 @@ def settled_by(source: Source, dest: Destination, live: Live) -> Callable[[str, 
 def changed_keys(records: ObjectStore, run_id: str, since: datetime) -> set[str]:
     """The keys whose replication began since ``since``: what the cutover verifies (read from the run record, not
     the bucket)."""
-    keys: set[str] = set()
     with ThreadPoolExecutor(max_workers=16) as pool:
-        infos = [i for i in _changes(records, run_id, since) if i.updated is None or i.updated >= since]
-        for body in pool.map(lambda i: records.get(i.key).data, infos):
-            if body:
-                keys.add(body.decode().partition("\n")[0])
-    return keys
+        return {r.key for r in _recorded(records, run_id, since, None, pool)}
 
 
 def _changes(records: ObjectStore, run_id: str, since: datetime) -> Iterator[ObjectInfo]:

@@ -29,7 +29,7 @@ from azure.storage.blob import (
 )
 
 from core import config
-from core.clouds import METADATA_VALUE_SAFE, identity
+from core.clouds import METADATA_VALUE_SAFE, azure_session, identity
 from core.errors import Conflict, Forbidden, NotFound, TransientError, raise_for_status
 from core.ports import (
     DEFAULT_CHUNK_SIZE,
@@ -47,8 +47,11 @@ CONTAINER_VAR = "AZURE_STORAGE_CONTAINER"
 
 def make_service_client() -> BlobServiceClient:
     """A blob service client from the connection string, else the account URL with Entra ID (``identity``)."""
+    session = azure_session()
     return identity.azure_storage_client(
-        "blob", BlobServiceClient.from_connection_string, lambda url, credential: BlobServiceClient(url, credential)
+        "blob",
+        lambda connection_string: BlobServiceClient.from_connection_string(connection_string, session=session),
+        lambda url, credential: BlobServiceClient(url, credential, session=session),
     )
 
 

@@ -22,7 +22,7 @@ from azure.storage.queue import (
     QueueClient,
 )
 
-from core.clouds import identity
+from core.clouds import azure_session, identity
 from core.clouds.azure_blob import translate_errors
 from core.errors import BadRequest, NotFound
 
@@ -34,6 +34,7 @@ def make_queue_client(queue: str) -> QueueClient:
     policies: dict[str, Any] = {
         "message_encode_policy": BinaryBase64EncodePolicy(),
         "message_decode_policy": BinaryBase64DecodePolicy(),
+        "session": azure_session(),
     }
     return identity.azure_storage_client(
         "queue",

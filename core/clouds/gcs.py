@@ -19,7 +19,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from core import config
-from core.clouds import identity
+from core.clouds import identity, pool_connections
 from core.errors import BadRequest, Conflict, Forbidden, NotFound, TransientError
 from core.ports import (
     DEFAULT_CHUNK_SIZE,
@@ -37,12 +37,14 @@ def make_client(project: str | None = None) -> storage.Client:
     """A storage client: the emulator's, federated credentials, or ADC (``core.clouds.identity`` says which wins)."""
     project = project or os.environ.get("GOOGLE_CLOUD_PROJECT") or None
     if os.environ.get("STORAGE_EMULATOR_HOST"):
-        return storage.Client(project=project or "local", credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
-    federated = identity.gcp_credentials()
-    if federated is not None:
+        client = storage.Client(project=project or "local", credentials=AnonymousCredentials())  # type: ignore[no-untyped-call]
+    elif (federated := identity.gcp_credentials()) is not None:
         # The client would otherwise look up ADC's project; listing a bucket needs none.
-        return storage.Client(project=project or "-", credentials=federated)
-    return storage.Client(project=project)
+        client = storage.Client(project=project or "-", credentials=federated)
+    else:
+        client = storage.Client(project=project)
+    pool_connections(client._http)  # its authorized session, made here rather than on the first request
+    return client
 
 
 @contextmanager

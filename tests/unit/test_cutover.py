@@ -152,13 +152,17 @@ def test_what_replication_copies_during_the_first_pass_is_verified_before_the_fr
 def test_a_difference_while_frozen_leaves_gcp_frozen_and_azure_a_replica_until_abort() -> None:
     world = World()
     late = threading.Event()
+    put = world.bucket.put
 
-    def before_the_barrier() -> None:
-        if not late.is_set():
+    def before_the_barrier(key: str, data: bytes, **kwargs: Any) -> Any:
+        if key.startswith(live.BARRIER_PREFIX) and not late.is_set():
             late.set()
-            world.wrong("jobs/late.json")  # replicated after the passes, before the barrier
+            world.wrong("jobs/late.json")  # replicated after the passes and the freeze, before the barrier
+            time.sleep(0.002)
+        return put(key, data, **kwargs)
 
-    with world.replicating(on_barrier=before_the_barrier):
+    world.bucket.put = before_the_barrier  # type: ignore[method-assign]
+    with world.replicating():
         result = cutover.cutover(world.sides, timeout=0.5)
     assert not result.switched and result.frozen and "while frozen" in result.reason
     assert result.different == 1 and [d.key for d in result.differences] == ["jobs/late.json"]
@@ -168,6 +172,24 @@ def test_a_difference_while_frozen_leaves_gcp_frozen_and_azure_a_replica_until_a
     aborted = cutover.abort(world.sides, by="ops")
     assert aborted.aborted and not world.exists(world.bucket, FREEZE_KEY)
     assert world.report("abort")["by"] == "ops"  # type: ignore[index]
+
+
+def test_a_change_after_the_barrier_is_left_to_replication_and_the_full_verify() -> None:
+    """What replication records after the barrier (an upload left for Azure, a job GCP ends while frozen) is not
+    the frozen verify's: the switch goes on, replication goes on after it, and the full verify reports what
+    differs then."""
+    world = World()
+    late = threading.Event()
+
+    def after_the_barrier() -> None:
+        if not late.is_set():
+            late.set()
+            world.wrong("jobs/late.json")
+
+    with world.replicating(on_barrier=after_the_barrier):
+        result = cutover.cutover(world.sides, timeout=0.5)
+    assert result.switched and result.different == 0, result
+    assert not result.ok and result.final_differences == 1, "the full verify after the switch finds it"
 
 
 def test_a_drain_that_never_ends_leaves_gcp_frozen_and_says_so() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +15,7 @@ from core import names
 from core.errors import Forbidden, NotFound, TransientError
 from core.memory import InMemoryDestination, InMemoryObjectStore, InMemorySource, InMemoryTaskQueue
 from core.pipeline import DEFERRED_PREFIX, REPLICA_KEY, SWITCHED_KEY, Services
-from migrate import live, runs
+from migrate import live, rules, runs
 from migrate.cutover import freeze
 from migrate.runs import run_key
 from tests.helper import replicating_barriers
@@ -205,7 +207,7 @@ def test_the_drain_waits_for_the_barrier_and_for_a_delete_begun_before_it() -> N
 
     worker = threading.Thread(target=replicator)
     worker.start()
-    took = live.drain(bucket, records, RUN.run_id, timeout=10)
+    took = live.drain(bucket, records, RUN.run_id, timeout=10).seconds
     worker.join()
     assert took >= 0.3, "drained before the replication that started before the barrier ended"
     assert list(bucket.list(live.BARRIER_PREFIX)) == []
@@ -246,13 +248,58 @@ def test_the_drain_waits_for_a_copy_in_flight_when_the_barrier_lands(ends_as: st
     worker.start()
     copying.wait(10)
     with replicating_barriers(bucket, source, dest, records, RUN, on_barrier=replicated.set):
-        took = live.drain(bucket, records, RUN.run_id, timeout=10, since=since,
-                          settled=live.settled_by(source, dest, RUN))  # fmt: skip
+        drained = live.drain(bucket, records, RUN.run_id, timeout=10, since=since,
+                             settled=live.settled_by(source, dest, RUN))  # fmt: skip
     worker.join()
-    assert took >= 0.3, "drained before the copy in flight when the barrier landed had ended"
+    assert drained.seconds >= 0.3, "drained before the copy in flight when the barrier landed had ended"
+    assert drained.keys == {obj.key}, "what the cutover verifies while frozen"
     outcome = {"copied": obj.generation, "superseded": None, "given up": None}[ends_as]
     blob = next(iter(dest.list()), None)
     assert (blob.metadata["gcs_generation"] if blob else None) == outcome
+
+
+def _record_change(records: Any, message: str, key: str, generation: str, *, metadata: bool = True) -> None:
+    """A change record as ``replicate`` writes it (``metadata=False``: as a writer before the metadata did)."""
+    name = run_key(RUN.run_id, f"{runs.CHANGES}{datetime.now(UTC).strftime('%Y%m%dT%H%M')}/{message}~5")
+    extra = {"metadata": {"key": key, "generation": generation}} if metadata else {}
+    records.put(name, f"{key}\n{generation}".encode(), content_type="text/plain", **extra)
+
+
+@pytest.mark.parametrize("newest_landed", [True, False])
+def test_the_drain_waits_for_the_newest_generation_of_each_key_recorded_before_the_barrier(newest_landed: bool) -> None:
+    """Three writes of a job record recorded before the barrier: once Azure holds the newest, the older ones have
+    settled too (an older copy that never lands is not waited for); while it does not, the drain waits. A change
+    recorded after the barrier is neither waited for nor among the keys the cutover verifies."""
+    bucket, source, dest, records = ends(f"newest-{newest_landed}")
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    generations = [source.add("jobs/j.json", body) for body in (b"PENDING", b"PROCESSING", b"DONE")]
+    for i, g in enumerate(generations):
+        _record_change(records, f"m{i}", g.key, g.generation or "", metadata=i != 1)  # one read from its body
+    if newest_landed:
+        newest = generations[-1]
+        dest.put(replace(newest, metadata={rules.GENERATION_KEY: newest.generation or ""}), b"DONE")
+    late: list[str] = []
+
+    def on_barrier() -> None:  # a change recorded once the barrier is there: after it
+        if not late:
+            late.append(source.add("uploads/late.jpg", b"late").key)
+            time.sleep(0.01)
+            _record_change(records, "m9", late[0], "1")
+
+    settled, asked = live.settled_by(source, dest, RUN), []
+
+    def counted(key: str, generation: str) -> bool:
+        asked.append(generation)
+        return settled(key, generation)
+
+    with replicating_barriers(bucket, source, dest, records, RUN, on_barrier=on_barrier):
+        drain = functools.partial(live.drain, bucket, records, RUN.run_id, since=since, settled=counted)
+        if newest_landed:
+            assert drain(timeout=10).keys == {"jobs/j.json"}
+            assert asked == [generations[-1].generation], "only the newest generation is looked up"
+        else:
+            with pytest.raises(live.NotSettled, match="1 replication"):
+                drain(timeout=1)
 
 
 def test_the_switch_names_its_freeze_lifts_the_marker_and_accepts_the_journal() -> None:
