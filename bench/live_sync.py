@@ -23,9 +23,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import io
 import itertools
 import json
+import subprocess
 import sys
 import threading
 import time
@@ -119,30 +119,19 @@ def keeps_pace(found: list[float]) -> bool:
     return max(found) <= KEEPS_PACE_BACKLOG_S and percentile(found, 95) <= KEEPS_PACE_P95_S
 
 
-class Stamped(io.StringIO):
-    """Output that notes when each line was written (``time.monotonic()``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.stamps: list[tuple[float, str]] = []
-
-    def write(self, text: str) -> int:
-        self.stamps += [(time.monotonic(), line) for line in text.splitlines() if line.strip()]
-        return super().write(text)
-
-
 def cli(*args: str) -> dict[str, Any]:
-    """``python -m migrate ARGS --json`` in this process; its last JSON line, and ``steps``: the seconds from each
-    numbered progress line (``1. frozen ...``) to the next."""
-    from migrate.cli import main
-
-    out = Stamped()
-    with contextlib.redirect_stdout(out):
-        code = main([*args, "--json"])
-    lines = [line for line in out.getvalue().splitlines() if line.startswith("{")]
+    """``python -m migrate ARGS --json`` as an operator runs it, in a process of its own; its last JSON line, and
+    ``steps``: the seconds from each numbered progress line (``1. frozen ...``) to the next, as they were printed."""
+    command = [sys.executable, "-u", "-m", "migrate", *args, "--json"]
+    stamps: list[tuple[float, str]] = []
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdout is not None
+        for line in child.stdout:
+            stamps.append((time.monotonic(), line.strip()))
+    lines = [line for _, line in stamps if line.startswith("{")]
     result = json.loads(lines[-1]) if lines else {}
-    result["exit"] = code
-    numbered = [(at, line.split(".", 1)[0]) for at, line in out.stamps if line[:1].isdigit()]
+    result["exit"] = child.returncode
+    numbered = [(at, line.split(".", 1)[0]) for at, line in stamps if line[:1].isdigit()]
     result["steps"] = {f"{a}->{b}": round(t2 - t1, 2) for (t1, a), (t2, b) in itertools.pairwise(numbered)}
     return result
 

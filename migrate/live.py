@@ -10,10 +10,10 @@ module moves the data and the markers (docs/migration.md):
   replicated and no replication that started before it is still running, replication has drained.
 
 The run record (``_migrations/<run_id>/`` in the container) gains
-``replication/changes/<minute>/<message id>~<lag ms>`` (key and generation: one write per copy, before it; the
-cutover verifies these keys, the status reads the lags from the listing alone, and the drain waits until Azure
-holds each generation), ``replication/inflight/<message id>`` (a copy that failed and waits for a retry, or a
-delete under way), ``replication/barriers/<id>``, ``replication/deletes/`` (reported deletes) and
+``replication/changes/<minute>/<ten seconds>/<message id>~<lag ms>`` (key and generation: one write per copy,
+before it; the cutover verifies these keys, the status reads the lags from the listing alone, and the drain waits
+until Azure holds each generation), ``replication/inflight/<message id>`` (a copy that failed and waits for a
+retry, or a delete under way), ``replication/barriers/<id>``, ``replication/deletes/`` (reported deletes) and
 ``replication/failed/``.
 """
 
@@ -38,7 +38,7 @@ from core.pipeline import FREEZE_KEY, REPLICA_KEY, SWITCHED_KEY, Services, accep
 from core.ports import Destination, ObjectDetails, ObjectInfo, ObjectStore, ReplicationFeed, Source
 from migrate import rules
 from migrate.copy import Options, copy_entry, dest_key_for, existing_blob, fresh_details, is_current, up_to_date
-from migrate.runs import CHANGES, FAILED, INFLIGHT, RUNS_PREFIX, change_name, exists, run_key
+from migrate.runs import CHANGES, FAILED, INFLIGHT, RUNS_PREFIX, change_folder, change_name, exists, run_key
 from migrate.verify import compare_bytes, compare_properties
 
 log = logging.getLogger(__name__)
@@ -225,8 +225,7 @@ def replicate(
     # for the drain a copy under way until Azure holds this generation (``settled``).
     lag_ms = max(0, int((now() - obj.created).total_seconds() * 1000)) if obj.created else 0
     body = f"{key}\n{obj.generation or ''}".encode()
-    minute = now().strftime("%Y%m%dT%H%M")
-    record = run_key(live.run_id, f"{CHANGES}{minute}/{_safe(message_id)}~{lag_ms}")
+    record = run_key(live.run_id, f"{CHANGES}{change_folder(now())}{_safe(message_id)}~{lag_ms}")
     # The key and generation also as metadata: the cutover and the drain read them from one listing.
     records.put(record, body, content_type="text/plain", metadata={"key": key, "generation": obj.generation or ""})
     outcome = copy_entry(source, dest, obj, lambda name: current if name == target else existing_blob(dest)(name),
@@ -425,11 +424,15 @@ def changed_keys(records: ObjectStore, run_id: str, since: datetime) -> set[str]
 
 
 def _changes(records: ObjectStore, run_id: str, since: datetime) -> Iterator[ObjectInfo]:
-    """The change records of the minutes from ``since``'s to now, one listing per minute."""
-    minute, now = since.astimezone(UTC).replace(second=0, microsecond=0), datetime.now(UTC)
-    while minute <= now:
-        yield from records.list(run_key(run_id, f"{CHANGES}{minute.strftime('%Y%m%dT%H%M')}/"))
-        minute += timedelta(minutes=1)
+    """The change records from ``since``'s ten seconds to now: one listing per ten seconds up to the next whole
+    minute, then one per minute (``runs.change_folder``)."""
+    at, now = since.astimezone(UTC).replace(microsecond=0), datetime.now(UTC)
+    at = at.replace(second=at.second // 10 * 10)
+    while at <= now:
+        folder = change_folder(at)
+        whole = at.second == 0
+        yield from records.list(run_key(run_id, CHANGES + (folder.split("/")[0] + "/" if whole else folder)))
+        at += timedelta(minutes=1) if whole else timedelta(seconds=10)
 
 
 def verify_keys(

@@ -2,8 +2,8 @@
 
 - ``run.json``: the plan (``Run``); ``_migrations/index/<run_id>``: one line per run for the listing.
 - ``batches/<n>.json``: each batch's outcome, written by the worker that copied it (``migrate.fanout``).
-- ``replication/``: live sync's bookkeeping (``migrate.live``): ``changes/<minute>/<id>~<lag ms>``, ``inflight/``,
-  ``barriers/``, and its reports ``deletes/`` and ``failed/``.
+- ``replication/``: live sync's bookkeeping (``migrate.live``): ``changes/<minute>/<ten seconds>/<id>~<lag ms>``,
+  ``inflight/``, ``barriers/``, and its reports ``deletes/`` and ``failed/``.
 - ``cutover.json``, ``abort.json``, ``rollback.json``, ``finish.json``: each step's report (``migrate.cutover``).
 
 ``status`` adds it all up; the fan-out, live sync and the use cases read and write it through this module.
@@ -29,7 +29,8 @@ DEFAULT_PART_BYTES = 512 * 1024 * 1024
 REPORTS = ("cutover", "abort", "rollback", "finish")
 """The steps' reports, ``<step>.json`` in the run record (a cutover after a rollback removes ``rollback.json``)."""
 CHANGES = "replication/changes/"
-"""Per copy, before it: ``<minute>/<message id>~<lag ms>``, its body the key and the generation on two lines."""
+"""Per copy, before it: ``<minute>/<ten seconds>/<message id>~<lag ms>`` (``change_folder``), its body the key and
+the generation on two lines, and the same as metadata (``key``, ``generation``)."""
 INFLIGHT = "replication/inflight/"
 """``<message id>``: a copy that failed and waits for a retry, or a delete under way."""
 FAILED = "replication/failed/"
@@ -145,6 +146,14 @@ def replication(records: ObjectStore, run_id: str, *, now: datetime | None = Non
     p50 = statistics.median(lags) if lags else None
     p95 = statistics.quantiles(lags, n=20)[-1] if len(lags) >= 2 else (lags[0] if lags else None)
     return {"lag_p50_s": p50, "lag_p95_s": p95, "pending": pending, "failed": failed, "recent": len(lags)}
+
+
+def change_folder(when: datetime) -> str:
+    """Where the change records written at ``when`` go, under ``CHANGES``: its minute, then its ten seconds
+    (``20261206T1749/30/`` from 17:49:30 to 17:49:39). The cutover lists the few seconds before its freeze, the
+    status whole minutes."""
+    when = when.astimezone(UTC)
+    return f"{when.strftime('%Y%m%dT%H%M')}/{when.second // 10 * 10:02d}/"
 
 
 def change_name(key: str) -> tuple[str, str]:

@@ -7,6 +7,7 @@ import io
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +108,7 @@ def test_the_migration_page_shows_a_running_live_migration_and_its_cutover(azure
     from core.clouds.azure_blob import AzureBlobObjectStore
     from core.memory import InMemoryDestination, InMemorySource, InMemoryTaskQueue
     from migrate import fanout
-    from migrate.runs import run_key
+    from migrate.runs import CHANGES, change_folder, run_key
 
     records = AzureBlobObjectStore(azure_stack.container)
     source, dest, queue = InMemorySource("page-src"), InMemoryDestination(), InMemoryTaskQueue()
@@ -124,7 +125,7 @@ def test_the_migration_page_shows_a_running_live_migration_and_its_cutover(azure
         fanout.process_batch(message, source, dest, records, queue, head)
     fanout.mark_failed(records, messages[2], "gave up after 5 attempts: GCS answered 403")
     for lag_ms in (400, 900, 1600):
-        records.put(run_key(run.run_id, f"replication/changes/{_minute()}/m{lag_ms}~{lag_ms}"), b"data/x")
+        records.put(run_key(run.run_id, f"{CHANGES}{change_folder(datetime.now(UTC))}m{lag_ms}~{lag_ms}"), b"data/x")
     page = browser.new_page()  # type: ignore[attr-defined]
     try:
         page.goto(f"{azure_stack.api_url}/migrations/{run.run_id}?container={azure_stack.container}")
@@ -173,9 +174,3 @@ def test_the_migration_page_shows_a_running_live_migration_and_its_cutover(azure
         assert run.run_id in page.inner_text("#title")
     finally:
         page.close()
-
-
-def _minute() -> str:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M")

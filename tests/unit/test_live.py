@@ -124,6 +124,25 @@ def test_a_first_delivery_costs_one_bookkeeping_write_per_copy() -> None:
     assert live.changed_keys(records, RUN.run_id, datetime.now(UTC) - timedelta(minutes=1)) == {o.key for o in objects}
 
 
+def test_change_records_are_filed_by_ten_seconds_and_listed_from_the_folder_of_since() -> None:
+    """A record's folder is its minute and ten seconds; the cutover lists from ``since``'s folder on (across
+    minutes), so a record filed before it is not read, however recent its write."""
+    assert runs.change_folder(datetime(2026, 12, 6, 17, 49, 39, 999000, tzinfo=UTC)) == "20261206T1749/30/"
+    assert runs.change_folder(datetime(2026, 12, 6, 17, 50, 0, tzinfo=UTC)) == "20261206T1750/00/"
+    bucket, source, dest, records = ends("folders")
+    now = datetime.now(UTC)
+    since = (now - timedelta(seconds=90)).replace(second=45)  # at :45, 45 s or more ago: the range crosses a minute
+    filed = {"data/before.bin": since - timedelta(seconds=20), "data/after.bin": since + timedelta(seconds=10),
+             "data/last.bin": now}  # fmt: skip
+    for i, (key, at) in enumerate(filed.items()):
+        obj = source.add(key, b"x")
+        change = live.Change(key, generation=obj.generation, message_id=f"m{i}", details=obj, attempt=1)
+        assert live.replicate(change, bucket, source, dest, records, RUN, now=lambda at=at: at) == "copied"
+    folders = {i.key.split(runs.CHANGES)[1].rsplit("/", 1)[0] for i in records.list(run_key(RUN.run_id, runs.CHANGES))}
+    assert folders == {runs.change_folder(at).rstrip("/") for at in filed.values()}
+    assert live.changed_keys(records, RUN.run_id, since) == {"data/after.bin", "data/last.bin"}
+
+
 def test_an_upload_written_after_the_freeze_is_tagged_for_the_target() -> None:
     bucket, source, dest, records = ends("tag")
     source.add("uploads/before.jpg", b"b")
@@ -260,7 +279,7 @@ def test_the_drain_waits_for_a_copy_in_flight_when_the_barrier_lands(ends_as: st
 
 def _record_change(records: Any, message: str, key: str, generation: str, *, metadata: bool = True) -> None:
     """A change record as ``replicate`` writes it (``metadata=False``: as a writer before the metadata did)."""
-    name = run_key(RUN.run_id, f"{runs.CHANGES}{datetime.now(UTC).strftime('%Y%m%dT%H%M')}/{message}~5")
+    name = run_key(RUN.run_id, f"{runs.CHANGES}{runs.change_folder(datetime.now(UTC))}{message}~5")
     extra = {"metadata": {"key": key, "generation": generation}} if metadata else {}
     records.put(name, f"{key}\n{generation}".encode(), content_type="text/plain", **extra)
 
