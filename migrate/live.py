@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 LIVE_KEY = "_cutover/live.json"
 BARRIER_PREFIX = "_cutover/barrier/"
 DELETES = ("report", "replicate")
+FOLDER_MARGIN = timedelta(seconds=10)
 
 
 class NotSettled(TransientError):
@@ -424,9 +425,10 @@ def changed_keys(records: ObjectStore, run_id: str, since: datetime) -> set[str]
 
 
 def _changes(records: ObjectStore, run_id: str, since: datetime) -> Iterator[ObjectInfo]:
-    """The change records from ``since``'s ten seconds to now: one listing per ten seconds up to the next whole
-    minute, then one per minute (``runs.change_folder``)."""
-    at, now = since.astimezone(UTC).replace(microsecond=0), datetime.now(UTC)
+    """The change records from the ten seconds before ``since``'s to now: one listing per ten seconds up to the
+    next whole minute, then one per minute (``runs.change_folder``). A record is filed by its function's clock:
+    the folder before is a margin for a clock behind this one's; the caller's filter on the write time decides."""
+    at, now = (since - FOLDER_MARGIN).astimezone(UTC).replace(microsecond=0), datetime.now(UTC)
     at = at.replace(second=at.second // 10 * 10)
     while at <= now:
         folder = change_folder(at)

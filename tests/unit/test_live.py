@@ -125,22 +125,26 @@ def test_a_first_delivery_costs_one_bookkeeping_write_per_copy() -> None:
 
 
 def test_change_records_are_filed_by_ten_seconds_and_listed_from_the_folder_of_since() -> None:
-    """A record's folder is its minute and ten seconds; the cutover lists from ``since``'s folder on (across
-    minutes), so a record filed before it is not read, however recent its write."""
+    """A record's folder is its minute and ten seconds; the cutover lists from the folder before ``since``'s on
+    (across minutes), so a record filed earlier is not read, however recent its write."""
     assert runs.change_folder(datetime(2026, 12, 6, 17, 49, 39, 999000, tzinfo=UTC)) == "20261206T1749/30/"
     assert runs.change_folder(datetime(2026, 12, 6, 17, 50, 0, tzinfo=UTC)) == "20261206T1750/00/"
     bucket, source, dest, records = ends("folders")
     now = datetime.now(UTC)
     since = (now - timedelta(seconds=90)).replace(second=45)  # at :45, 45 s or more ago: the range crosses a minute
-    filed = {"data/before.bin": since - timedelta(seconds=20), "data/after.bin": since + timedelta(seconds=10),
-             "data/last.bin": now}  # fmt: skip
+    filed = {
+        "data/before.bin": since - timedelta(seconds=25),
+        "data/after.bin": since + timedelta(seconds=10),
+        "data/last.bin": now,
+        "data/behind.bin": since - timedelta(seconds=10),  # filed by a clock behind this one's, written after since
+    }
     for i, (key, at) in enumerate(filed.items()):
         obj = source.add(key, b"x")
         change = live.Change(key, generation=obj.generation, message_id=f"m{i}", details=obj, attempt=1)
         assert live.replicate(change, bucket, source, dest, records, RUN, now=lambda at=at: at) == "copied"
     folders = {i.key.split(runs.CHANGES)[1].rsplit("/", 1)[0] for i in records.list(run_key(RUN.run_id, runs.CHANGES))}
     assert folders == {runs.change_folder(at).rstrip("/") for at in filed.values()}
-    assert live.changed_keys(records, RUN.run_id, since) == {"data/after.bin", "data/last.bin"}
+    assert live.changed_keys(records, RUN.run_id, since) == {"data/after.bin", "data/last.bin", "data/behind.bin"}
 
 
 def test_an_upload_written_after_the_freeze_is_tagged_for_the_target() -> None:
