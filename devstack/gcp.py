@@ -215,16 +215,15 @@ class GcpStack(Stack):
                     max_delivery_attempts=MAX_DELIVERY_ATTEMPTS,
                     ack_deadline_seconds=ack_deadline,
                 )
-                endpoint, concurrency = self._endpoint(target, topic), self.functions[target].concurrency
-                targets.append(PushTarget(path, endpoint, concurrency, ack_deadline, bool(dead_letter_topic)))
+                # Posted as Eventarc posts to a function deployed with --trigger-topic: a CloudEvent.
+                host = self.functions[target]
+                targets.append(PushTarget(path, host.url, host.concurrency, ack_deadline, bool(dead_letter_topic),
+                                          topic=pubsub.topic_path(topic, PROJECT)))  # fmt: skip
             name, topic, target, _ = REPLICATION_FEED
-            feed = PushTarget(pubsub.subscription_path(name, PROJECT), self._endpoint(target, topic),
-                              self.functions[target].concurrency, 60, True)  # fmt: skip
+            host = self.functions[target]
+            feed = PushTarget(pubsub.subscription_path(name, PROJECT), host.url, host.concurrency, 60, True,
+                              topic=pubsub.topic_path(topic, PROJECT))  # fmt: skip
             self.push = self._stack.enter_context(PubSubPush(targets, watched=[feed]))
-
-    def _endpoint(self, target: str, topic: str) -> str:
-        # functions-framework reads the topic from this path when it converts a raw push to a CloudEvent.
-        return f"{self.functions[target].url}/projects/{PROJECT}/topics/{topic}"
 
     def kill(self, target: str) -> None:
         """SIGKILL one function's processes, as a preempted instance dies."""

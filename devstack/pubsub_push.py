@@ -12,8 +12,9 @@ subscriptions: each is a pull subscription (with its dead-letter and retry
 policies, which the emulator enforces), read by a streaming pull, and each
 message is posted to the endpoint in the push format (``message`` with
 ``data``, ``attributes``, ``messageId``, ``publishTime``; ``subscription``;
-``deliveryAttempt`` when a dead-letter policy is set), up to ``concurrency`` at
-once. A 2xx answer acks the message; any other answer, a refused connection or
+``deliveryAttempt`` when a dead-letter policy is set), or as the CloudEvent
+Eventarc makes of it for a function with a Pub/Sub trigger, up to
+``concurrency`` at once. A 2xx answer acks the message; any other answer, a refused connection or
 no answer within the ack deadline nacks it, so the emulator redelivers it after
 the subscription's retry back-off and counts the attempt towards the dead-letter
 topic.
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.clouds.pubsub import Delivery, Stream
+from functions_gcp.events import PUBLISHED
 
 log = logging.getLogger("devstack.pubsub_push")
 
@@ -47,6 +49,11 @@ class PushTarget:
     """Seconds the endpoint has to answer, as Pub/Sub's push timeout is the ack deadline."""
     dead_letter: bool = False
     """The subscription has a dead-letter policy, so the push carries ``deliveryAttempt``."""
+    topic: str | None = None
+    """``projects/P/topics/T``: when set, each message is posted as Eventarc delivers it to a function with a
+    Pub/Sub trigger (``--trigger-topic``): a CloudEvent in binary mode whose data is the push body. A plain push
+    is turned into an event by functions-framework, which keeps only the message's data and attributes (and
+    loses ``deliveryAttempt``)."""
 
 
 def envelope(target: PushTarget, message: Delivery) -> dict[str, Any]:
@@ -68,12 +75,22 @@ def envelope(target: PushTarget, message: Delivery) -> dict[str, Any]:
     return body
 
 
+def headers(target: PushTarget, message: Delivery) -> dict[str, str]:
+    """The headers of the post: a plain push's, or with ``topic`` a binary-mode CloudEvent's (``ce-*``)."""
+    found = {"Content-Type": "application/json", "User-Agent": "APIs-Google; devstack.pubsub_push"}
+    if target.topic:
+        found.update({"ce-specversion": "1.0", "ce-type": PUBLISHED, "ce-id": message.message_id,
+                      "ce-source": f"//pubsub.googleapis.com/{target.topic}",
+                      "ce-time": message.publish_time.isoformat().replace("+00:00", "Z")})  # fmt: skip
+    return found
+
+
 def post(target: PushTarget, message: Delivery) -> bool:
     """Post one message; True when the endpoint answered 2xx."""
     request = urllib.request.Request(
         target.endpoint,
         data=json.dumps(envelope(target, message)).encode(),
-        headers={"Content-Type": "application/json", "User-Agent": "APIs-Google; devstack.pubsub_push"},
+        headers=headers(target, message),
         method="POST",
     )
     try:
