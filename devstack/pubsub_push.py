@@ -14,10 +14,10 @@ message is posted to the endpoint in the push format (``message`` with
 ``data``, ``attributes``, ``messageId``, ``publishTime``; ``subscription``;
 ``deliveryAttempt`` when a dead-letter policy is set), or as the CloudEvent
 Eventarc makes of it for a function with a Pub/Sub trigger, up to
-``concurrency`` at once. A 2xx answer acks the message; any other answer, a refused connection or
-no answer within the ack deadline nacks it, so the emulator redelivers it after
-the subscription's retry back-off and counts the attempt towards the dead-letter
-topic.
+``concurrency`` at once. A 2xx answer acks the message; any other answer, a
+refused connection or no answer within the ack deadline nacks it, so the
+emulator redelivers it after the subscription's retry back-off and counts the
+attempt towards the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class PushTarget:
 
 def envelope(target: PushTarget, message: Delivery) -> dict[str, Any]:
     """The JSON body Pub/Sub posts to a push endpoint for ``message``."""
-    published = message.publish_time.isoformat().replace("+00:00", "Z")
+    published = _published(message)
     body: dict[str, Any] = {
         "message": {
             "data": base64.b64encode(message.data).decode(),
@@ -81,8 +81,12 @@ def headers(target: PushTarget, message: Delivery) -> dict[str, str]:
     if target.topic:
         found.update({"ce-specversion": "1.0", "ce-type": PUBLISHED, "ce-id": message.message_id,
                       "ce-source": f"//pubsub.googleapis.com/{target.topic}",
-                      "ce-time": message.publish_time.isoformat().replace("+00:00", "Z")})  # fmt: skip
+                      "ce-time": _published(message)})  # fmt: skip
     return found
+
+
+def _published(message: Delivery) -> str:
+    return message.publish_time.isoformat().replace("+00:00", "Z")
 
 
 def post(target: PushTarget, message: Delivery) -> bool:

@@ -315,6 +315,7 @@ def drain(
     reached = run_key(run_id, f"replication/barriers/{barrier}")
     proven: set[str] = set()  # records found ended: not read again
     recorded: list[_Recorded] | None = None
+    newest: list[_Recorded] = []
     waiting: list[str] = []
     arrived = False
     with ThreadPoolExecutor(max_workers=16) as pool:
@@ -323,7 +324,8 @@ def drain(
             if arrived:
                 if recorded is None:
                     recorded = _recorded(records, run_id, since or written, written, pool) if settled else []
-                waiting = _under_way(records, run_id, _newest(recorded), written, settled, proven, pool)
+                    newest = _newest(recorded)
+                waiting = _under_way(records, run_id, newest, written, settled, proven, pool)
                 if not waiting:
                     with contextlib.suppress(NotFound):
                         bucket.delete(BARRIER_PREFIX + barrier)
@@ -349,13 +351,12 @@ def _under_way(
 
     def ended(item: _Recorded | str) -> bool:
         if isinstance(item, str):
-            try:
-                key, _, generation = records.get(item).data.decode().partition("\n")
-            except NotFound:
+            marker = _read(records, item)
+            if marker is None:
                 return True  # a marker removed: that replication ended
-            if not generation or settled is None:
+            if not marker.generation or settled is None:
                 return False  # a delete under way: its marker goes when it ends
-            item = _Recorded(item, key, generation)
+            item = marker
         if settled is not None and settled(item.key, item.generation):
             return True
         return exists(records, run_key(run_id, f"{FAILED}{item.message}.json"))  # given up: recorded failed
@@ -382,13 +383,19 @@ def _recorded(
     def read(info: ObjectInfo) -> _Recorded | None:
         if "key" in info.metadata:
             return _Recorded(info.key, info.metadata["key"], info.metadata.get("generation", ""))
-        try:
-            key, _, generation = records.get(info.key).data.decode().partition("\n")
-        except NotFound:
-            return None
-        return _Recorded(info.key, key, generation)
+        return _read(records, info.key)
 
     return [r for r in pool.map(read, infos) if r is not None and r.key]
+
+
+def _read(records: ObjectStore, name: str) -> _Recorded | None:
+    """A change record or pending marker read from its body (the key, then the generation, on two lines); None when
+    it is gone."""
+    try:
+        key, _, generation = records.get(name).data.decode().partition("\n")
+    except NotFound:
+        return None
+    return _Recorded(name, key, generation)
 
 
 def _newest(recorded: Iterable[_Recorded]) -> list[_Recorded]:
@@ -431,9 +438,8 @@ def _changes(records: ObjectStore, run_id: str, since: datetime) -> Iterator[Obj
     at, now = (since - FOLDER_MARGIN).astimezone(UTC).replace(microsecond=0), datetime.now(UTC)
     at = at.replace(second=at.second // 10 * 10)
     while at <= now:
-        folder = change_folder(at)
         whole = at.second == 0
-        yield from records.list(run_key(run_id, CHANGES + (folder.split("/")[0] + "/" if whole else folder)))
+        yield from records.list(run_key(run_id, CHANGES + change_folder(at, minute=whole)))
         at += timedelta(minutes=1) if whole else timedelta(seconds=10)
 
 

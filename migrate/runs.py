@@ -134,9 +134,9 @@ def replication(records: ObjectStore, run_id: str, *, now: datetime | None = Non
     the deletes under way)."""
     now = now or datetime.now(UTC)
     by_message: dict[str, float] = {}  # a duplicate delivery writes a second record: count the first
-    minutes = {(now - timedelta(minutes=m)).strftime("%Y%m%dT%H%M") for m in range(int(LAG_WINDOW.seconds / 60) + 1)}
+    minutes = {change_folder(now - timedelta(minutes=m), minute=True) for m in range(int(LAG_WINDOW.seconds / 60) + 1)}
     for minute in sorted(minutes):
-        for info in records.list(run_key(run_id, f"{CHANGES}{minute}/")):
+        for info in records.list(run_key(run_id, CHANGES + minute)):
             message, lag = change_name(info.key)
             with contextlib.suppress(ValueError):
                 by_message.setdefault(message, int(lag) / 1000)
@@ -148,12 +148,13 @@ def replication(records: ObjectStore, run_id: str, *, now: datetime | None = Non
     return {"lag_p50_s": p50, "lag_p95_s": p95, "pending": pending, "failed": failed, "recent": len(lags)}
 
 
-def change_folder(when: datetime) -> str:
+def change_folder(when: datetime, *, minute: bool = False) -> str:
     """Where the change records written at ``when`` go, under ``CHANGES``: its minute, then its ten seconds
-    (``20261206T1749/30/`` from 17:49:30 to 17:49:39). The cutover lists the few seconds before its freeze, the
-    status whole minutes."""
+    (``20261206T1749/30/`` from 17:49:30 to 17:49:39); with ``minute``, the minute's folder (``20261206T1749/``).
+    The cutover lists the few seconds before its freeze, the status whole minutes."""
     when = when.astimezone(UTC)
-    return f"{when.strftime('%Y%m%dT%H%M')}/{when.second // 10 * 10:02d}/"
+    folder = f"{when.strftime('%Y%m%dT%H%M')}/"
+    return folder if minute else f"{folder}{when.second // 10 * 10:02d}/"
 
 
 def change_name(key: str) -> tuple[str, str]:
