@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import io
 import json
 import os
 import statistics
@@ -74,6 +75,35 @@ def stack_processes(stack: GcpStack | AzureStack) -> dict[str, int]:
     else:
         found = {"azurite": stack.azurite, "devhost": stack.devhost}
     return {name: p.proc.pid for name, p in found.items() if p is not None and p.proc is not None}
+
+
+def photo_folder() -> Path:
+    """The shared seed photos where present, else the project's ``samples/``."""
+    shared = ROOT.parent / "shared" / "data" / "seed-photos"
+    return shared if shared.is_dir() else ROOT / "samples"
+
+
+def renderable_jpegs(folder: Path, *, max_pixels: int | None = None) -> list[bytes]:
+    """The folder's JPEGs that render (``samples/`` holds a truncated one, to show a failure) and, with
+    ``max_pixels``, have at most that many pixels."""
+    from PIL import Image
+
+    from core.errors import InvalidImage
+
+    found = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in (".jpg", ".jpeg"):
+            continue
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as image:
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                continue
+        try:
+            grayscale(data)
+        except InvalidImage:
+            continue
+        found.append(data)
+    return found
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -173,11 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", choices=("alone", "dev"), default="alone",
                         help="each cloud's stack alone (default), or both up as make dev runs them")  # fmt: skip
     args = parser.parse_args(argv)
-    shared = ROOT.parent / "shared" / "data" / "seed-photos"
-    folder = args.folder or (shared if shared.is_dir() else ROOT / "samples")
-    photos = [p.read_bytes() for p in sorted(folder.iterdir()) if p.suffix.lower() in (".jpg", ".jpeg")]
+    folder = args.folder or photo_folder()
+    photos = renderable_jpegs(folder)
     if not photos:
-        print(f"no JPEGs in {folder}", file=sys.stderr)
+        print(f"no JPEG that renders in {folder}", file=sys.stderr)
         return 2
 
     baseline = []

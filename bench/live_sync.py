@@ -37,7 +37,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.chain_latency import group_cpu_seconds, percentile, stack_processes  # noqa: E402
+from bench.chain_latency import (  # noqa: E402
+    group_cpu_seconds,
+    percentile,
+    photo_folder,
+    renderable_jpegs,
+    stack_processes,
+)
 from core.clouds.azure_blob import AzureBlobObjectStore  # noqa: E402
 from core.clouds.gcs import GcsObjectStore  # noqa: E402
 from core.errors import NotFound  # noqa: E402
@@ -143,18 +149,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rates", default="2,3,4,6,8,10", help="rates to try for R_max, ascending")
     parser.add_argument("--rate-max", type=float, default=None, help="skip the search: R_max is this")
     args = parser.parse_args(argv)
-    from PIL import Image
-
-    shared = ROOT.parent / "shared" / "data" / "seed-photos"
-    folder = args.folder or (shared if shared.is_dir() else ROOT / "samples")
-    photos = []
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() in (".jpg", ".jpeg"):
-            with Image.open(path) as im:
-                if im.width * im.height <= 1_000_000:
-                    photos.append(path.read_bytes())
+    folder = args.folder or photo_folder()
+    photos = renderable_jpegs(folder, max_pixels=1_000_000)
     if not photos:
-        print(f"no JPEG of at most 1 MP in {folder}", file=sys.stderr)
+        print(f"no JPEG of at most 1 MP that renders in {folder}", file=sys.stderr)
         return 2
     print(f"{len(photos)} photos of at most 1 MP from {folder}; {args.seconds:.0f} s per rate; both clouds up")
     with contextlib.ExitStack() as exits:
